@@ -1,0 +1,241 @@
+"""The ``.pqm`` container: a small header, then the range-coded payload.
+
+Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal form only)::
+
+    magic        3   b"PQM"
+    version      1   1
+    flags        1   bit 0: the model offers a realism decoder; other bits must be 0
+    model_id     4   first 4 bytes of the SHA-256 of the model's weights (0 for none)
+    height       varint  image rows, pixels
+    width        varint  image columns, pixels
+    channels     1   1..4
+    stride       1   autoencoder stride s (power of two, 1..128)
+    M            varint  sub-vectors per latent position (1..256)
+    K            varint  codewords per codebook (2..65536)
+    stages       1   coding schedule: number of stages S (1..64)
+    present      1   stages present in the payload (0..S)
+    alpha        varint  schedule power-law exponent, in thousandths
+    order        1   schedule position order (0 raster, 1 seeded permutation, 2 low-discrepancy)
+    payload_len  varint  bytes of payload
+    token_crc    4   CRC-32 of the decoded tokens (see :func:`token_checksum`)
+    crc          4   CRC-32 of every header byte before it and of the payload
+    payload      payload_len bytes
+
+:func:`unpack` is strict: wrong magic, unknown version, truncation, trailing bytes, a
+checksum mismatch, out-of-range fields or an image over :data:`MAX_IMAGE_PIXELS` raise
+:class:`~codec.CodecError` with the reason, before anything is allocated for the image.
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import CodecError
+
+MAGIC = b"PQM"
+VERSION = 1
+FILE_EXTENSION = ".pqm"
+
+MAX_IMAGE_PIXELS: int = 178_956_970
+"""Largest image (height * width) :func:`unpack` accepts by default, as Pillow's
+``Image.MAX_IMAGE_PIXELS`` error threshold. Change it, or pass ``max_pixels``."""
+
+ORDERS = ("raster", "permutation", "lds")
+FLAG_REALISM = 1
+_KNOWN_FLAGS = FLAG_REALISM
+
+
+@dataclass(frozen=True)
+class Header:
+    """Everything a decoder needs besides the payload. Sizes in pixels; tokens are
+    ``[M, ceil(height / stride), ceil(width / stride)]`` ints in ``[0, K)``."""
+
+    height: int
+    width: int
+    channels: int = 3
+    stride: int = 16
+    M: int = 8
+    K: int = 256
+    stages: int = 1
+    stages_present: int = 1
+    alpha: float = 1.0
+    order: str = "raster"
+    model_id: bytes = bytes(4)
+    flags: int = 0
+    token_crc: int = 0
+
+    @property
+    def token_shape(self) -> tuple[int, int, int]:
+        """``(M, h, w)`` of the token grid."""
+        s = self.stride
+        return (self.M, -(-self.height // s), -(-self.width // s))
+
+    @property
+    def num_tokens(self) -> int:
+        m, h, w = self.token_shape
+        return m * h * w
+
+
+def token_checksum(tokens: np.ndarray) -> int:
+    """CRC-32 of a token grid (ints in ``[0, 65536)``), taken over its uint16 little-endian
+    bytes in C order; stored in the header so a decoder/encoder mismatch is detected."""
+    t = np.asarray(tokens)
+    if t.size and (t.min() < 0 or t.max() > 0xFFFF):
+        raise ValueError("tokens must be in [0, 65536)")
+    return zlib.crc32(np.ascontiguousarray(t, dtype="<u2").tobytes())
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise CodecError(msg)
+
+
+def _validate(h: Header, max_pixels: int) -> None:
+    _check(h.height >= 1 and h.width >= 1, f"image size {h.width}x{h.height} is empty")
+    _check(
+        h.height * h.width <= max_pixels,
+        f"image of {h.width}x{h.height} = {h.height * h.width} pixels exceeds the limit of {max_pixels} "
+        "(raise codec.bitstream.MAX_IMAGE_PIXELS or pass max_pixels)",
+    )
+    _check(1 <= h.channels <= 4, f"channels must be 1..4, got {h.channels}")
+    _check(
+        1 <= h.stride <= 128 and h.stride & (h.stride - 1) == 0,
+        f"stride must be a power of two in 1..128, got {h.stride}",
+    )
+    _check(1 <= h.M <= 256, f"M must be in 1..256, got {h.M}")
+    _check(2 <= h.K <= 65536, f"K must be in 2..65536, got {h.K}")
+    _check(1 <= h.stages <= 64, f"stages must be in 1..64, got {h.stages}")
+    _check(0 <= h.stages_present <= h.stages, f"stages present {h.stages_present} > stages {h.stages}")
+    _check(0 <= round(h.alpha * 1000) < 2**20, f"schedule exponent out of range: {h.alpha}")
+    _check(h.order in ORDERS, f"unknown position order {h.order!r}")
+    _check(len(h.model_id) == 4, "model_id must be 4 bytes")
+    _check(h.flags & ~_KNOWN_FLAGS == 0, f"unknown flags 0x{h.flags:02x}")
+    _check(0 <= h.token_crc < 2**32, "token_crc must be a 32-bit value")
+
+
+def max_payload_bytes(h: Header) -> int:
+    """An upper bound on the payload for this header: no token costs more than 24 bits
+    (the coder's finest probability is 2**-24), plus 2 bytes to terminate."""
+    return 3 * h.num_tokens + 2
+
+
+def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes:
+    """Serializes ``header`` and ``payload`` to ``.pqm`` bytes."""
+    _validate(header, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+    _check(len(payload) <= max_payload_bytes(header), "payload longer than any valid stream")
+    head = b"".join(
+        [
+            MAGIC,
+            bytes([VERSION, header.flags]),
+            header.model_id,
+            _varint(header.height),
+            _varint(header.width),
+            bytes([header.channels, header.stride]),
+            _varint(header.M),
+            _varint(header.K),
+            bytes([header.stages, header.stages_present]),
+            _varint(round(header.alpha * 1000)),
+            bytes([ORDERS.index(header.order)]),
+            _varint(len(payload)),
+            header.token_crc.to_bytes(4, "little"),
+        ]
+    )
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + bytes(payload)
+
+
+class _Reader:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        _check(self.pos + n <= len(self.data), f"truncated file: header ends inside {what}")
+        b = self.data[self.pos : self.pos + n]
+        self.pos += n
+        return b
+
+    def byte(self, what: str) -> int:
+        return self.take(1, what)[0]
+
+    def varint(self, what: str, max_bytes: int = 5) -> int:
+        n = shift = 0
+        for i in range(max_bytes):
+            b = self.byte(what)
+            n |= (b & 0x7F) << shift
+            shift += 7
+            if not b & 0x80:
+                _check(b != 0 or i == 0, f"corrupt header: non-minimal encoding of {what}")
+                return n
+        raise CodecError(f"corrupt header: {what} is too long")
+
+
+def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
+    """Parses and verifies ``.pqm`` bytes; returns ``(header, payload)``.
+
+    Raises :class:`~codec.CodecError` saying why for any file this codec did not write
+    (or that changed since), and for images over ``max_pixels`` (default
+    :data:`MAX_IMAGE_PIXELS`).
+    """
+    data = bytes(data)
+    r = _Reader(data)
+    _check(len(data) >= 3 and data[:3] == MAGIC, "not a .pqm file (bad magic bytes)")
+    r.pos = 3
+    version = r.byte("version")
+    _check(version == VERSION, f"unsupported .pqm version {version} (this codec reads version {VERSION})")
+    flags = r.byte("flags")
+    model_id = r.take(4, "model id")
+    height, width = r.varint("height"), r.varint("width")
+    channels, stride = r.byte("channels"), r.byte("stride")
+    M, K = r.varint("M"), r.varint("K")
+    stages, present = r.byte("stages"), r.byte("stages present")
+    alpha = r.varint("alpha") / 1000
+    order = r.byte("order")
+    _check(order < len(ORDERS), f"corrupt header: unknown position order {order}")
+    payload_len = r.varint("payload length")
+    token_crc = int.from_bytes(r.take(4, "token checksum"), "little")
+    crc_pos = r.pos
+    crc = int.from_bytes(r.take(4, "checksum"), "little")
+    payload = data[r.pos :]
+    _check(
+        len(payload) >= payload_len,
+        f"truncated file: payload has {len(payload)} of {payload_len} bytes",
+    )
+    _check(len(payload) == payload_len, f"{len(payload) - payload_len} unexpected bytes after the payload")
+    _check(
+        zlib.crc32(payload, zlib.crc32(data[:crc_pos])) == crc,
+        "corrupt file: checksum mismatch (the header or payload changed)",
+    )
+    header = Header(
+        height=height,
+        width=width,
+        channels=channels,
+        stride=stride,
+        M=M,
+        K=K,
+        stages=stages,
+        stages_present=present,
+        alpha=alpha,
+        order=ORDERS[order],
+        model_id=model_id,
+        flags=flags,
+        token_crc=token_crc,
+    )
+    _validate(header, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
+    _check(payload_len <= max_payload_bytes(header), "corrupt header: payload longer than any valid stream")
+    return header, payload
