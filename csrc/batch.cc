@@ -1,6 +1,8 @@
 #include "batch.h"
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -86,22 +88,65 @@ void encode_logits(Encoder& enc, const float* logits, const int32_t* symbols, si
 void decode_logits(Decoder& dec, const float* logits, int32_t* out, size_t N, uint32_t K,
                    int threads) {
   check_alphabet(K);
-  const size_t B = block_rows(K);
-  std::vector<uint32_t> cdfs(std::min(N, B) * (K + 1));
-  for (size_t b0 = 0; b0 < N; b0 += B) {
-    const size_t n = std::min(B, N - b0);
-    parallel_for(n, K, threads, [&](size_t b, size_t e) {
-      for (size_t i = b; i < e; ++i)
-        quantize_logits_cdf(logits + (b0 + i) * K, K, cdfs.data() + i * (K + 1));
-    });
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t* cdf = cdfs.data() + i * (K + 1);
-      const uint32_t t = dec.target(kLogitPrecision);
-      const uint32_t s = static_cast<uint32_t>(std::upper_bound(cdf + 1, cdf + K + 1, t) - cdf - 1);
-      dec.consume(cdf[s], cdf[s + 1] - cdf[s]);
-      out[b0 + i] = static_cast<int32_t>(s);
+  // Pipelined: the tables of block j + 1 (and j + 2) are computed by helper threads while
+  // the calling thread decodes block j, which it helps to compute when it runs ahead.
+  // Rows are assigned to threads dynamically, but each row's table is the same pure
+  // function of its logits, so the result never depends on the schedule.
+  constexpr size_t kRing = 3, kChunk = 32;
+  const size_t B = std::max<size_t>(kChunk, (size_t{1} << 18) / (K + 1));  // ~1 MiB per block
+  const size_t blocks = (N + B - 1) / B;
+  const size_t helpers =
+      std::min<size_t>(static_cast<size_t>(std::max(1, threads)) - 1, N * K >> 16);
+  std::vector<uint32_t> ring(kRing * std::min(N, B) * (K + 1));
+  std::unique_ptr<std::atomic<size_t>[]> next(new std::atomic<size_t>[blocks]);
+  std::unique_ptr<std::atomic<size_t>[]> done(new std::atomic<size_t>[blocks]);
+  for (size_t j = 0; j < blocks; ++j) next[j] = 0, done[j] = 0;
+  std::atomic<size_t> decoded{0};  // blocks fully decoded: their ring slots are free again
+  std::atomic<bool> stop{false};
+  auto rows_in = [&](size_t j) { return std::min(B, N - j * B); };
+  auto slot = [&](size_t j) { return ring.data() + (j % kRing) * B * (K + 1); };
+  auto compute = [&](size_t j) {  // grab chunks of block j until none are left
+    const size_t n = rows_in(j);
+    for (size_t c; (c = next[j].fetch_add(kChunk)) < n;) {
+      const size_t e = std::min(n, c + kChunk);
+      for (size_t i = c; i < e; ++i)
+        quantize_logits_cdf(logits + (j * B + i) * K, K, slot(j) + i * (K + 1));
+      done[j].fetch_add(e - c, std::memory_order_release);
     }
+  };
+  std::vector<std::thread> pool;
+  for (size_t h = 0; h < helpers; ++h)
+    pool.emplace_back([&] {
+      for (size_t j = 0; j < blocks; ++j) {
+        while (j >= decoded.load(std::memory_order_acquire) + kRing) {
+          if (stop.load()) return;
+          std::this_thread::yield();
+        }
+        if (stop.load()) return;
+        compute(j);
+      }
+    });
+  try {
+    for (size_t j = 0; j < blocks; ++j) {
+      compute(j);
+      const size_t n = rows_in(j);
+      while (done[j].load(std::memory_order_acquire) < n) std::this_thread::yield();
+      const uint32_t* tables = slot(j);
+      for (size_t i = 0; i < n; ++i) {
+        const uint32_t* cdf = tables + i * (K + 1);
+        const uint32_t t = dec.target(kLogitPrecision);
+        const uint32_t s = static_cast<uint32_t>(std::upper_bound(cdf + 1, cdf + K + 1, t) - cdf - 1);
+        dec.consume(cdf[s], cdf[s + 1] - cdf[s]);
+        out[j * B + i] = static_cast<int32_t>(s);
+      }
+      decoded.store(j + 1, std::memory_order_release);
+    }
+  } catch (...) {
+    stop = true;
+    for (auto& th : pool) th.join();
+    throw;
   }
+  for (auto& th : pool) th.join();
 }
 
 namespace {

@@ -298,3 +298,12 @@ def test_garbage_detected_sometimes():
     """A value outside every symbol's interval is reported, not decoded as a symbol."""
     with pytest.raises(CodecError, match="corrupt"):
         RangeDecoder(b"\xff" * 16).decode_cdf(np.array([[0, 1, 16]] * 4), precision=4)
+
+
+def test_corrupt_stream_stops_helper_threads():
+    """An error while helper threads are computing tables is raised, and nothing hangs."""
+    x = np.zeros((50000, 64), np.float32)
+    for threads in (1, 2, 4):
+        # 0xff... points past every symbol's interval (into the truncation gap).
+        with pytest.raises(CodecError, match="corrupt"):
+            RangeDecoder(b"\xff" * 16, threads=threads).decode_logits(x)
