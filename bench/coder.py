@@ -35,6 +35,16 @@ import torch
 from codec.entropy import RangeDecoder, RangeEncoder, information_content, quantize_logits
 
 
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def median_time(fn, runs: int):
     times, result = [], None
     for _ in range(runs):
@@ -128,9 +138,10 @@ def main() -> None:
     rows = []
     print(
         f"coder benchmark: threads={args.threads}, runs={args.runs} (median), logits ~ N(0, 4), "
-        f"CPU: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs visible"
+        f"CPU: {cpu_name()}, {os.cpu_count()} CPUs visible"
     )
-    hdr = f"{'K':>5} {'N':>8} {'coder':13} {'enc Msym/s':>11} {'dec Msym/s':>11} {'overhead %':>11} {'vs own q. %':>12}"
+    hdr = f"{'K':>5} {'N':>8} {'coder':13} {'enc Msym/s':>11} {'dec Msym/s':>11} "
+    hdr += f"{'overhead %':>11} {'vs own q. %':>12}"
     print(hdr)
     for k in [int(x) for x in args.ks.split(",")]:
         n = min(args.n, args.max_elements // k)
@@ -157,9 +168,18 @@ def main() -> None:
             nn = nc if name == "compressai" else n
             base = ideal if nn == n else ideal_bits(symbols[:nn], logits[:nn])
             row = dict(
-                K=k, N=nn, coder=name, threads=args.threads, runs=args.runs,
-                encode_s=te, decode_s=td, encode_msym_s=nn / te / 1e6, decode_msym_s=nn / td / 1e6,
-                bits=bits, ideal_bits=base, overhead_percent=100 * (bits - base) / base,
+                K=k,
+                N=nn,
+                coder=name,
+                threads=args.threads,
+                runs=args.runs,
+                encode_s=te,
+                decode_s=td,
+                encode_msym_s=nn / te / 1e6,
+                decode_msym_s=nn / td / 1e6,
+                bits=bits,
+                ideal_bits=base,
+                overhead_percent=100 * (bits - base) / base,
                 overhead_vs_own_quantized_percent=100 * (bits - own) / own if name == "ours" else None,
             )
             rows.append(row)
@@ -171,13 +191,13 @@ def main() -> None:
         by = {r["coder"]: r for r in rows if r["K"] == k}
         for other in ("constriction", "compressai"):
             if other in by:
-                print(
-                    f"{'':15}ours / {other}: encode x{by['ours']['encode_msym_s'] / by[other]['encode_msym_s']:.1f}, "
-                    f"decode x{by['ours']['decode_msym_s'] / by[other]['decode_msym_s']:.1f}"
-                )
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"config": vars(args), "rows": rows}, indent=1))
+                ours, them = by["ours"], by[other]
+                enc_x = ours["encode_msym_s"] / them["encode_msym_s"]
+                dec_x = ours["decode_msym_s"] / them["decode_msym_s"]
+                print(f"{'':15}ours / {other}: encode x{enc_x:.1f}, decode x{dec_x:.1f}")
+        out = Path(args.out)  # after every K, so a long run keeps what it measured
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"config": vars(args), "cpu": cpu_name(), "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -41,6 +42,23 @@ def _cmd_info(args: argparse.Namespace) -> None:
         print(f"{k:10s} {v}")
 
 
+def _cmd_train(args: argparse.Namespace) -> None:
+    from .train import train
+    from .train.config import from_args
+
+    cfg = from_args(args)
+    result = train(cfg)
+    if result.metrics:
+        print(json.dumps(result.metrics))
+
+
+def _cmd_export(args: argparse.Namespace) -> None:
+    from .models.io import export_checkpoint
+
+    path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="codec", description="A learned image codec (PQ-VAE + masked entropy model)."
@@ -59,6 +77,18 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's limit)"
     )
     i.set_defaults(func=_cmd_info)
+
+    from .train.config import add_flags
+
+    t = sub.add_parser("train", help="train a PQ-VAE (resumable; DDP under torchrun)")
+    add_flags(t)
+    t.set_defaults(func=_cmd_train)
+
+    e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
+    e.add_argument("checkpoint", help="a run's checkpoint folder (runs/NAME/checkpoint)")
+    e.add_argument("-o", "--output", required=True)
+    e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
+    e.set_defaults(func=_cmd_export)
     return p
 
 

@@ -1,0 +1,28 @@
+"""Image quality metrics on float images in [0, 1], [B, 3, H, W]."""
+
+from __future__ import annotations
+
+import torch
+
+
+def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
+    """What a decoder writes to a PNG: rounded to 1/255 steps."""
+    return (x.clamp(0, 1) * 255).round() / 255
+
+
+def psnr(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """PSNR in dB over RGB, per image [B] (peak 1.0)."""
+    mse = ((x.float() - y.float()) ** 2).flatten(1).mean(1)
+    return 10 * torch.log10(1 / mse.clamp_min(1e-12))
+
+
+def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+    """MS-SSIM per image [B] (torchmetrics, 5 scales), or None when torchmetrics is not
+    installed or the image is too small for 5 scales (a side under 161 pixels)."""
+    if min(x.shape[-2:]) <= 160:
+        return None
+    try:
+        from torchmetrics.functional.image import multiscale_structural_similarity_index_measure as f
+    except ImportError:
+        return None
+    return f(x.float(), y.float(), data_range=1.0, reduction="none")

@@ -1,0 +1,166 @@
+"""The product-quantized VQ-VAE: Encoder -> ProductQuantizer -> Decoder.
+
+Image tensors are float in [0, 1], ``[B, 3, H, W]``; any H, W (padded to a multiple of the
+stride by edge replication, cropped back after decoding).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .quantizer import ProductQuantizer
+
+
+@dataclass
+class PQVAEConfig:
+    """Sizes of a PQ-VAE. ``stride`` = 2**len(channels)."""
+
+    channels: list[int] = field(default_factory=lambda: [64, 96, 128, 192])  # per downsampling stage
+    blocks: int = 1  # residual blocks per stage
+    latent_dim: int = 256  # D
+    M: int = 8
+    K: int = 256
+    attention: bool = False  # self-attention at the lowest resolution
+    ema_decay: float = 0.99
+    restart_threshold: float = 0.5
+
+    @property
+    def stride(self) -> int:
+        return 2 ** len(self.channels)
+
+    @property
+    def raw_bpp(self) -> float:
+        """Rate bound before entropy coding: M * log2(K) / stride**2 bits per pixel."""
+        return self.M * math.log2(self.K) / self.stride**2
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(c, c, 3, padding=1)
+        self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.2)), 0.2))
+
+
+class Attention(nn.Module):
+    """Multi-head self-attention over all positions of a (small) grid."""
+
+    def __init__(self, c: int, heads: int = 4) -> None:
+        super().__init__()
+        self.norm = nn.GroupNorm(8, c)
+        self.attn = nn.MultiheadAttention(c, heads, batch_first=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        B, C, h, w = x.shape
+        t = self.norm(x).flatten(2).transpose(1, 2)
+        return x + self.attn(t, t, t, need_weights=False)[0].transpose(1, 2).reshape(B, C, h, w)
+
+
+class Encoder(nn.Module):
+    """[B, 3, H, W] in [0, 1] (H, W multiples of the stride) -> z [B, D, H/s, W/s]."""
+
+    def __init__(self, cfg: PQVAEConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in cfg.channels:
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1)] + [ResBlock(c) for _ in range(cfg.blocks)]
+            c_in = c
+        if cfg.attention:
+            layers.append(Attention(c_in))
+        layers += [nn.LeakyReLU(0.2), nn.Conv2d(c_in, cfg.latent_dim, 1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x * 2 - 1)
+
+
+class Decoder(nn.Module):
+    """z [B, D, h, w] -> image [B, 3, h*s, w*s] (unclamped, ~[0, 1])."""
+
+    def __init__(self, cfg: PQVAEConfig) -> None:
+        super().__init__()
+        chans = list(reversed(cfg.channels))
+        layers: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, chans[0], 3, padding=1)]
+        if cfg.attention:
+            layers.append(Attention(chans[0]))
+        for i, c in enumerate(chans):
+            c_out = chans[i + 1] if i + 1 < len(chans) else 32
+            layers += [ResBlock(c) for _ in range(cfg.blocks)]
+            layers += [nn.LeakyReLU(0.2), nn.Conv2d(c, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
+        layers += [nn.LeakyReLU(0.2), nn.Conv2d(32, 3, 3, padding=1)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z) * 0.5 + 0.5
+
+
+def kaiming_init(module: nn.Module) -> None:
+    """He initialisation (learned much faster than PyTorch's default here, DESIGN.md)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, a=0.2, nonlinearity="leaky_relu")
+            nn.init.zeros_(m.bias)
+    for m in module.modules():  # residual branches start near identity
+        if isinstance(m, ResBlock):
+            m.conv2.weight.data.mul_(0.1)
+
+
+def pad_to_multiple(x: torch.Tensor, s: int) -> torch.Tensor:
+    H, W = x.shape[-2:]
+    ph, pw = (-H) % s, (-W) % s
+    return F.pad(x, (0, pw, 0, ph), mode="replicate") if ph or pw else x
+
+
+class PQVAE(nn.Module):
+    """Encoder + ProductQuantizer + Decoder.
+
+    ``forward(x)`` (training): returns ``(x_hat, indices, stats)``; with
+    ``quantize=False`` the quantizer is bypassed (autoencoder warm-up).
+    ``encode(x)`` -> indices int64 [B, M, h, w]; ``decode(indices, (H, W))`` -> image in [0, 1].
+    """
+
+    def __init__(self, cfg: PQVAEConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.encoder = Encoder(cfg)
+        self.quantizer = ProductQuantizer(
+            cfg.latent_dim, cfg.M, cfg.K, decay=cfg.ema_decay, restart_threshold=cfg.restart_threshold
+        )
+        self.decoder = Decoder(cfg)
+        kaiming_init(self)
+
+    @property
+    def stride(self) -> int:
+        return self.cfg.stride
+
+    def forward(self, x: torch.Tensor, quantize: bool = True):
+        H, W = x.shape[-2:]
+        z = self.encoder(pad_to_multiple(x, self.stride))
+        if quantize:
+            z_q, indices, stats = self.quantizer(z)
+        else:
+            z_q, indices, stats = z, None, {"commit_loss": z.new_zeros(()), "perplexity": None}
+        return self.decoder(z_q)[..., :H, :W], indices, stats
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """Images [B, 3, H, W] in [0, 1] -> token indices int64 [B, M, ceil(H/s), ceil(W/s)]."""
+        z = self.encoder(pad_to_multiple(x, self.stride))
+        return self.quantizer(z)[1]
+
+    @torch.no_grad()
+    def decode(self, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """Token indices [B, M, h, w] -> images [B, 3, H, W] in [0, 1] (size = (H, W))."""
+        x = self.decoder(self.quantizer.codes_from_indices(indices))
+        return x[..., : size[0], : size[1]].clamp(0, 1)

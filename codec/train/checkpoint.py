@@ -1,0 +1,66 @@
+"""Checkpoints without pickle: tensors in safetensors files, everything else in JSON.
+
+A checkpoint is a folder: ``model.safetensors`` (weights and buffers), ``optim.safetensors``
+(optimizer state tensors), ``state.json`` (train config, model config, step, optimizer
+hyperparameters, metrics). It is written to a temporary folder and renamed, so a crash
+never leaves a half-written checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+def save_checkpoint(
+    folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict
+) -> None:
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file(
+        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+        str(tmp / "model.safetensors"),
+    )
+    if optimizer is not None:
+        opt = optimizer.state_dict()
+        tensors = {
+            f"{pid}.{key}": v.detach().contiguous().cpu()
+            for pid, s in opt["state"].items()
+            for key, v in s.items()
+            if torch.is_tensor(v)
+        }
+        save_file(tensors, str(tmp / "optim.safetensors"))
+        state = dict(state, param_groups=opt["param_groups"])
+    (tmp / "state.json").write_text(json.dumps(state, indent=1))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    device: torch.device | str = "cpu",
+) -> dict:
+    """Loads weights (and optimizer state) in place; returns the JSON state."""
+    folder = Path(folder)
+    state = json.loads((folder / "state.json").read_text())
+    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
+    if optimizer is not None and (folder / "optim.safetensors").exists():
+        flat = load_file(str(folder / "optim.safetensors"), device=str(device))
+        per_param: dict[int, dict] = {}
+        for name, v in flat.items():
+            pid, key = name.split(".", 1)
+            per_param.setdefault(int(pid), {})[key] = v
+        optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+    return state

@@ -1,0 +1,69 @@
+"""Training images held in memory as uint8 tensors; batches are a pure function of
+(seed, step, rank), so a resumed run sees exactly the batches it would have seen."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+EXTENSIONS = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".ppm"}
+
+
+def list_images(folders: str | list[str]) -> list[Path]:
+    """All image files under the given folders (comma-separated string or list), sorted."""
+    if isinstance(folders, str):
+        folders = [f for f in folders.split(",") if f]
+    files: list[Path] = []
+    for folder in folders:
+        p = Path(folder)
+        if not p.is_dir():
+            raise FileNotFoundError(f"image folder not found: {folder}")
+        files += sorted(f for f in p.rglob("*") if f.suffix.lower() in EXTENSIONS)
+    return files
+
+
+def load_rgb(path: Path) -> torch.Tensor:
+    """uint8 [3, H, W] (grayscale and RGBA converted to RGB)."""
+    return torch.from_numpy(np.asarray(Image.open(path).convert("RGB")).copy()).permute(2, 0, 1)
+
+
+class InMemoryImages:
+    """Images of at least ``min_size`` pixels on each side, decoded once with ``workers`` threads."""
+
+    def __init__(
+        self, folders: str | list[str], min_size: int, max_images: int = 0, workers: int = 4
+    ) -> None:
+        files = list_images(folders)
+        if max_images:
+            files = files[:max_images]
+        with ThreadPoolExecutor(workers) as pool:
+            images = list(pool.map(load_rgb, files))
+        self.images = [im for im in images if min(im.shape[1:]) >= min_size]
+        if not self.images:
+            raise ValueError(f"no training images of at least {min_size}x{min_size} in {folders}")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def to(self, device: torch.device) -> InMemoryImages:
+        self.images = [im.to(device) for im in self.images]
+        return self
+
+    def batch(self, size: int, crop: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
+        """Random crops with random horizontal flips: float [size, 3, crop, crop] in [0, 1]."""
+        g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+        which = torch.randint(0, len(self.images), (size,), generator=g).tolist()
+        out = []
+        for i in which:
+            im = self.images[i]
+            y = int(torch.randint(0, im.shape[1] - crop + 1, (1,), generator=g))
+            x = int(torch.randint(0, im.shape[2] - crop + 1, (1,), generator=g))
+            c = im[:, y : y + crop, x : x + crop]
+            if bool(torch.rand((), generator=g) < 0.5):
+                c = c.flip(-1)
+            out.append(c)
+        return torch.stack(out).float() / 255

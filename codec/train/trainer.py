@@ -1,0 +1,230 @@
+"""The PQ-VAE trainer: one loop for a laptop CPU, one GPU, or many GPUs/machines (torchrun).
+
+codec train --out runs/pqvae --M 8 --K 256            # CPU or one GPU
+torchrun --nproc-per-node 4 -m codec train ...         # DDP (NCCL on GPU, gloo on CPU)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..metrics import ms_ssim, psnr, quantize_uint8
+from ..models.pqvae import PQVAE
+from .checkpoint import load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import InMemoryImages, list_images, load_rgb
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment, or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def cpu_has_amx() -> bool:
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    amp = cfg.amp
+    if amp == "auto":
+        amp = "bf16" if device.type == "cuda" or cpu_has_amx() else "off"
+    if amp == "off":
+        return nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+
+
+@torch.no_grad()
+def evaluate(model: PQVAE, images: list[torch.Tensor], device: torch.device) -> dict:
+    """PSNR / MS-SSIM of quantized reconstructions (rounded to uint8), code usage, rates.
+
+    images: uint8 [3, H, W] each, evaluated one at a time at full size.
+    """
+    was_training = model.training
+    model.eval()
+    psnrs, ssims, counts, pixels, positions = [], [], None, 0, 0
+    for im in images:
+        x = im.to(device).float().unsqueeze(0) / 255
+        idx = model.encode(x)
+        y = quantize_uint8(model.decode(idx, x.shape[-2:]))
+        psnrs.append(float(psnr(y, x)))
+        s = ms_ssim(y, x)
+        if s is not None:
+            ssims.append(float(s))
+        c = torch.stack(
+            [torch.bincount(idx[0, m].flatten(), minlength=model.cfg.K) for m in range(model.cfg.M)]
+        )
+        counts = c if counts is None else counts + c
+        pixels += x.shape[-1] * x.shape[-2]
+        positions += idx.shape[-1] * idx.shape[-2]
+    model.train(was_training)
+    p = counts.double() / counts.sum(-1, keepdim=True)
+    ent = -(p * torch.log2(p.clamp_min(1e-30))).sum(-1)  # bits per token, per sub-vector
+    return {
+        "psnr": sum(psnrs) / len(psnrs),
+        "ms_ssim": sum(ssims) / len(ssims) if ssims else None,
+        "raw_bpp": model.cfg.raw_bpp,
+        "unigram_bpp": float(ent.sum()) * positions / pixels,
+        "perplexity": [round(float(v), 1) for v in torch.exp2(ent)],
+    }
+
+
+def plot_log(log_path: Path, out_png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    tr = [r for r in rows if "loss" in r]
+    ev = [r for r in rows if "psnr" in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].plot([r["step"] for r in tr], [r["mse_psnr"] for r in tr])
+    ax[0].set(xlabel="step", ylabel="train PSNR (dB)")
+    ax[1].plot([r["step"] for r in ev], [r["psnr"] for r in ev], "o-")
+    ax[1].set(xlabel="step", ylabel="eval PSNR (dB)")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: PQVAE  # the trained model (this rank's copy; identical on every rank)
+    metrics: dict  # the last Kodak evaluation ({} if none ran)
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Trains (or resumes) a PQ-VAE. Rank 0 writes the checkpoint, log and plots."""
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # subnormals made CPU steps 5x slower (DESIGN.md)
+    out = Path(cfg.out)
+    ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
+    torch.manual_seed(cfg.seed)
+    model = PQVAE(cfg.model_config()).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    start = 0
+    if cfg.resume and (ckpt_dir / "state.json").exists():
+        state = load_checkpoint(ckpt_dir, model, opt, device)
+        start = state["step"]
+        if rank == 0:
+            print(f"resumed {ckpt_dir} at step {start}")
+    ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
+    data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
+    if cfg.data_on_device:
+        data.to(device)
+    eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        print(
+            f"PQ-VAE {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, stride {model.stride}, "
+            f"M={cfg.M} K={cfg.K} (raw {model.cfg.raw_bpp:.4f} bpp); {len(data)} training images; "
+            f"{world} process(es) on {device}"
+        )
+
+    def save(step: int, metrics: dict | None) -> None:
+        if rank == 0:
+            save_checkpoint(
+                ckpt_dir,
+                model,
+                opt,
+                {
+                    "step": step,
+                    "config": dataclasses.asdict(cfg),
+                    "model_config": model.cfg.to_dict(),
+                    "metrics": metrics,
+                },
+            )
+
+    t_start = last_ckpt = time.time()
+    metrics: dict | None = None
+    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=rank != 0, smoothing=0.05)
+    done = start
+    for step in bar:
+        torch.manual_seed(cfg.seed * 7919 + step)  # quantizer restarts: resumable randomness
+        x = data.batch(cfg.batch, cfg.crop, cfg.seed, step, rank).to(device, non_blocking=True)
+        quantize = step >= cfg.warmup_ae_steps
+        with autocast_for(cfg, device):
+            x_hat, _, stats = ddp(x, quantize=quantize)
+        mse = F.mse_loss(x_hat.float(), x)
+        loss = mse + stats["commit_loss"]
+        if cfg.msssim_weight:
+            s = ms_ssim(x_hat.float().clamp(0, 1), x)
+            loss = loss + cfg.msssim_weight * (1 - s.mean())
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+        opt.step()
+        done = step + 1
+        if rank == 0 and done % cfg.log_every == 0:
+            row = {
+                "step": done,
+                "loss": loss.item(),
+                "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
+                "commit": stats["commit_loss"].item(),
+                "time_s": round(time.time() - t_start, 1),
+            }
+            if stats["perplexity"] is not None:
+                row["batch_perplexity"] = float(stats["perplexity"].mean())
+            with log_path.open("a") as f:
+                f.write(json.dumps(row) + "\n")
+            bar.set_postfix(psnr=f"{row['mse_psnr']:.2f}", perp=f"{row.get('batch_perplexity', 0):.0f}")
+        if rank == 0 and quantize and done % cfg.eval_every == 0 and eval_images:
+            metrics = {"step": done, **evaluate(model, eval_images, device)}
+            with log_path.open("a") as f:
+                f.write(json.dumps(metrics) + "\n")
+            tqdm.write(
+                f"step {done}: Kodak PSNR {metrics['psnr']:.2f} dB, MS-SSIM {metrics['ms_ssim']}, "
+                f"unigram {metrics['unigram_bpp']:.4f} bpp, perplexity {metrics['perplexity']}"
+            )
+            if cfg.plot:
+                plot_log(log_path, out / "curves.png")
+        out_of_time = cfg.max_minutes and time.time() - t_start > 60 * cfg.max_minutes
+        if world > 1:  # every rank must agree to stop
+            flag = torch.tensor([1.0 if out_of_time else 0.0], device=device)
+            dist.broadcast(flag, 0)
+            out_of_time = bool(flag.item())
+        if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
+            save(done, metrics)
+            last_ckpt = time.time()
+        if out_of_time:
+            break
+    if rank == 0 and eval_images and done > cfg.warmup_ae_steps and (metrics or {}).get("step") != done:
+        metrics = {"step": done, **evaluate(model, eval_images, device)}
+        with log_path.open("a") as f:
+            f.write(json.dumps(metrics) + "\n")
+    save(done, metrics)
+    if rank == 0 and cfg.plot:
+        plot_log(log_path, out / "curves.png")
+    if world > 1:
+        dist.barrier()
+    return TrainResult(model, metrics or {})
