@@ -12,7 +12,7 @@ STAMP := $(VENV)/.installed-test
 BENCH_STAMP := $(VENV)/.installed-bench
 SOURCES := pyproject.toml CMakeLists.txt $(wildcard csrc/*.h csrc/*.cc)
 
-.PHONY: demo test bench lint fuzz clean
+.PHONY: demo test bench lint fuzz clean gpu-data train-gpu
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,17 @@ test: $(STAMP)
 
 bench: $(BENCH_STAMP)
 	$(PY) bench/coder.py
+
+# Training photos for the GPU machine (only the checkout travels; 64 MiB at most):
+# the BSDS500 photos (37 MB) and Kodak (15 MB, evaluation only), into the ignored gpu_data/.
+gpu-data:
+	mkdir -p gpu_data/train gpu_data/kodak
+	cp -r ../shared/data/train/bsds500 gpu_data/train/
+	cp ../shared/data/kodak/*.png gpu_data/kodak/
+	du -sh gpu_data
+
+train-gpu: $(STAMP)
+	PYTHON=$(PY) bash bench/train_gpu.sh
 
 # Native libFuzzer run of the C++ decoder under ASan/UBSan (needs clang and libFuzzer:
 # apt-get install clang libclang-rt-dev). FUZZ_SECONDS=600 by default.

@@ -26,3 +26,28 @@ def ms_ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
     except ImportError:
         return None
     return f(x.float(), y.float(), data_range=1.0, reduction="none")
+
+
+def alexnet_weights_cached() -> bool:
+    """Whether torchvision's AlexNet weights (LPIPS's backbone) are in the user's torch cache."""
+    from pathlib import Path
+
+    return any((Path(torch.hub.get_dir()) / "checkpoints").glob("alexnet-*.pth"))
+
+
+def load_lpips(device: torch.device | str = "cpu") -> torch.nn.Module:
+    """The LPIPS (AlexNet) metric, frozen; raises RuntimeError saying what is missing rather
+    than downloading anything (nothing is fetched at run time)."""
+    if not alexnet_weights_cached():
+        raise RuntimeError(
+            "LPIPS needs torchvision's pretrained AlexNet weights in the torch cache "
+            f"({torch.hub.get_dir()}/checkpoints/alexnet-owt-*.pth); they cannot be downloaded here"
+        )
+    try:
+        import lpips
+    except ImportError as e:
+        raise RuntimeError("LPIPS needs the 'lpips' package (pip install codec[bench])") from e
+    m = lpips.LPIPS(net="alex", verbose=False).to(device).eval()
+    for p in m.parameters():
+        p.requires_grad_(False)
+    return m

@@ -146,3 +146,30 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
         assert torch.equal(w0[k], w1[k]), k
     # and training did something: the codebooks were initialised from data on both ranks
     assert bool(w0["quantizer.initialized"])
+
+
+def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
+    """bench/train_gpu.sh end to end (train + fp16 export) with the tiny preset on the CPU."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    data = write_images(tmp_path / "data")
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, OUT=str(tmp_path / "gpu"), PYTHON=sys.executable, POINTS="2:16",
+               DATA=str(data), EVAL=str(data))
+    p = subprocess.run(["bash", "bench/train_gpu.sh", "--preset", "tiny", "--device", "cpu", "--amp", "off",
+                        "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
+    m = load_pqvae(tmp_path / "gpu" / "pqvae-s16-m2-k16.safetensors")
+    assert m.cfg.M == 2 and m.cfg.K == 16
+
+
+def test_loss_options_fail_clearly(tmp_path, monkeypatch):
+    import codec.metrics
+
+    with pytest.raises(ValueError, match="crop"):
+        train(tiny_cfg(tmp_path, msssim_weight=0.1))
+    monkeypatch.setattr(codec.metrics, "alexnet_weights_cached", lambda: False)
+    with pytest.raises(RuntimeError, match="AlexNet weights"):
+        train(tiny_cfg(tmp_path, lpips_weight=0.1))

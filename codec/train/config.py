@@ -30,7 +30,8 @@ class TrainConfig:
     lr: float = 4e-4
     steps: int = 100_000
     warmup_ae_steps: int = 300  # steps without quantization, then k-means codebook init
-    msssim_weight: float = 0.0  # loss = MSE + w * (1 - MS-SSIM)
+    msssim_weight: float = 0.0  # loss += w * (1 - MS-SSIM); needs crop >= 161
+    lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
     grad_clip: float = 1.0
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0: no limit
     # bookkeeping

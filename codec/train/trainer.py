@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..metrics import ms_ssim, psnr, quantize_uint8
+from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from ..models.pqvae import PQVAE
 from .checkpoint import load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -138,6 +138,9 @@ def train(cfg: TrainConfig) -> TrainResult:
         if rank == 0:
             print(f"resumed {ckpt_dir} at step {start}")
     ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
+    if cfg.msssim_weight and cfg.crop <= 160:
+        raise ValueError("--msssim-weight needs --crop of at least 161 (5 MS-SSIM scales)")
+    lpips_fn = load_lpips(device) if cfg.lpips_weight else None
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     if cfg.data_on_device:
         data.to(device)
@@ -179,6 +182,8 @@ def train(cfg: TrainConfig) -> TrainResult:
         if cfg.msssim_weight:
             s = ms_ssim(x_hat.float().clamp(0, 1), x)
             loss = loss + cfg.msssim_weight * (1 - s.mean())
+        if lpips_fn is not None:
+            loss = loss + cfg.lpips_weight * lpips_fn(x_hat.float() * 2 - 1, x * 2 - 1).mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:

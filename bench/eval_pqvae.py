@@ -1,0 +1,107 @@
+"""Kodak evaluation of a PQ-VAE against JPEG and WebP at the same bits per pixel.
+
+    python bench/eval_pqvae.py WEIGHTS [--kodak DIR] [--out FILE]
+
+WEIGHTS: exported .safetensors or a training checkpoint folder. Our rate here is the
+raw bound M*log2(K)/s^2 (tokens stored at log2(K) bits each, no entropy model yet) and
+the tokens' unigram entropy (what a static per-codebook entropy coder would reach).
+For Pillow's JPEG (4:2:0, libjpeg-turbo) and WebP, each image is swept over quality and
+PSNR / MS-SSIM are interpolated linearly at the same bpp, from real encoded file sizes.
+All 24 Kodak images, PSNR over RGB on uint8 images, MS-SSIM from torchmetrics.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from codec.metrics import ms_ssim, psnr, quantize_uint8
+from codec.models.io import load_pqvae
+from codec.train.data import list_images
+from codec.train.trainer import evaluate
+
+QUALITIES = {"jpeg": list(range(1, 101)), "webp": list(range(0, 101, 4))}
+
+
+def to_tensor(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img).permute(2, 0, 1).float().unsqueeze(0) / 255
+
+
+def classical_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:
+    """[(bpp, psnr, ms_ssim)] over the quality sweep, sorted by bpp."""
+    x = to_tensor(img)
+    pts = []
+    for q in QUALITIES[codec]:
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, format="JPEG" if codec == "jpeg" else "WEBP", quality=q)
+        y = to_tensor(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
+        bpp = 8 * buf.tell() / (img.shape[0] * img.shape[1])
+        pts.append((bpp, float(psnr(y, x)), float(ms_ssim(y, x))))
+    return sorted(pts)
+
+
+def at_bpp(curve, bpp: float) -> tuple[float, float] | None:
+    """PSNR and MS-SSIM interpolated at ``bpp`` (None outside the curve's range)."""
+    b = [p[0] for p in curve]
+    if not b[0] <= bpp <= b[-1]:
+        return None
+    return float(np.interp(bpp, b, [p[1] for p in curve])), float(np.interp(bpp, b, [p[2] for p in curve]))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("weights")
+    ap.add_argument("--kodak", default="../shared/data/kodak")
+    ap.add_argument("--out", default="bench/results/eval_pqvae.json")
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    torch.set_flush_denormal(True)
+    model = load_pqvae(args.weights)
+    files = list_images(args.kodak)
+    imgs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
+    ours = evaluate(model, [torch.from_numpy(i).permute(2, 0, 1) for i in imgs], torch.device("cpu"))
+    enc_ms, dec_ms, per_image = [], [], []
+    for f, img in zip(files, imgs):
+        x = to_tensor(img)
+        t0 = time.perf_counter()
+        idx = model.encode(x)
+        t1 = time.perf_counter()
+        y = quantize_uint8(model.decode(idx, x.shape[-2:]))
+        t2 = time.perf_counter()
+        enc_ms.append(1e3 * (t1 - t0))
+        dec_ms.append(1e3 * (t2 - t1))
+        per_image.append({"image": f.name, "psnr": float(psnr(y, x)), "ms_ssim": float(ms_ssim(y, x))})
+    target = ours["raw_bpp"]
+    rows = {"ours (raw bound)": (target, ours["psnr"], ours["ms_ssim"])}
+    for codec in ("jpeg", "webp"):
+        vals = [at_bpp(classical_curve(img, codec), target) for img in imgs]
+        ok = [v for v in vals if v is not None]
+        rows[f"{codec} @ same bpp"] = (target, statistics.mean(v[0] for v in ok), statistics.mean(v[1] for v in ok))
+        if len(ok) < len(vals):
+            print(f"{codec}: {len(vals) - len(ok)} images cannot reach {target:.4f} bpp; averaged over {len(ok)}")
+    print(f"Kodak, {len(imgs)} images; model {args.weights}; {args.threads} threads")
+    print(f"{'codec':22} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
+    for name, (b, p, s) in rows.items():
+        print(f"{name:22} {b:7.4f} {p:8.2f} {s:8.4f}")
+    print(f"ours: tokens' unigram entropy {ours['unigram_bpp']:.4f} bpp; perplexity per sub-vector {ours['perplexity']}")
+    print(f"ours: encode {statistics.median(enc_ms):.0f} ms, decode {statistics.median(dec_ms):.0f} ms "
+          "(median per image, autoencoder only, float32 CPU)")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"ours": ours, "rows": rows, "per_image": per_image,
+                               "encode_ms_median": statistics.median(enc_ms),
+                               "decode_ms_median": statistics.median(dec_ms)}, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
