@@ -85,21 +85,42 @@ def main() -> None:
     for codec in ("jpeg", "webp"):
         vals = [at_bpp(classical_curve(img, codec), target) for img in imgs]
         ok = [v for v in vals if v is not None]
-        rows[f"{codec} @ same bpp"] = (target, statistics.mean(v[0] for v in ok), statistics.mean(v[1] for v in ok))
+        rows[f"{codec} @ same bpp"] = (
+            target,
+            statistics.mean(v[0] for v in ok),
+            statistics.mean(v[1] for v in ok),
+        )
         if len(ok) < len(vals):
-            print(f"{codec}: {len(vals) - len(ok)} images cannot reach {target:.4f} bpp; averaged over {len(ok)}")
+            print(
+                f"{codec}: {len(vals) - len(ok)} images cannot reach {target:.4f} bpp; "
+                f"averaged over {len(ok)}"
+            )
     print(f"Kodak, {len(imgs)} images; model {args.weights}; {args.threads} threads")
     print(f"{'codec':22} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
     for name, (b, p, s) in rows.items():
         print(f"{name:22} {b:7.4f} {p:8.2f} {s:8.4f}")
-    print(f"ours: tokens' unigram entropy {ours['unigram_bpp']:.4f} bpp; perplexity per sub-vector {ours['perplexity']}")
-    print(f"ours: encode {statistics.median(enc_ms):.0f} ms, decode {statistics.median(dec_ms):.0f} ms "
-          "(median per image, autoencoder only, float32 CPU)")
+    print(
+        f"ours: tokens' unigram entropy {ours['unigram_bpp']:.4f} bpp; "
+        f"perplexity per sub-vector {ours['perplexity']}"
+    )
+    print(
+        f"ours: encode {statistics.median(enc_ms):.0f} ms, decode {statistics.median(dec_ms):.0f} ms "
+        "(median per image, autoencoder only, float32 CPU)"
+    )
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"ours": ours, "rows": rows, "per_image": per_image,
-                               "encode_ms_median": statistics.median(enc_ms),
-                               "decode_ms_median": statistics.median(dec_ms)}, indent=1))
+    out.write_text(
+        json.dumps(
+            {
+                "ours": ours,
+                "rows": rows,
+                "per_image": per_image,
+                "encode_ms_median": statistics.median(enc_ms),
+                "decode_ms_median": statistics.median(dec_ms),
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {out}")
 
 

@@ -156,10 +156,33 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
 
     data = write_images(tmp_path / "data")
     root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, OUT=str(tmp_path / "gpu"), PYTHON=sys.executable, POINTS="2:16",
-               DATA=str(data), EVAL=str(data))
-    p = subprocess.run(["bash", "bench/train_gpu.sh", "--preset", "tiny", "--device", "cpu", "--amp", "off",
-                        "--threads", "1"], cwd=root, env=env, capture_output=True, text=True, timeout=300)
+    env = dict(
+        os.environ,
+        OUT=str(tmp_path / "gpu"),
+        PYTHON=sys.executable,
+        POINTS="2:16",
+        DATA=str(data),
+        EVAL=str(data),
+    )
+    p = subprocess.run(
+        [
+            "bash",
+            "bench/train_gpu.sh",
+            "--preset",
+            "tiny",
+            "--device",
+            "cpu",
+            "--amp",
+            "off",
+            "--threads",
+            "1",
+        ],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     m = load_pqvae(tmp_path / "gpu" / "pqvae-s16-m2-k16.safetensors")
     assert m.cfg.M == 2 and m.cfg.K == 16
