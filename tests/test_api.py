@@ -1,0 +1,102 @@
+"""Tests for codec.api (images <-> .pqm bytes) with tiny untrained models."""
+
+import numpy as np
+import pytest
+import torch
+
+from codec import CodecError
+from codec.api import ImageCodec
+from codec.entropy.schedule import CodingSchedule, position_order
+from codec.models.mim import MaskedEntropyModel, MIMConfig
+from codec.models.pqvae import PQVAE, PQVAEConfig
+
+
+def tiny_codec(seed=0, **kw) -> ImageCodec:
+    torch.manual_seed(seed)
+    ae = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=16, M=2, K=16))
+    ae.train()
+    ae(torch.rand(2, 3, 32, 32))  # initialise the codebooks from data
+    em = MaskedEntropyModel(MIMConfig(M=2, K=16, dim=32, depth=2, heads=4))
+    return ImageCodec(ae, em, CodingSchedule(4, 2.2, "lds"), model_id=b"tiny", **kw)
+
+
+@pytest.mark.parametrize("order", ["raster", "permutation", "lds"])
+def test_schedule_is_a_partition(order):
+    for h, w in [(1, 1), (3, 5), (32, 48), (7, 2)]:
+        for S in (1, 2, 4, 8, 12):
+            st = CodingSchedule(S, 2.2, order).stages_for(h, w)
+            assert len(st) == S
+            allp = np.concatenate(st)
+            assert sorted(allp.tolist()) == list(range(h * w))
+            if h * w >= S:
+                assert all(len(p) >= 1 for p in st)
+    assert np.array_equal(position_order(9, 11, order), position_order(9, 11, order))
+
+
+def test_tokens_round_trip_and_estimate():
+    c = tiny_codec()
+    rng = np.random.default_rng(0)
+    tokens = rng.integers(0, 16, (2, 6, 9))
+    payload, bits = c.encode_tokens(tokens)
+    assert len(payload) <= bits / 8 * 1.01 + 2
+    np.testing.assert_array_equal(c.decode_tokens(payload, tokens.shape), tokens)
+
+
+def test_image_round_trip_odd_size():
+    c = tiny_codec()
+    rng = np.random.default_rng(1)
+    img = rng.integers(0, 256, (21, 35, 3), dtype=np.uint8)
+    data = c.compress(img)
+    out = c.decompress(data)
+    assert out.shape == img.shape and out.dtype == np.uint8
+    # decoding reproduces exactly what the autoencoder makes of the tokens
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
+    ref = (c.autoencoder.decode(c.autoencoder.encode(x), (21, 35))[0].clamp(0, 1) * 255).round().byte()
+    np.testing.assert_array_equal(out, ref.permute(1, 2, 0).numpy())
+
+
+def test_decoding_does_not_depend_on_thread_count():
+    c = tiny_codec()
+    img = np.random.default_rng(2).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        d1 = c.compress(img)
+        o1 = c.decompress(d1)
+        torch.set_num_threads(2)
+        d2 = c.compress(img)
+        o2 = c.decompress(d1)
+    finally:
+        torch.set_num_threads(before)
+    assert d1 == d2
+    np.testing.assert_array_equal(o1, o2)
+
+
+def test_progressive_prefix_decodes():
+    c = tiny_codec()
+    img = np.random.default_rng(3).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    data = c.compress(img)
+    for t in range(0, 5):
+        assert c.decompress(data, stages=t).shape == (32, 32, 3)
+
+
+def test_wrong_model_and_corruption_are_refused():
+    c = tiny_codec()
+    img = np.random.default_rng(4).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+    data = c.compress(img)
+    other = tiny_codec()
+    other.model_id = b"othr"
+    with pytest.raises(CodecError, match="model"):
+        other.decompress(data)
+    with pytest.raises(CodecError):
+        c.decompress(data[:-1])
+
+
+def test_input_rules():
+    c = tiny_codec()
+    with pytest.raises(ValueError):
+        c.compress(np.zeros((4, 4), np.uint8))
+    from PIL import Image
+
+    rgba = Image.new("RGBA", (9, 7), (10, 20, 30, 40))
+    assert c.decompress(c.compress(rgba)).shape == (7, 9, 3)
