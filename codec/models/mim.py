@@ -75,15 +75,21 @@ class MaskedEntropyModel(nn.Module):
     def loss(
         self, tokens: torch.Tensor, generator: torch.Generator | None = None
     ) -> tuple[torch.Tensor, dict]:
-        """Cross-entropy (nats) on masked positions, a mask ratio ~ U(0, 1) per image.
+        """See :func:`masked_token_loss` (with this model's own forward)."""
+        return masked_token_loss(self, tokens, self.cfg.K, generator)
 
-        Returns (loss, {"bits_per_token": float}) where a token is one sub-index.
-        """
-        B, M, h, w = tokens.shape
-        ratio = torch.rand(B, 1, 1, generator=generator).to(tokens.device)
-        masked = torch.rand(B, h, w, generator=generator).to(tokens.device) < ratio
-        masked[:, 0, 0] |= ~masked.flatten(1).any(1)  # at least one masked position per image
-        logits = self(tokens, ~masked)  # [B, h, w, M, K]
-        target = tokens.permute(0, 2, 3, 1)  # [B, h, w, M]
-        ce = F.cross_entropy(logits[masked].reshape(-1, self.cfg.K).float(), target[masked].reshape(-1))
-        return ce, {"bits_per_token": ce.item() / math.log(2)}
+
+def masked_token_loss(forward, tokens: torch.Tensor, K: int, generator: torch.Generator | None = None):
+    """Cross-entropy (nats) on masked positions with a mask ratio ~ U(0, 1) per image.
+
+    ``forward(tokens, known)`` is the model (or its DDP wrapper, so gradients synchronise).
+    Returns (loss, {"bits_per_token": float}); a token is one sub-index.
+    """
+    B, M, h, w = tokens.shape
+    ratio = torch.rand(B, 1, 1, generator=generator).to(tokens.device)
+    masked = torch.rand(B, h, w, generator=generator).to(tokens.device) < ratio
+    masked[:, 0, 0] |= ~masked.flatten(1).any(1)  # at least one masked position per image
+    logits = forward(tokens, ~masked)  # [B, h, w, M, K]
+    target = tokens.permute(0, 2, 3, 1)  # [B, h, w, M]
+    ce = F.cross_entropy(logits[masked].reshape(-1, K).float(), target[masked].reshape(-1))
+    return ce, {"bits_per_token": ce.item() / math.log(2)}

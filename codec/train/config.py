@@ -12,6 +12,8 @@ from ..models.pqvae import PQVAEConfig
 @dataclass
 class TrainConfig:
     out: str = "runs/pqvae"  # run folder: checkpoint, log.jsonl, plots
+    stage: str = "autoencoder"  # autoencoder (PQ-VAE) or entropy (masked entropy model)
+    autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
     data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
     eval_data: str = "../shared/data/kodak"  # evaluation only, never trained on
     max_train_images: int = 0  # 0: all
@@ -24,6 +26,11 @@ class TrainConfig:
     K: int = 256
     attention: bool = False
     restart_threshold: float = 0.5
+    # entropy model (--stage entropy)
+    em_dim: int = 256
+    em_depth: int = 6
+    em_heads: int = 8
+    token_crop: int = 16  # training crops of the token grid, positions per side
     # optimisation
     crop: int = 128
     batch: int = 8

@@ -11,6 +11,7 @@ import json
 import math
 import os
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from pathlib import Path
 
@@ -120,23 +121,124 @@ class TrainResult:
     metrics: dict  # the last Kodak evaluation ({} if none ran)
 
 
-def train(cfg: TrainConfig) -> TrainResult:
-    """Trains (or resumes) a PQ-VAE. Rank 0 writes the checkpoint, log and plots."""
+@dataclasses.dataclass
+class Run:
+    """What the shared loop needs from a training stage."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module  # saved in checkpoints
+    opt: torch.optim.Optimizer
+    step: Callable[[int], tuple[torch.Tensor, dict]]  # step -> (loss, numbers to log)
+    evaluate: Callable[[int], dict | None]  # after `done` steps -> metrics, or None (not yet)
+    state: dict  # extra JSON stored with every checkpoint (model config, ...)
+    rank: int
+    world: int
+    device: torch.device
+    start: int = 0
+
+
+def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
     rank, world, device = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.set_flush_denormal(True)  # subnormals made CPU steps 5x slower (DESIGN.md)
+    torch.manual_seed(cfg.seed)
+    return rank, world, device
+
+
+def resume_if_asked(
+    cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
+) -> int:
+    ckpt_dir = Path(cfg.out) / "checkpoint"
+    if cfg.resume and (ckpt_dir / "state.json").exists():
+        step = load_checkpoint(ckpt_dir, model, opt, device)["step"]
+        if rank == 0:
+            print(f"resumed {ckpt_dir} at step {step}")
+        return step
+    return 0
+
+
+def fit(run: Run) -> dict:
+    """The loop every stage shares: steps, clipping, logs, evaluations, checkpoints every
+    few minutes, a wall-time budget that all ranks agree on; returns the last metrics."""
+    cfg, rank = run.cfg, run.rank
     out = Path(cfg.out)
     ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
-    torch.manual_seed(cfg.seed)
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def log(row: dict) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def save(step: int, metrics: dict | None) -> None:
+        if rank == 0:
+            state = {"step": step, "config": dataclasses.asdict(cfg), "metrics": metrics, **run.state}
+            save_checkpoint(ckpt_dir, run.model, run.opt, state)
+
+    t_start = last_ckpt = time.time()
+    metrics: dict | None = None
+    bar = tqdm(
+        range(run.start, cfg.steps), initial=run.start, total=cfg.steps, disable=rank != 0, smoothing=0.05
+    )
+    done = run.start
+    for step in bar:
+        torch.manual_seed(cfg.seed * 7919 + step)  # any randomness in a step: resumable
+        loss, numbers = run.step(step)
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+        run.opt.step()
+        done = step + 1
+        if rank == 0 and done % cfg.log_every == 0:
+            row = {"step": done, "loss": loss.item(), **numbers, "time_s": round(time.time() - t_start, 1)}
+            log(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
+        if rank == 0 and done % cfg.eval_every == 0:
+            m = run.evaluate(done)
+            if m is not None:
+                metrics = {"step": done, **m}
+                log(metrics)
+                tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+                if cfg.plot:
+                    plot_log(log_path, out / "curves.png")
+        out_of_time = bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
+        if run.world > 1:  # every rank must agree to stop
+            flag = torch.tensor([1.0 if out_of_time else 0.0], device=run.device)
+            dist.broadcast(flag, 0)
+            out_of_time = bool(flag.item())
+        if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
+            save(done, metrics)
+            last_ckpt = time.time()
+        if out_of_time:
+            break
+    if rank == 0 and (metrics or {}).get("step") != done:
+        m = run.evaluate(done)
+        if m is not None:
+            metrics = {"step": done, **m}
+            log(metrics)
+    save(done, metrics)
+    if rank == 0 and cfg.plot:
+        plot_log(log_path, out / "curves.png")
+    if run.world > 1:
+        dist.barrier()
+    return metrics or {}
+
+
+def train(cfg: TrainConfig) -> TrainResult:
+    """Trains (or resumes) a PQ-VAE (``--stage autoencoder``) or, over a frozen one, the
+    masked entropy model (``--stage entropy``). Rank 0 writes checkpoint, log and plots."""
+    if cfg.stage == "entropy":
+        from .entropy_stage import train_entropy
+
+        return train_entropy(cfg)
+    if cfg.stage != "autoencoder":
+        raise ValueError(f"unknown stage {cfg.stage!r} (autoencoder, entropy)")
+    rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = 0
-    if cfg.resume and (ckpt_dir / "state.json").exists():
-        state = load_checkpoint(ckpt_dir, model, opt, device)
-        start = state["step"]
-        if rank == 0:
-            print(f"resumed {ckpt_dir} at step {start}")
+    start = resume_if_asked(cfg, model, opt, rank, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     if cfg.msssim_weight and cfg.crop <= 160:
         raise ValueError("--msssim-weight needs --crop of at least 161 (5 MS-SSIM scales)")
@@ -146,90 +248,36 @@ def train(cfg: TrainConfig) -> TrainResult:
         data.to(device)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
     if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
         print(
             f"PQ-VAE {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params, stride {model.stride}, "
             f"M={cfg.M} K={cfg.K} (raw {model.cfg.raw_bpp:.4f} bpp); {len(data)} training images; "
             f"{world} process(es) on {device}"
         )
 
-    def save(step: int, metrics: dict | None) -> None:
-        if rank == 0:
-            save_checkpoint(
-                ckpt_dir,
-                model,
-                opt,
-                {
-                    "step": step,
-                    "config": dataclasses.asdict(cfg),
-                    "model_config": model.cfg.to_dict(),
-                    "metrics": metrics,
-                },
-            )
-
-    t_start = last_ckpt = time.time()
-    metrics: dict | None = None
-    bar = tqdm(range(start, cfg.steps), initial=start, total=cfg.steps, disable=rank != 0, smoothing=0.05)
-    done = start
-    for step in bar:
-        torch.manual_seed(cfg.seed * 7919 + step)  # quantizer restarts: resumable randomness
-        x = data.batch(cfg.batch, cfg.crop, cfg.seed, step, rank).to(device, non_blocking=True)
-        quantize = step >= cfg.warmup_ae_steps
+    def step(i: int) -> tuple[torch.Tensor, dict]:
+        x = data.batch(cfg.batch, cfg.crop, cfg.seed, i, rank).to(device, non_blocking=True)
         with autocast_for(cfg, device):
-            x_hat, _, stats = ddp(x, quantize=quantize)
+            x_hat, _, stats = ddp(x, quantize=i >= cfg.warmup_ae_steps)
         mse = F.mse_loss(x_hat.float(), x)
         loss = mse + stats["commit_loss"]
         if cfg.msssim_weight:
-            s = ms_ssim(x_hat.float().clamp(0, 1), x)
-            loss = loss + cfg.msssim_weight * (1 - s.mean())
+            loss = loss + cfg.msssim_weight * (1 - ms_ssim(x_hat.float().clamp(0, 1), x).mean())
         if lpips_fn is not None:
             loss = loss + cfg.lpips_weight * lpips_fn(x_hat.float() * 2 - 1, x * 2 - 1).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        done = step + 1
-        if rank == 0 and done % cfg.log_every == 0:
-            row = {
-                "step": done,
-                "loss": loss.item(),
-                "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
-                "commit": stats["commit_loss"].item(),
-                "time_s": round(time.time() - t_start, 1),
-            }
-            if stats["perplexity"] is not None:
-                row["batch_perplexity"] = float(stats["perplexity"].mean())
-            with log_path.open("a") as f:
-                f.write(json.dumps(row) + "\n")
-            bar.set_postfix(psnr=f"{row['mse_psnr']:.2f}", perp=f"{row.get('batch_perplexity', 0):.0f}")
-        if rank == 0 and quantize and done % cfg.eval_every == 0 and eval_images:
-            metrics = {"step": done, **evaluate(model, eval_images, device)}
-            with log_path.open("a") as f:
-                f.write(json.dumps(metrics) + "\n")
-            tqdm.write(
-                f"step {done}: Kodak PSNR {metrics['psnr']:.2f} dB, MS-SSIM {metrics['ms_ssim']}, "
-                f"unigram {metrics['unigram_bpp']:.4f} bpp, perplexity {metrics['perplexity']}"
-            )
-            if cfg.plot:
-                plot_log(log_path, out / "curves.png")
-        out_of_time = cfg.max_minutes and time.time() - t_start > 60 * cfg.max_minutes
-        if world > 1:  # every rank must agree to stop
-            flag = torch.tensor([1.0 if out_of_time else 0.0], device=device)
-            dist.broadcast(flag, 0)
-            out_of_time = bool(flag.item())
-        if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
-            save(done, metrics)
-            last_ckpt = time.time()
-        if out_of_time:
-            break
-    if rank == 0 and eval_images and done > cfg.warmup_ae_steps and (metrics or {}).get("step") != done:
-        metrics = {"step": done, **evaluate(model, eval_images, device)}
-        with log_path.open("a") as f:
-            f.write(json.dumps(metrics) + "\n")
-    save(done, metrics)
-    if rank == 0 and cfg.plot:
-        plot_log(log_path, out / "curves.png")
-    if world > 1:
-        dist.barrier()
-    return TrainResult(model, metrics or {})
+        numbers = {
+            "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
+            "commit": stats["commit_loss"].item(),
+        }
+        if stats["perplexity"] is not None:
+            numbers["batch_perplexity"] = float(stats["perplexity"].mean())
+        return loss, numbers
+
+    def evaluate_now(done: int) -> dict | None:
+        if not eval_images or done <= cfg.warmup_ae_steps:
+            return None
+        return evaluate(model, eval_images, device)
+
+    run = Run(
+        cfg, model, opt, step, evaluate_now, {"model_config": model.cfg.to_dict()}, rank, world, device, start
+    )
+    return TrainResult(model, fit(run))

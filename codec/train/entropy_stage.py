@@ -1,0 +1,98 @@
+"""Training stage 2: the masked entropy model over the tokens of a frozen PQ-VAE.
+
+Every training image is tokenized once by the frozen autoencoder; batches are random
+crops of those token grids (a pure function of seed, step and rank, so resumable), with
+a mask ratio ~ U(0, 1) per crop. Evaluation codes the Kodak tokens with the real schedule
+and reports the estimated bits per pixel (the information content the range coder
+reaches within a few bytes), beside the raw bound M * log2(K) / s^2.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..api import ImageCodec
+from ..models.io import load_pqvae
+from ..models.mim import MaskedEntropyModel, MIMConfig, masked_token_loss
+from .config import TrainConfig
+from .data import list_images, load_rgb
+from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+
+
+@torch.no_grad()
+def tokenize(autoencoder, images: list[torch.Tensor], device: torch.device, progress: bool = True):
+    """Token grids int16 [M, h, w] (CPU) of uint8 images [3, H, W]."""
+    out = []
+    for im in tqdm(images, desc="tokenizing", disable=not progress):
+        x = im.to(device).float().unsqueeze(0) / 255
+        out.append(autoencoder.encode(x)[0].to(torch.int16).cpu())
+    return out
+
+
+class TokenCrops:
+    def __init__(self, grids: list[torch.Tensor], crop: int) -> None:
+        self.grids = [g for g in grids if min(g.shape[1:]) >= crop]
+        if not self.grids:
+            raise ValueError(f"no token grid of at least {crop}x{crop}")
+
+    def batch(self, size: int, crop: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
+        g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+        out = []
+        for i in torch.randint(0, len(self.grids), (size,), generator=g).tolist():
+            t = self.grids[i]
+            y = int(torch.randint(0, t.shape[1] - crop + 1, (1,), generator=g))
+            x = int(torch.randint(0, t.shape[2] - crop + 1, (1,), generator=g))
+            out.append(t[:, y : y + crop, x : x + crop])
+        return torch.stack(out).long()
+
+
+def train_entropy(cfg: TrainConfig) -> TrainResult:
+    if not cfg.autoencoder:
+        raise ValueError("--stage entropy needs --autoencoder (a PQ-VAE .safetensors or checkpoint folder)")
+    rank, world, device = start_run(cfg)
+    ae = load_pqvae(cfg.autoencoder, device)
+    mcfg = MIMConfig(M=ae.cfg.M, K=ae.cfg.K, dim=cfg.em_dim, depth=cfg.em_depth, heads=cfg.em_heads)
+    model = MaskedEntropyModel(mcfg).to(device)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    start = resume_if_asked(cfg, model, opt, rank, device)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    files = list_images(cfg.data)
+    if cfg.max_train_images:
+        files = files[: cfg.max_train_images]
+    data = TokenCrops(tokenize(ae, [load_rgb(f) for f in files], device, rank == 0), cfg.token_crop)
+    kodak = (
+        tokenize(ae, [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]], device, False)
+        if rank == 0
+        else []
+    )
+    if rank == 0:
+        print(
+            f"entropy model {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M params over "
+            f"M={mcfg.M} K={mcfg.K} tokens of {cfg.autoencoder}; {len(data.grids)} token grids; "
+            f"{world} process(es) on {device}"
+        )
+
+    def step(i: int) -> tuple[torch.Tensor, dict]:
+        tokens = data.batch(cfg.batch, cfg.token_crop, cfg.seed, i, rank).to(device)
+        with autocast_for(cfg, device):
+            loss, stats = masked_token_loss(ddp, tokens, mcfg.K)
+        return loss, stats
+
+    def evaluate(done: int) -> dict | None:
+        if not kodak:
+            return None
+        codec = ImageCodec(ae.cpu(), model)
+        bits, pixels = 0.0, 0
+        for t in kodak:
+            bits += codec.encode_tokens(t.long().numpy())[1]
+            pixels += t.shape[1] * t.shape[2] * ae.stride**2
+        model.to(device).train()
+        ae.to(device)
+        return {"estimated_bpp": bits / pixels, "raw_bpp": ae.cfg.raw_bpp, "schedule": repr(codec.schedule)}
+
+    state = {"kind": "entropy", "mim_config": mcfg.to_dict(), "autoencoder": str(Path(cfg.autoencoder))}
+    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start)
+    return TrainResult(model, fit(run))
