@@ -4,11 +4,99 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
 from . import __version__
 from .errors import CodecError
+
+
+def _read(path: str) -> bytes:
+    return sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+
+
+def check_output(path: str, force: bool, inputs: list[str]) -> None:
+    """Refuses (before any work) to replace an input, or any existing file without ``force``."""
+    if path == "-":
+        return
+    out = Path(path)
+    if any(i != "-" and Path(i).resolve() == out.resolve() for i in inputs):
+        raise CodecError(f"refusing to overwrite the input {path}")
+    if out.exists() and not force:
+        raise CodecError(f"{path} exists (use --force to replace it)")
+
+
+def write_output(path: str, data: bytes) -> None:
+    """Writes ``data`` to ``path`` ('-': stdout) through a temporary file and a rename, so a
+    failure never leaves a half-written file."""
+    if path == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+        return
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, out)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _outputs(inputs: list[str], output: str, ext: str) -> list[str]:
+    if len(inputs) == 1 and not Path(output).is_dir():
+        return [output]
+    if not Path(output).is_dir():
+        raise CodecError(f"several inputs need -o to be an existing folder, not {output}")
+    if "-" in inputs:
+        raise CodecError("'-' (stdin) can only be the single input")
+    return [str(Path(output) / (Path(i).stem + ext)) for i in inputs]
+
+
+def _checked_outputs(args: argparse.Namespace, ext: str) -> list[str]:
+    outs = _outputs(args.inputs, args.output, ext)
+    for o in outs:
+        check_output(o, args.force, args.inputs)
+    return outs
+
+
+def _cmd_encode(args: argparse.Namespace) -> None:
+    import io
+
+    from PIL import Image
+
+    from .zoo import get_codec
+
+    outs = _checked_outputs(args, ".pqm")
+    codec = get_codec(args.model)
+    for src, dst in zip(args.inputs, outs):
+        try:
+            img = Image.open(io.BytesIO(_read(src)))
+            img.load()
+        except (OSError, SyntaxError, ValueError) as e:
+            raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
+        data = codec.compress(img)
+        write_output(dst, data)
+        if dst != "-":
+            bpp = 8 * len(data) / (img.width * img.height)
+            print(f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp", file=sys.stderr)
+
+
+def _cmd_decode(args: argparse.Namespace) -> None:
+    import io
+
+    from PIL import Image
+
+    from .zoo import get_codec
+
+    outs = _checked_outputs(args, ".png")
+    codec = get_codec(args.model)
+    for src, dst in zip(args.inputs, outs):
+        pixels = codec.decompress(_read(src), stages=args.stages, max_pixels=args.max_pixels)
+        buf = io.BytesIO()
+        fmt = "PNG" if dst == "-" else (Image.registered_extensions().get(Path(dst).suffix.lower()) or "PNG")
+        Image.fromarray(pixels).save(buf, format=fmt)
+        write_output(dst, buf.getvalue())
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -20,7 +108,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_info(args: argparse.Namespace) -> None:
     from . import bitstream
 
-    data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+    data = _read(args.file)
     header, payload = bitstream.unpack(data, max_pixels=args.max_pixels)
     pixels = header.height * header.width
     m, h, w = header.token_shape
@@ -53,9 +141,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .models.io import export_checkpoint
+    from .models.io import export_checkpoint, save_bundle
 
-    path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
+    if args.entropy:
+        path = save_bundle(args.output, args.checkpoint, args.entropy, command=args.command_line)
+    else:
+        path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
 
 
@@ -70,6 +161,22 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--image", help="another image instead of the bundled sample")
     d.add_argument("--threads", type=int, default=None, help="coder threads (default: usable CPUs, max 8)")
     d.set_defaults(func=_cmd_demo)
+
+    en = sub.add_parser("encode", help="images -> .pqm files ('-': stdin/stdout)")
+    en.add_argument("inputs", nargs="+")
+    en.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
+    en.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
+    en.add_argument("--force", action="store_true", help="replace existing output files")
+    en.set_defaults(func=_cmd_encode)
+
+    de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")
+    de.add_argument("inputs", nargs="+")
+    de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
+    de.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
+    de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
+    de.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's)")
+    de.add_argument("--force", action="store_true", help="replace existing output files")
+    de.set_defaults(func=_cmd_decode)
 
     i = sub.add_parser("info", help="print the header of a .pqm file ('-' reads stdin)")
     i.add_argument("file")
@@ -86,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
     e.add_argument("checkpoint", help="a run's checkpoint folder (runs/NAME/checkpoint)")
+    e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
     e.set_defaults(func=_cmd_export)

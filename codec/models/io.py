@@ -20,9 +20,10 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
     with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    kind = state.get("kind", "pqvae")
     meta = {
-        "kind": "pqvae",
-        "config": json.dumps(state["model_config"]),
+        "kind": kind,
+        "config": json.dumps(state["mim_config" if kind == "entropy" else "model_config"]),
         "step": str(state["step"]),
         "metrics": json.dumps(state.get("metrics")),
         "command": command,
@@ -44,16 +45,79 @@ def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
         with safe_open(str(path), "pt") as f:
             cfg = json.loads(f.metadata()["config"])
     model = PQVAE(PQVAEConfig(**cfg))
-    with safe_open(str(path), "pt") as f:
-        model.load_state_dict(
-            {
-                k: f.get_tensor(k).float() if f.get_tensor(k).is_floating_point() else f.get_tensor(k)
-                for k in f.keys()
-            }
-        )
+    model.load_state_dict(_load_tensors(path))
     return model.to(device).eval()
 
 
 def model_id(path: str | Path) -> bytes:
     """4-byte model id written into .pqm headers: the start of the file's SHA-256."""
     return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
+
+
+def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
+    with safe_open(str(path), "pt") as f:
+        return {
+            k[len(prefix) :]: (t.float() if t.is_floating_point() else t)
+            for k in f.keys()
+            if k.startswith(prefix)
+            for t in [f.get_tensor(k)]
+        }
+
+
+def save_bundle(
+    output: str | Path,
+    autoencoder: str | Path,
+    entropy_model: str | Path,
+    schedule: dict | None = None,
+    command: str = "",
+) -> Path:
+    """One file a user needs: PQ-VAE + entropy model (fp16) + default schedule, configs in
+    the metadata. ``autoencoder``/``entropy_model``: exported files or checkpoint folders."""
+    from ..entropy.schedule import CodingSchedule
+
+    def part(path: Path, key: str) -> tuple[dict, dict]:
+        if path.is_dir():
+            state = json.loads((path / "state.json").read_text())
+            return _load_tensors(path / "model.safetensors"), state[key]
+        with safe_open(str(path), "pt") as f:
+            cfg = json.loads(f.metadata()["config"])
+        return _load_tensors(path), cfg
+
+    ae, ae_cfg = part(Path(autoencoder), "model_config")
+    em, em_cfg = part(Path(entropy_model), "mim_config")
+    tensors = {f"autoencoder.{k}": v for k, v in ae.items()} | {
+        f"entropy_model.{k}": v for k, v in em.items()
+    }
+    tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
+    sched = schedule or CodingSchedule().__dict__
+    meta = {
+        "kind": "codec",
+        "autoencoder_config": json.dumps(ae_cfg),
+        "mim_config": json.dumps(em_cfg),
+        "schedule": json.dumps(sched),
+        "command": command,
+    }
+    output = Path(output)
+    tmp = output.with_name(output.name + ".tmp")
+    save_file(tensors, str(tmp), metadata=meta)
+    tmp.rename(output)
+    return output
+
+
+def load_codec(path: str | Path, device: str | torch.device = "cpu"):
+    """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
+    from ..api import ImageCodec
+    from ..entropy.schedule import CodingSchedule
+    from .mim import MaskedEntropyModel, MIMConfig
+
+    path = Path(path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    if meta.get("kind") != "codec":
+        raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
+    ae = PQVAE(PQVAEConfig(**json.loads(meta["autoencoder_config"])))
+    ae.load_state_dict(_load_tensors(path, "autoencoder."))
+    em = MaskedEntropyModel(MIMConfig(**json.loads(meta["mim_config"])))
+    em.load_state_dict(_load_tensors(path, "entropy_model."))
+    schedule = CodingSchedule(**json.loads(meta["schedule"]))
+    return ImageCodec(ae, em, schedule, model_id=model_id(path), device=device)

@@ -1,0 +1,106 @@
+"""codec encode/decode, codec.compress/decompress and the Pillow plugin, on a tiny bundle."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+import codec
+from codec.cli import main
+from codec.models.io import load_codec, save_bundle
+from codec.models.mim import MaskedEntropyModel, MIMConfig
+from codec.models.pqvae import PQVAE, PQVAEConfig
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bundle")
+    torch.manual_seed(0)
+    acfg = PQVAEConfig(channels=[8, 16], latent_dim=16, M=2, K=16)
+    ae = PQVAE(acfg)
+    ae(torch.rand(2, 3, 32, 32))
+    mcfg = MIMConfig(M=2, K=16, dim=32, depth=1, heads=2)
+    em = MaskedEntropyModel(mcfg)
+    import json
+
+    save_file(
+        {k: v.contiguous() for k, v in ae.state_dict().items()},
+        str(d / "ae.safetensors"),
+        metadata={"kind": "pqvae", "config": json.dumps(acfg.to_dict())},
+    )
+    save_file(
+        {k: v.contiguous() for k, v in em.state_dict().items()},
+        str(d / "em.safetensors"),
+        metadata={"kind": "entropy", "config": json.dumps(mcfg.to_dict())},
+    )
+    return save_bundle(d / "tiny.safetensors", d / "ae.safetensors", d / "em.safetensors")
+
+
+@pytest.fixture
+def image(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (30, 41, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def test_encode_decode_files(bundle, image, tmp_path, capsys):
+    pqm, png = tmp_path / "x.pqm", tmp_path / "out.png"
+    assert main(["encode", str(image), "-o", str(pqm), "--model", str(bundle)]) == 0
+    assert main(["decode", str(pqm), "-o", str(png), "--model", str(bundle)]) == 0
+    out = np.asarray(Image.open(png))
+    assert out.shape == (30, 41, 3)
+    assert np.array_equal(out, load_codec(bundle).decompress(pqm.read_bytes()))
+    assert main(["info", str(pqm)]) == 0
+    assert "41x30" in capsys.readouterr().out
+    # never overwrite without --force, never the input
+    assert main(["encode", str(image), "-o", str(pqm), "--model", str(bundle)]) == 1
+    assert "exists" in capsys.readouterr().err
+    assert main(["encode", str(image), "-o", str(pqm), "--model", str(bundle), "--force"]) == 0
+    assert main(["decode", str(pqm), "-o", str(pqm), "--model", str(bundle), "--force"]) == 1
+    assert "input" in capsys.readouterr().err
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_errors_are_one_line(bundle, tmp_path, capsys, monkeypatch):
+    bad = tmp_path / "bad.pqm"
+    bad.write_bytes(b"PQM\x01garbage")
+    assert main(["decode", str(bad), "-o", str(tmp_path / "o.png"), "--model", str(bundle)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "error" in err
+    assert not (tmp_path / "o.png").exists()
+    notimg = tmp_path / "n.png"
+    notimg.write_bytes(b"hello")
+    assert main(["encode", str(notimg), "-o", str(tmp_path / "n.pqm"), "--model", str(bundle)]) == 1
+    assert "not an image" in capsys.readouterr().err
+    monkeypatch.delenv("CODEC_MODEL", raising=False)
+    monkeypatch.setattr("codec.zoo.resources.files", lambda _: tmp_path)  # no bundled model here
+    assert main(["encode", str(notimg), "-o", str(tmp_path / "n.pqm")]) == 1
+    assert "no model given" in capsys.readouterr().err
+
+
+def test_several_inputs_to_a_folder(bundle, image, tmp_path):
+    other = tmp_path / "b.png"
+    Image.open(image).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(other)
+    outdir = tmp_path / "out"
+    outdir.mkdir()
+    assert main(["encode", str(image), str(other), "-o", str(outdir), "--model", str(bundle)]) == 0
+    assert sorted(p.name for p in outdir.iterdir()) == ["b.pqm", "in.pqm"]
+
+
+def test_python_api_and_pillow_plugin(bundle, image, tmp_path, monkeypatch):
+    monkeypatch.setenv("CODEC_MODEL", str(bundle))
+    data = codec.compress(Image.open(image))
+    img = codec.decompress(data)
+    assert img.size == (41, 30) and img.mode == "RGB"
+    path = tmp_path / "p.pqm"
+    Image.open(image).save(path)  # the plugin encodes
+    assert path.read_bytes()[:3] == b"PQM"
+    with Image.open(path) as im:
+        assert im.format == "PQM" and im.size == (41, 30)
+        assert np.array_equal(np.asarray(im), np.asarray(codec.decompress(path.read_bytes())))
+    with pytest.raises(codec.CodecError):
+        Image.open(io.BytesIO(b"PQM\x01" + bytes(30))).load()
