@@ -103,10 +103,17 @@ class ImageCodec:
 
     # -- images <-> bytes ---------------------------------------------------------------
     @torch.no_grad()
-    def compress(self, image) -> bytes:
-        """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes."""
+    def compress(self, image, max_pixels: int | None = None) -> bytes:
+        """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes.
+
+        Images over ``max_pixels`` (default :data:`codec.bitstream.MAX_IMAGE_PIXELS`) are
+        refused with CodecError before any work (tiled coding is not implemented yet).
+        """
         x = to_uint8_rgb(image)
         H, W, _ = x.shape
+        limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        if H * W > limit:
+            raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
         xt = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255).to(self.device)
         tokens = self.autoencoder.encode(xt)[0].cpu().numpy()
         payload, _ = self.encode_tokens(tokens)

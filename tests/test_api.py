@@ -100,3 +100,9 @@ def test_input_rules():
 
     rgba = Image.new("RGBA", (9, 7), (10, 20, 30, 40))
     assert c.decompress(c.compress(rgba)).shape == (7, 9, 3)
+
+
+def test_too_large_images_are_refused_before_work():
+    c = tiny_codec()
+    with pytest.raises(CodecError, match="exceeds the limit"):
+        c.compress(np.zeros((64, 64, 3), np.uint8), max_pixels=64 * 63)
