@@ -5,15 +5,15 @@
 WEIGHTS: exported .safetensors or a training checkpoint folder. Our rate here is the
 raw bound M*log2(K)/s^2 (tokens stored at log2(K) bits each, no entropy model yet) and
 the tokens' unigram entropy (what a static per-codebook entropy coder would reach).
-For Pillow's JPEG (4:2:0, libjpeg-turbo) and WebP, each image is swept over quality and
-PSNR / MS-SSIM are interpolated linearly at the same bpp, from real encoded file sizes.
+For Pillow's JPEG (4:2:0, libjpeg-turbo), WebP and AVIF (see bench/classical.py), each
+image is swept over quality and PSNR / MS-SSIM are interpolated linearly at the same bpp,
+from real encoded file sizes.
 All 24 Kodak images, PSNR over RGB on uint8 images, MS-SSIM from torchmetrics.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import statistics
 import time
@@ -21,39 +21,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from classical import at_bpp, rd_curve, to_tensor
 from PIL import Image
 
 from codec.metrics import ms_ssim, psnr, quantize_uint8
 from codec.models.io import load_pqvae
 from codec.train.data import list_images
 from codec.train.trainer import evaluate
-
-QUALITIES = {"jpeg": list(range(1, 101)), "webp": list(range(0, 101, 4))}
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(img).permute(2, 0, 1).float().unsqueeze(0) / 255
-
-
-def classical_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:
-    """[(bpp, psnr, ms_ssim)] over the quality sweep, sorted by bpp."""
-    x = to_tensor(img)
-    pts = []
-    for q in QUALITIES[codec]:
-        buf = io.BytesIO()
-        Image.fromarray(img).save(buf, format="JPEG" if codec == "jpeg" else "WEBP", quality=q)
-        y = to_tensor(np.asarray(Image.open(io.BytesIO(buf.getvalue())).convert("RGB")))
-        bpp = 8 * buf.tell() / (img.shape[0] * img.shape[1])
-        pts.append((bpp, float(psnr(y, x)), float(ms_ssim(y, x))))
-    return sorted(pts)
-
-
-def at_bpp(curve, bpp: float) -> tuple[float, float] | None:
-    """PSNR and MS-SSIM interpolated at ``bpp`` (None outside the curve's range)."""
-    b = [p[0] for p in curve]
-    if not b[0] <= bpp <= b[-1]:
-        return None
-    return float(np.interp(bpp, b, [p[1] for p in curve])), float(np.interp(bpp, b, [p[2] for p in curve]))
 
 
 def main() -> None:
@@ -62,6 +36,7 @@ def main() -> None:
     ap.add_argument("--kodak", default="../shared/data/kodak")
     ap.add_argument("--out", default="bench/results/eval_pqvae.json")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--classical", default="jpeg,webp,avif", help="Pillow codecs to compare at the same bpp")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
@@ -82,8 +57,8 @@ def main() -> None:
         per_image.append({"image": f.name, "psnr": float(psnr(y, x)), "ms_ssim": float(ms_ssim(y, x))})
     target = ours["raw_bpp"]
     rows = {"ours (raw bound)": (target, ours["psnr"], ours["ms_ssim"])}
-    for codec in ("jpeg", "webp"):
-        vals = [at_bpp(classical_curve(img, codec), target) for img in imgs]
+    for codec in args.classical.split(","):
+        vals = [at_bpp(rd_curve(img, codec), target) for img in imgs]
         ok = [v for v in vals if v is not None]
         rows[f"{codec} @ same bpp"] = (
             target,
