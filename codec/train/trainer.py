@@ -10,6 +10,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -152,8 +154,10 @@ def resume_if_asked(
     ckpt_dir = Path(cfg.out) / "checkpoint"
     if cfg.resume and (ckpt_dir / "state.json").exists():
         step = load_checkpoint(ckpt_dir, model, opt, device)["step"]
+        for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
+            group["lr"] = cfg.lr
         if rank == 0:
-            print(f"resumed {ckpt_dir} at step {step}")
+            print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
         return step
     return 0
 
@@ -178,6 +182,11 @@ def fit(run: Run) -> dict:
 
     t_start = last_ckpt = time.time()
     metrics: dict | None = None
+    interrupted = []  # SIGTERM / Ctrl-C: finish the step, checkpoint, stop
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, lambda *_: interrupted.append(True))
     bar = tqdm(
         range(run.start, cfg.steps), initial=run.start, total=cfg.steps, disable=rank != 0, smoothing=0.05
     )
@@ -203,7 +212,9 @@ def fit(run: Run) -> dict:
                 tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
                 if cfg.plot:
                     plot_log(log_path, out / "curves.png")
-        out_of_time = bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
+        out_of_time = bool(interrupted) or (
+            bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
+        )
         if run.world > 1:  # every rank must agree to stop
             flag = torch.tensor([1.0 if out_of_time else 0.0], device=run.device)
             dist.broadcast(flag, 0)
@@ -213,7 +224,9 @@ def fit(run: Run) -> dict:
             last_ckpt = time.time()
         if out_of_time:
             break
-    if rank == 0 and (metrics or {}).get("step") != done:
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    if rank == 0 and (metrics or {}).get("step") != done and not interrupted:
         m = run.evaluate(done)
         if m is not None:
             metrics = {"step": done, **m}
