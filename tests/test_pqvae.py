@@ -248,10 +248,34 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     data = write_images(tmp_path / "data")
     root = Path(__file__).resolve().parents[1]
     out = tmp_path / "run"
-    p = subprocess.Popen([sys.executable, "-m", "codec", "train", "--preset", "tiny", "--steps", "100000",
-                          "--data", str(data), "--eval-data", str(data), "--out", str(out), "--amp", "off",
-                          "--threads", "1", "--ckpt-every-minutes", "1000"], cwd=root,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    p = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "codec",
+            "train",
+            "--preset",
+            "tiny",
+            "--steps",
+            "100000",
+            "--data",
+            str(data),
+            "--eval-data",
+            str(data),
+            "--out",
+            str(out),
+            "--amp",
+            "off",
+            "--threads",
+            "1",
+            "--ckpt-every-minutes",
+            "1000",
+        ],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 60
     while not (out / "log.jsonl").exists() and time.time() < deadline:
         time.sleep(0.2)
@@ -260,7 +284,18 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     assert p.returncode == 0, output[-2000:]
     state = json.loads((out / "checkpoint" / "state.json").read_text())
     assert 0 < state["step"] < 100000
-    resumed = TrainConfig(**{**PRESETS["tiny"], "out": str(out), "data": str(data), "eval_data": str(data),
-                             "amp": "off", "threads": 1, "steps": state["step"] + 2, "resume": True, "lr": 1e-5})
+    resumed = TrainConfig(
+        **{
+            **PRESETS["tiny"],
+            "out": str(out),
+            "data": str(data),
+            "eval_data": str(data),
+            "amp": "off",
+            "threads": 1,
+            "steps": state["step"] + 2,
+            "resume": True,
+            "lr": 1e-5,
+        }
+    )
     train(resumed)
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == state["step"] + 2

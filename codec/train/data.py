@@ -55,15 +55,22 @@ class InMemoryImages:
 
     def batch(self, size: int, crop: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
         """Random crops with random horizontal flips: float [size, 3, crop, crop] in [0, 1]."""
-        g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
-        which = torch.randint(0, len(self.images), (size,), generator=g).tolist()
-        out = []
-        for i in which:
-            im = self.images[i]
-            y = int(torch.randint(0, im.shape[1] - crop + 1, (1,), generator=g))
-            x = int(torch.randint(0, im.shape[2] - crop + 1, (1,), generator=g))
-            c = im[:, y : y + crop, x : x + crop]
-            if bool(torch.rand((), generator=g) < 0.5):
-                c = c.flip(-1)
-            out.append(c)
-        return torch.stack(out).float() / 255
+        return torch.stack(random_crops(self.images, size, crop, seed, step, rank, flip=True)).float() / 255
+
+
+def random_crops(
+    items: list[torch.Tensor], size: int, crop: int, seed: int, step: int, rank: int = 0, flip: bool = False
+) -> list[torch.Tensor]:
+    """``size`` random crop x crop windows of random tensors [C, H, W] of ``items`` (and random
+    horizontal flips), a pure function of (seed, step, rank): resumed runs see the same batches."""
+    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+    out = []
+    for i in torch.randint(0, len(items), (size,), generator=g).tolist():
+        t = items[i]
+        y = int(torch.randint(0, t.shape[1] - crop + 1, (1,), generator=g))
+        x = int(torch.randint(0, t.shape[2] - crop + 1, (1,), generator=g))
+        c = t[:, y : y + crop, x : x + crop]
+        if flip and bool(torch.rand((), generator=g) < 0.5):
+            c = c.flip(-1)
+        out.append(c)
+    return out

@@ -18,7 +18,7 @@ from ..api import ImageCodec
 from ..models.io import load_pqvae
 from ..models.mim import MaskedEntropyModel, MIMConfig, masked_token_loss
 from .config import TrainConfig
-from .data import list_images, load_rgb
+from .data import list_images, load_rgb, random_crops
 from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 
@@ -39,14 +39,9 @@ class TokenCrops:
             raise ValueError(f"no token grid of at least {crop}x{crop}")
 
     def batch(self, size: int, crop: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
-        g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
-        out = []
-        for i in torch.randint(0, len(self.grids), (size,), generator=g).tolist():
-            t = self.grids[i]
-            y = int(torch.randint(0, t.shape[1] - crop + 1, (1,), generator=g))
-            x = int(torch.randint(0, t.shape[2] - crop + 1, (1,), generator=g))
-            out.append(t[:, y : y + crop, x : x + crop])
-        return torch.stack(out).long()
+        """int64 [size, M, crop, crop] random crops of the token grids (no flips: a flipped
+        image does not have flipped tokens)."""
+        return torch.stack(random_crops(self.grids, size, crop, seed, step, rank)).long()
 
 
 def train_entropy(cfg: TrainConfig) -> TrainResult:
