@@ -57,10 +57,8 @@ def main() -> None:
                 bits = sum(codec.encode_tokens(g)[1] for g in grids)
                 dt = (time.perf_counter() - t0) / len(grids)
                 bpp = bits / pixels
-                print(
-                    f"{S:3d} {alpha:6.2f} {order:12} {bpp:8.4f} {100 * (bpp / ae.cfg.raw_bpp - 1):6.1f}% {dt:8.2f}",
-                    flush=True,
-                )
+                saving = 100 * (bpp / ae.cfg.raw_bpp - 1)
+                print(f"{S:3d} {alpha:6.2f} {order:12} {bpp:8.4f} {saving:6.1f}% {dt:8.2f}", flush=True)
 
 
 if __name__ == "__main__":
