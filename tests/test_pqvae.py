@@ -299,3 +299,31 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
     )
     train(resumed)
     assert json.loads((out / "checkpoint" / "state.json").read_text())["step"] == state["step"] + 2
+
+
+def test_spike_guard_skips_bad_steps(tmp_path):
+    from codec.train.trainer import Run, fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.randn(16, 3)
+    seen = []
+
+    def step(i):
+        loss = (model(x) ** 2).mean()
+        if i == 5:
+            loss = loss * float("nan")
+        if i == 7:
+            loss = loss * 1e6
+        seen.append(model.weight.detach().clone())
+        return loss, {}
+
+    cfg = TrainConfig(
+        out=str(tmp_path / "run"), steps=10, log_every=1, eval_every=1000, ckpt_every_minutes=1e9
+    )
+    fit(Run(cfg, model, opt, step, lambda done: None, {}, 0, 1, torch.device("cpu")))
+    assert torch.equal(seen[5], seen[6]) and torch.equal(seen[7], seen[8])  # no update after 5 and 7
+    assert not torch.equal(seen[4], seen[5])
+    rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    assert sum("skipped_spike" in r for r in rows) == 2

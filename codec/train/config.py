@@ -40,6 +40,7 @@ class TrainConfig:
     msssim_weight: float = 0.0  # loss += w * (1 - MS-SSIM); needs crop >= 161
     lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
     grad_clip: float = 1.0
+    spike_factor: float = 10.0  # skip steps whose loss exceeds this x its running mean (0: off)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0: no limit
     # bookkeeping
     seed: int = 0

@@ -153,7 +153,10 @@ def resume_if_asked(
 ) -> int:
     ckpt_dir = Path(cfg.out) / "checkpoint"
     if cfg.resume and (ckpt_dir / "state.json").exists():
-        step = load_checkpoint(ckpt_dir, model, opt, device)["step"]
+        state = load_checkpoint(ckpt_dir, model, opt, device)
+        step = state["step"]
+        if state.get("loss_ema") is not None:
+            opt.loss_ema = state["loss_ema"]  # the spike guard's memory (see fit)
         for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
             group["lr"] = cfg.lr
         if rank == 0:
@@ -177,7 +180,13 @@ def fit(run: Run) -> dict:
 
     def save(step: int, metrics: dict | None) -> None:
         if rank == 0:
-            state = {"step": step, "config": dataclasses.asdict(cfg), "metrics": metrics, **run.state}
+            state = {
+                "step": step,
+                "config": dataclasses.asdict(cfg),
+                "metrics": metrics,
+                "loss_ema": getattr(run.opt, "loss_ema", None),
+                **run.state,
+            }
             save_checkpoint(ckpt_dir, run.model, run.opt, state)
 
     t_start = last_ckpt = time.time()
@@ -191,17 +200,33 @@ def fit(run: Run) -> dict:
         range(run.start, cfg.steps), initial=run.start, total=cfg.steps, disable=rank != 0, smoothing=0.05
     )
     done = run.start
+    # Spike guard: a step whose loss is not finite or above spike_factor x the running mean
+    # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
+    loss_ema: float | None = getattr(run.opt, "loss_ema", None)
+    skipped_in_row = 0
     for step in bar:
         torch.manual_seed(cfg.seed * 7919 + step)  # any randomness in a step: resumable
         loss, numbers = run.step(step)
-        run.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if cfg.grad_clip:
-            torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
-        run.opt.step()
+        value = loss.item()
+        spike = not math.isfinite(value) or (
+            cfg.spike_factor > 0 and loss_ema is not None and value > cfg.spike_factor * loss_ema
+        )
+        if spike and skipped_in_row < 20:
+            skipped_in_row += 1
+            if rank == 0:
+                log({"step": step + 1, "skipped_spike": value, "loss_ema": loss_ema})
+        else:
+            skipped_in_row = 0
+            loss_ema = value if loss_ema is None or spike else 0.98 * loss_ema + 0.02 * value
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+            run.opt.step()
+        run.opt.loss_ema = loss_ema
         done = step + 1
         if rank == 0 and done % cfg.log_every == 0:
-            row = {"step": done, "loss": loss.item(), **numbers, "time_s": round(time.time() - t_start, 1)}
+            row = {"step": done, "loss": value, **numbers, "time_s": round(time.time() - t_start, 1)}
             log(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
         if rank == 0 and done % cfg.eval_every == 0:
