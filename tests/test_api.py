@@ -106,3 +106,11 @@ def test_too_large_images_are_refused_before_work():
     c = tiny_codec()
     with pytest.raises(CodecError, match="exceeds the limit"):
         c.compress(np.zeros((64, 64, 3), np.uint8), max_pixels=64 * 63)
+
+
+def test_schedule_alpha_is_what_the_header_stores():
+    c = tiny_codec()
+    c.schedule = CodingSchedule(5, 2.23456, "permutation")
+    assert c.schedule.alpha == 2.235
+    img = np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)
+    c.decompress(c.compress(img))  # the decoder rebuilds the schedule from the header

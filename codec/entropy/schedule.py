@@ -69,6 +69,12 @@ class CodingSchedule:
     alpha: float = 2.2
     order: str = "lds"
 
+    def __post_init__(self) -> None:
+        # The header stores alpha in thousandths: both sides must use that value.
+        object.__setattr__(self, "alpha", round(self.alpha * 1000) / 1000)
+        if self.order not in ORDERS or not 1 <= self.stages <= 64 or self.alpha < 0:
+            raise ValueError(f"invalid schedule {self}")
+
     def cumulative(self, n: int) -> list[int]:
         """c(0) = 0, ..., c(S) = n: positions coded after each stage."""
         S = self.stages
