@@ -145,6 +145,8 @@ class ImageCodec:
             )
         if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
             raise CodecError("file's stride/M/K do not match the model")
+        if stages is not None and not 0 <= stages <= header.stages:
+            raise CodecError(f"--stages must be in 0..{header.stages} for this file, got {stages}")
         schedule = CodingSchedule(header.stages, header.alpha, header.order)
         tokens = self.decode_tokens(payload, header.token_shape, schedule, stages)
         if stages is None and bitstream.token_checksum(tokens) != header.token_crc:

@@ -78,6 +78,10 @@ def test_progressive_prefix_decodes():
     data = c.compress(img)
     for t in range(0, 5):
         assert c.decompress(data, stages=t).shape == (32, 32, 3)
+    np.testing.assert_array_equal(c.decompress(data, stages=4), c.decompress(data))
+    for bad in (-1, 5):
+        with pytest.raises(CodecError, match="stages"):
+            c.decompress(data, stages=bad)
 
 
 def test_wrong_model_and_corruption_are_refused():
