@@ -53,9 +53,9 @@ class ImageCodec:
         return logits.reshape(h * w, M, -1)[torch.from_numpy(pos)].reshape(-1, logits.shape[-1]).numpy()
 
     def encode_tokens(
-        self, tokens: np.ndarray, schedule: CodingSchedule | None = None
+        self, tokens: np.ndarray, schedule: CodingSchedule | None = None, estimate: bool = True
     ) -> tuple[bytes, float]:
-        """Tokens int [M, h, w] -> (payload, estimated bits under the model)."""
+        """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``)."""
         from .entropy import information_content
 
         M, h, w = tokens.shape
@@ -69,7 +69,8 @@ class ImageCodec:
             logits = self._stage_logits(tok, known, pos)
             symbols = flat[:, torch.from_numpy(pos)].T.reshape(-1).numpy()  # [n, M] row-major
             enc.encode_logits(symbols, logits)
-            bits += information_content(symbols, logits)
+            if estimate:  # a second quantization pass: skipped when only the bytes are wanted
+                bits += information_content(symbols, logits)
             known.view(-1)[torch.from_numpy(pos)] = True
         return enc.finish(), bits
 
@@ -116,7 +117,7 @@ class ImageCodec:
             raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
         xt = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255).to(self.device)
         tokens = self.autoencoder.encode(xt)[0].cpu().numpy()
-        payload, _ = self.encode_tokens(tokens)
+        payload, _ = self.encode_tokens(tokens, estimate=False)
         cfg, s = self.autoencoder.cfg, self.schedule
         header = bitstream.Header(
             height=H,
