@@ -52,7 +52,7 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
     mcfg = MIMConfig(M=ae.cfg.M, K=ae.cfg.K, dim=cfg.em_dim, depth=cfg.em_depth, heads=cfg.em_heads)
     model = MaskedEntropyModel(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    start = resume_if_asked(cfg, model, opt, rank, device)
+    start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     files = list_images(cfg.data)
     if cfg.max_train_images:
@@ -89,5 +89,5 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         return {"estimated_bpp": bits / pixels, "raw_bpp": ae.cfg.raw_bpp, "schedule": repr(codec.schedule)}
 
     state = {"kind": "entropy", "mim_config": mcfg.to_dict(), "autoencoder": str(Path(cfg.autoencoder))}
-    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start)
+    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)
     return TrainResult(model, fit(run))

@@ -106,12 +106,13 @@ def plot_log(log_path: Path, out_png: Path) -> None:
         return
     rows = [json.loads(line) for line in log_path.read_text().splitlines()]
     tr = [r for r in rows if "loss" in r]
-    ev = [r for r in rows if "psnr" in r]
+    key = "psnr" if any("psnr" in r for r in rows) else "estimated_bpp"  # autoencoder / entropy stage
+    ev = [r for r in rows if key in r]
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
-    ax[0].plot([r["step"] for r in tr], [r["mse_psnr"] for r in tr])
-    ax[0].set(xlabel="step", ylabel="train PSNR (dB)")
-    ax[1].plot([r["step"] for r in ev], [r["psnr"] for r in ev], "o-")
-    ax[1].set(xlabel="step", ylabel="eval PSNR (dB)")
+    ax[0].semilogy([r["step"] for r in tr], [r["loss"] for r in tr])
+    ax[0].set(xlabel="step", ylabel="training loss")
+    ax[1].plot([r["step"] for r in ev], [r[key] for r in ev], "o-")
+    ax[1].set(xlabel="step", ylabel=f"eval {key}")
     fig.tight_layout()
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
@@ -137,6 +138,7 @@ class Run:
     world: int
     device: torch.device
     start: int = 0
+    loss_ema: float | None = None  # the spike guard's running loss, from the checkpoint
 
 
 def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -150,19 +152,17 @@ def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 def resume_if_asked(
     cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
-) -> int:
+) -> tuple[int, float | None]:
     ckpt_dir = Path(cfg.out) / "checkpoint"
     if cfg.resume and (ckpt_dir / "state.json").exists():
         state = load_checkpoint(ckpt_dir, model, opt, device)
         step = state["step"]
-        if state.get("loss_ema") is not None:
-            opt.loss_ema = state["loss_ema"]  # the spike guard's memory (see fit)
         for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
             group["lr"] = cfg.lr
         if rank == 0:
             print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
-        return step
-    return 0
+        return step, state.get("loss_ema")  # the spike guard's memory (see fit)
+    return 0, None
 
 
 def fit(run: Run) -> dict:
@@ -184,7 +184,7 @@ def fit(run: Run) -> dict:
                 "step": step,
                 "config": dataclasses.asdict(cfg),
                 "metrics": metrics,
-                "loss_ema": getattr(run.opt, "loss_ema", None),
+                "loss_ema": loss_ema,
                 **run.state,
             }
             save_checkpoint(ckpt_dir, run.model, run.opt, state)
@@ -202,7 +202,7 @@ def fit(run: Run) -> dict:
     done = run.start
     # Spike guard: a step whose loss is not finite or above spike_factor x the running mean
     # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
-    loss_ema: float | None = getattr(run.opt, "loss_ema", None)
+    loss_ema: float | None = run.loss_ema
     skipped_in_row = 0
     for step in bar:
         torch.manual_seed(cfg.seed * 7919 + step)  # any randomness in a step: resumable
@@ -223,7 +223,6 @@ def fit(run: Run) -> dict:
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
             run.opt.step()
-        run.opt.loss_ema = loss_ema
         done = step + 1
         if rank == 0 and done % cfg.log_every == 0:
             row = {"step": done, "loss": value, **numbers, "time_s": round(time.time() - t_start, 1)}
@@ -276,7 +275,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    start = resume_if_asked(cfg, model, opt, rank, device)
+    start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
     if cfg.msssim_weight and cfg.crop <= 160:
         raise ValueError("--msssim-weight needs --crop of at least 161 (5 MS-SSIM scales)")
@@ -316,6 +315,16 @@ def train(cfg: TrainConfig) -> TrainResult:
         return evaluate(model, eval_images, device)
 
     run = Run(
-        cfg, model, opt, step, evaluate_now, {"model_config": model.cfg.to_dict()}, rank, world, device, start
+        cfg,
+        model,
+        opt,
+        step,
+        evaluate_now,
+        {"model_config": model.cfg.to_dict()},
+        rank,
+        world,
+        device,
+        start,
+        loss_ema,
     )
     return TrainResult(model, fit(run))
