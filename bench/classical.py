@@ -3,35 +3,21 @@
 ``rd_curve(img, codec)`` sweeps a codec's quality setting on one image and returns
 (bpp, PSNR, MS-SSIM) points; ``at_bpp`` interpolates a curve at a given bpp, which is
 how "JPEG at the same bpp" is reported in bench/ (linear in bpp between the two nearest
-settings). Codecs: jpeg (libjpeg-turbo, 4:2:0), webp (method 4), avif (speed 6).
+settings). Codecs and settings: codec/classical.py.
 """
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
-from PIL import Image
 
+from codec.classical import SETTINGS, decode, encode
 from codec.metrics import ms_ssim, psnr
-
-SETTINGS = {
-    "jpeg": (list(range(1, 101)), lambda q: {"format": "JPEG", "quality": q}),
-    "webp": (list(range(0, 101, 4)), lambda q: {"format": "WEBP", "quality": q, "method": 4}),
-    "avif": (list(range(0, 101, 5)), lambda q: {"format": "AVIF", "quality": q, "speed": 6}),
-}
 
 
 def to_tensor(img: np.ndarray) -> torch.Tensor:
     """uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().unsqueeze(0) / 255
-
-
-def encode(img: np.ndarray, codec: str, quality: int) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(img).save(buf, **SETTINGS[codec][1](quality))
-    return buf.getvalue()
 
 
 def rd_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:
@@ -40,7 +26,7 @@ def rd_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:
     pts = []
     for q in SETTINGS[codec][0]:
         data = encode(img, codec, q)
-        y = to_tensor(np.asarray(Image.open(io.BytesIO(data)).convert("RGB")))
+        y = to_tensor(decode(data))
         s = ms_ssim(y, x)
         pts.append(
             (

@@ -46,11 +46,11 @@ class ImageCodec:
 
     # -- tokens <-> payload -------------------------------------------------------------
     @torch.no_grad()
-    def _stage_logits(self, tokens: torch.Tensor, known: torch.Tensor, pos: np.ndarray) -> np.ndarray:
-        """float32 [n * M, K] logits of the positions ``pos`` given the known ones."""
-        M, h, w = tokens.shape
-        logits = self.entropy_model(tokens[None], known[None])[0]  # [h, w, M, K]
-        return logits.reshape(h * w, M, -1)[torch.from_numpy(pos)].reshape(-1, logits.shape[-1]).numpy()
+    def _stage_logits(self, tokens: torch.Tensor, known: torch.Tensor, pos: torch.Tensor) -> np.ndarray:
+        """float32 [n * M, K] logits of the flat positions ``pos`` given the tokens at the flat
+        positions ``known`` (in coding order: both sides pass the same tensors)."""
+        logits = self.entropy_model(tokens[None], known[None], pos[None])[0]  # [n, M, K]
+        return logits.reshape(-1, logits.shape[-1]).numpy()
 
     def encode_tokens(
         self, tokens: np.ndarray, schedule: CodingSchedule | None = None, estimate: bool = True
@@ -61,17 +61,18 @@ class ImageCodec:
         M, h, w = tokens.shape
         tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
         flat = tok.reshape(M, h * w)
-        known = torch.zeros(h, w, dtype=torch.bool)
-        enc, bits = RangeEncoder(), 0.0
-        for pos in (schedule or self.schedule).stages_for(h, w):
-            if len(pos) == 0:
+        enc, bits, done = RangeEncoder(), 0.0, 0
+        order = torch.from_numpy(np.concatenate((schedule or self.schedule).stages_for(h, w)))
+        for n in (schedule or self.schedule).counts(h, w):
+            if n == 0:
                 continue
-            logits = self._stage_logits(tok, known, pos)
-            symbols = flat[:, torch.from_numpy(pos)].T.reshape(-1).numpy()  # [n, M] row-major
+            pos = order[done : done + n]
+            logits = self._stage_logits(tok, order[:done], pos)
+            symbols = flat[:, pos].T.reshape(-1).numpy()  # [n, M] row-major
             enc.encode_logits(symbols, logits)
             if estimate:  # a second quantization pass: skipped when only the bytes are wanted
                 bits += information_content(symbols, logits)
-            known.view(-1)[torch.from_numpy(pos)] = True
+            done += n
         return enc.finish(), bits
 
     def decode_tokens(
@@ -86,20 +87,20 @@ class ImageCodec:
         M, h, w = shape
         tok = torch.zeros(M, h, w, dtype=torch.int64)
         flat = tok.view(M, h * w)
-        known = torch.zeros(h, w, dtype=torch.bool)
-        dec = RangeDecoder(payload)
-        plan = (schedule or self.schedule).stages_for(h, w)
-        for pos in plan[:stages]:
-            if len(pos) == 0:
+        dec, done = RangeDecoder(payload), 0
+        order = torch.from_numpy(np.concatenate((schedule or self.schedule).stages_for(h, w)))
+        for n in (schedule or self.schedule).counts(h, w)[:stages]:
+            if n == 0:
                 continue
-            logits = self._stage_logits(tok, known, pos)
-            p = torch.from_numpy(pos)
-            flat[:, p] = torch.from_numpy(dec.decode_logits(logits).astype(np.int64)).reshape(len(pos), M).T
-            known.view(-1)[p] = True
-        if not bool(known.all()):
+            pos = order[done : done + n]
+            logits = self._stage_logits(tok, order[:done], pos)
+            flat[:, pos] = torch.from_numpy(dec.decode_logits(logits).astype(np.int64)).reshape(n, M).T
+            done += n
+        if done < h * w:
+            rest = order[done:]
             with torch.no_grad():
-                guess = self.entropy_model(tok[None], known[None])[0].argmax(-1).permute(2, 0, 1)
-            tok = torch.where(known[None], tok, guess)
+                guess = self.entropy_model(tok[None], order[None, :done], rest[None])[0].argmax(-1)  # [n, M]
+            flat[:, rest] = guess.T
         return tok.numpy()
 
     # -- images <-> bytes ---------------------------------------------------------------
@@ -108,20 +109,35 @@ class ImageCodec:
         """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes.
 
         Images over ``max_pixels`` (default :data:`codec.bitstream.MAX_IMAGE_PIXELS`) are
-        refused with CodecError before any work (tiled coding is not implemented yet).
+        refused with CodecError before any work (tiled coding is not implemented).
         """
-        x = to_uint8_rgb(image)
-        H, W, _ = x.shape
+        return self.compress_batch([image], max_pixels)[0]
+
+    @torch.no_grad()
+    def compress_batch(self, images: list, max_pixels: int | None = None) -> list[bytes]:
+        """Several images -> their .pqm bytes. Images of one size go through the autoencoder
+        as one batch (useful on a GPU); the entropy model codes each image on its own. The
+        bytes are those of :meth:`compress` on each image alone (tested)."""
+        xs = [to_uint8_rgb(im) for im in images]
         limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        if H * W > limit:
-            raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
-        xt = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255).to(self.device)
-        tokens = self.autoencoder.encode(xt)[0].cpu().numpy()
+        for x in xs:
+            if x.shape[0] * x.shape[1] > limit:
+                H, W = x.shape[:2]
+                raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
+        tokens: list[np.ndarray | None] = [None] * len(xs)
+        for shape in dict.fromkeys(x.shape for x in xs):
+            idx = [i for i, x in enumerate(xs) if x.shape == shape]
+            xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
+            for i, t in zip(idx, self.autoencoder.encode(xt.to(self.device)).cpu().numpy()):
+                tokens[i] = t
+        return [self._pack(x.shape[:2], t) for x, t in zip(xs, tokens)]
+
+    def _pack(self, size: tuple[int, int], tokens: np.ndarray) -> bytes:
         payload, _ = self.encode_tokens(tokens, estimate=False)
         cfg, s = self.autoencoder.cfg, self.schedule
         header = bitstream.Header(
-            height=H,
-            width=W,
+            height=size[0],
+            width=size[1],
             channels=3,
             stride=cfg.stride,
             M=cfg.M,

@@ -100,9 +100,13 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from .demo import run_demo
+    from .demo import run_demo, run_lossless_demo
 
-    print(run_demo(args.image, threads=args.threads).report())
+    if args.lossless:
+        print(run_lossless_demo(args.image, threads=args.threads).report())
+        return
+    check_output(args.output, args.force, [args.image] if args.image else [])
+    print(run_demo(args.image, args.model, args.output, threads=args.threads).report())
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -144,7 +148,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from .models.io import export_checkpoint, save_bundle
 
     if args.entropy:
-        path = save_bundle(args.output, args.checkpoint, args.entropy, command=args.command_line)
+        from .entropy.schedule import CodingSchedule
+
+        schedule = CodingSchedule(args.stages, args.alpha, args.order).__dict__
+        path = save_bundle(args.output, args.checkpoint, args.entropy, schedule, command=args.command_line)
     else:
         path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
@@ -159,7 +166,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("demo", help="code the bundled sample image and print the figures")
     d.add_argument("--image", help="another image instead of the bundled sample")
-    d.add_argument("--threads", type=int, default=None, help="coder threads (default: usable CPUs, max 8)")
+    d.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
+    d.add_argument("-o", "--output", default="codec-demo.png", help="where the reconstruction goes (PNG)")
+    d.add_argument("--force", action="store_true", help="replace an existing output file")
+    d.add_argument("--threads", type=int, default=None, help="threads (default: torch's)")
+    d.add_argument(
+        "--lossless", action="store_true", help="the range coder alone: lossless coding of the pixels"
+    )
     d.set_defaults(func=_cmd_demo)
 
     en = sub.add_parser("encode", help="images -> .pqm files ('-': stdin/stdout)")
@@ -196,6 +209,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
     e.add_argument("-o", "--output", required=True)
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
+    e.add_argument("--stages", type=int, default=8, help="bundle: default coding schedule, stages S")
+    e.add_argument("--alpha", type=float, default=2.2, help="bundle: schedule exponent")
+    e.add_argument("--order", default="lds", help="bundle: position order (raster, permutation, lds)")
     e.set_defaults(func=_cmd_export)
     return p
 

@@ -118,3 +118,12 @@ def test_schedule_alpha_is_what_the_header_stores():
     assert c.schedule.alpha == 2.235
     img = np.random.default_rng(5).integers(0, 256, (40, 40, 3), dtype=np.uint8)
     c.decompress(c.compress(img))  # the decoder rebuilds the schedule from the header
+
+
+def test_batch_gives_the_bytes_of_each_image_alone():
+    c = tiny_codec()
+    rng = np.random.default_rng(6)
+    imgs = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(24, 40, 3), (17, 9, 3), (24, 40, 3)]]
+    batch = c.compress_batch(imgs)
+    assert batch == [c.compress(im) for im in imgs]
+    assert batch == c.compress_batch(imgs[::-1])[::-1]  # nor on the order of the calls

@@ -5,7 +5,7 @@ from PIL import Image
 
 from codec import bitstream as bs
 from codec.cli import main
-from codec.demo import decode_pixels, encode_pixels, run_demo, sample_image_path
+from codec.demo import decode_pixels, encode_pixels, run_lossless_demo, sample_image_path
 
 
 def test_demo_pixels_round_trip():
@@ -21,10 +21,10 @@ def test_demo_pixels_round_trip():
 def test_demo_on_a_small_image(tmp_path, capsys):
     crop = Image.open(sample_image_path()).convert("RGB").crop((0, 0, 96, 64))
     crop.save(tmp_path / "crop.png")
-    r = run_demo(tmp_path / "crop.png")
+    r = run_lossless_demo(tmp_path / "crop.png")
     assert r.lossless and r.symbols == 96 * 64 * 3
     assert 0 < r.bpp < 24 and abs(r.overhead_percent) < 1
-    assert main(["demo", "--image", str(tmp_path / "crop.png")]) == 0
+    assert main(["demo", "--lossless", "--image", str(tmp_path / "crop.png")]) == 0
     out = capsys.readouterr().out
     assert "lossless" in out and "bpp" in out
 

@@ -104,3 +104,38 @@ def test_python_api_and_pillow_plugin(bundle, image, tmp_path, monkeypatch):
         assert np.array_equal(np.asarray(im), np.asarray(codec.decompress(path.read_bytes())))
     with pytest.raises(codec.CodecError):
         Image.open(io.BytesIO(b"PQM\x01" + bytes(30))).load()
+
+
+def test_a_file_decodes_in_another_process(bundle, image, tmp_path):
+    """Bytes made here decode to the same pixels in a fresh interpreter with 1 thread (and
+    the decoded tokens pass the header's checksum there)."""
+    import subprocess
+    import sys
+
+    pqm = tmp_path / "x.pqm"
+    pqm.write_bytes(load_codec(bundle).compress(Image.open(image)))
+    here = load_codec(bundle).decompress(pqm.read_bytes())
+    script = (
+        "import sys, numpy as np, torch; torch.set_num_threads(1)\n"
+        "from codec.models.io import load_codec\n"
+        "out = load_codec(sys.argv[1]).decompress(open(sys.argv[2], 'rb').read())\n"
+        "np.save(sys.argv[3], out)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(bundle), str(pqm), str(tmp_path / "o.npy")], check=True)
+    assert np.array_equal(np.load(tmp_path / "o.npy"), here)
+
+
+def test_demo_with_a_model(bundle, image, tmp_path, capsys):
+    from codec.demo import run_demo
+
+    out = tmp_path / "rec.png"
+    r = run_demo(image, bundle, out, runs=1)
+    data = load_codec(bundle).compress(Image.open(image))
+    assert r.bytes == len(data) and r.bpp == 8 * len(data) / (30 * 41)
+    assert np.array_equal(np.asarray(Image.open(out)), load_codec(bundle).decompress(data))
+    assert all(n <= r.bytes for _, _, n, _, _ in r.others)
+    assert main(["demo", "--image", str(image), "--model", str(bundle), "-o", str(out)]) == 1  # exists
+    assert "exists" in capsys.readouterr().err
+    assert main(["demo", "--image", str(image), "--model", str(bundle), "-o", str(out), "--force"]) == 0
+    text = capsys.readouterr().out
+    assert "bpp" in text and "decode" in text and str(out) in text

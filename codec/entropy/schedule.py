@@ -86,6 +86,11 @@ class CodingSchedule:
             c.append(min(max(v, lo), hi) if t < S else n)
         return c
 
+    def counts(self, h: int, w: int) -> list[int]:
+        """Positions coded at each stage: S ints summing to h*w."""
+        c = self.cumulative(h * w)
+        return [c[t + 1] - c[t] for t in range(self.stages)]
+
     def stages_for(self, h: int, w: int) -> list[np.ndarray]:
         """Flat positions (int64) coded at each stage; together a permutation of range(h*w)."""
         order = position_order(h, w, self.order)

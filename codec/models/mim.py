@@ -1,9 +1,18 @@
-"""The masked-image-model conditional entropy model (PQ-MIM).
+"""The masked-image-model conditional entropy model (PQ-MIM), MAE-style.
 
-A bidirectional transformer over the h x w token grid. Input per position: the sum of
-the M sub-index embeddings (a learned [MASK] embedding per sub-vector where the position
-is unknown) plus a 2-D sinusoidal position encoding (any h, w). Output per position:
-M x K logits, the distribution of each sub-index given the known positions.
+Given the tokens at some positions of the h x w grid ("known"), it predicts M x K logits at
+other positions ("queries"), every query independently of the other queries:
+
+* an encoder (bidirectional transformer) over the known positions only: input per position
+  the sum of its M sub-index embeddings plus a 2-D sinusoidal position encoding (any h, w),
+  plus one learned context token that is always present (so that "nothing known" works);
+* a light decoder: each query (a learned [MASK] embedding plus its position encoding) goes
+  through a few cross-attention blocks over the encoder's output, then a linear head.
+
+Unlike a full-grid model that feeds [MASK] tokens through the whole transformer, the cost
+is proportional to the known positions (encoder) plus the queried ones (decoder), which is
+what makes staged coding fast (MAE, He et al. 2022; OmniMAE). Sub-vectors of a position are
+predicted jointly from one pass (M heads).
 """
 
 from __future__ import annotations
@@ -20,76 +29,122 @@ from torch import nn
 class MIMConfig:
     M: int = 8
     K: int = 256
-    dim: int = 256
-    depth: int = 6
-    heads: int = 8
+    dim: int = 192
+    depth: int = 4  # encoder blocks (self-attention over known positions)
+    decoder_depth: int = 2  # query blocks (cross-attention to the encoder's output)
+    heads: int = 6
     mlp_ratio: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-def position_encoding(h: int, w: int, dim: int) -> torch.Tensor:
-    """2-D sinusoidal encoding [h*w, dim]: half the channels for rows, half for columns."""
+def position_encoding(h: int, w: int, dim: int, y0: int = 0, x0: int = 0) -> torch.Tensor:
+    """2-D sinusoidal encoding [h*w, dim] of rows y0.., columns x0..: half the channels for
+    rows, half for columns."""
     q = dim // 4
     freq = torch.exp(-math.log(10000.0) * torch.arange(q, dtype=torch.float32) / q)
-    ys = torch.arange(h, dtype=torch.float32)[:, None] * freq  # [h, q]
-    xs = torch.arange(w, dtype=torch.float32)[:, None] * freq  # [w, q]
+    ys = torch.arange(y0, y0 + h, dtype=torch.float32)[:, None] * freq  # [h, q]
+    xs = torch.arange(x0, x0 + w, dtype=torch.float32)[:, None] * freq  # [w, q]
     pe_y = torch.cat([ys.sin(), ys.cos()], 1)[:, None, :].expand(h, w, 2 * q)
     pe_x = torch.cat([xs.sin(), xs.cos()], 1)[None, :, :].expand(h, w, 2 * q)
     pe = torch.cat([pe_y, pe_x], -1).reshape(h * w, 4 * q)
     return F.pad(pe, (0, dim - 4 * q))
 
 
-class MaskedEntropyModel(nn.Module):
-    """``forward(tokens, known)`` -> logits.
+class Block(nn.Module):
+    """Pre-norm transformer block: attention of ``x`` over ``context`` (itself when None), MLP."""
 
-    tokens: int64 [B, M, h, w] in [0, K) (values at unknown positions are ignored);
-    known: bool [B, h, w]. Returns float logits [B, h, w, M, K].
+    def __init__(self, dim: int, heads: int, mlp_ratio: int) -> None:
+        super().__init__()
+        self.heads = heads
+        self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.q, self.kv, self.proj = nn.Linear(dim, dim), nn.Linear(dim, 2 * dim), nn.Linear(dim, dim)
+        self.mlp = nn.Sequential(nn.Linear(dim, mlp_ratio * dim), nn.GELU(), nn.Linear(mlp_ratio * dim, dim))
+
+    def forward(self, x: torch.Tensor, context: torch.Tensor | None = None) -> torch.Tensor:
+        B, n, d = x.shape
+        h = self.norm1(x)
+        c = h if context is None else context
+        q = self.q(h).view(B, n, self.heads, -1).transpose(1, 2)
+        k, v = self.kv(c).view(B, c.shape[1], 2, self.heads, -1).permute(2, 0, 3, 1, 4)
+        a = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, n, d)
+        x = x + self.proj(a)
+        return x + self.mlp(self.norm2(x))
+
+
+class MaskedEntropyModel(nn.Module):
+    """``forward(tokens, known, query)`` -> logits of the query positions.
+
+    tokens: int64 [B, M, h, w] in [0, K) (only the known positions are read);
+    known: int64 [B, n_known] and query: int64 [B, n_query] flat positions (row-major);
+    returns float logits [B, n_query, M, K]. ``offset`` shifts the position encoding
+    (training crops see many absolute positions).
     """
 
     def __init__(self, cfg: MIMConfig) -> None:
         super().__init__()
         self.cfg = cfg
         M, K, d = cfg.M, cfg.K, cfg.dim
-        self.embed = nn.Embedding(M * (K + 1), d)  # row m*(K+1) + k; k = K is [MASK]
-        self.register_buffer("offsets", torch.arange(M) * (K + 1), persistent=False)
-        layer = nn.TransformerEncoderLayer(
-            d, cfg.heads, cfg.mlp_ratio * d, dropout=0.0, activation="gelu", batch_first=True, norm_first=True
-        )
-        self.blocks = nn.TransformerEncoder(layer, cfg.depth, enable_nested_tensor=False)
+        self.embed = nn.Embedding(M * K, d)  # row m*K + k
+        self.register_buffer("offsets", torch.arange(M) * K, persistent=False)
+        self.context_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, d))
+        self.encoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.depth))
+        self.encoder_norm = nn.LayerNorm(d)
+        self.decoder = nn.ModuleList(Block(d, cfg.heads, cfg.mlp_ratio) for _ in range(cfg.decoder_depth))
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, M * K)
-        nn.init.normal_(self.embed.weight, std=0.02)
+        for p in (self.embed.weight, self.context_token, self.mask_token):
+            nn.init.normal_(p, std=0.02)
         nn.init.zeros_(self.head.bias)
 
-    def forward(self, tokens: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        known: torch.Tensor,
+        query: torch.Tensor,
+        offset: tuple[int, int] = (0, 0),
+    ) -> torch.Tensor:
         B, M, h, w = tokens.shape
-        K = self.cfg.K
-        t = torch.where(known[:, None], tokens, torch.full_like(tokens, K))  # [B, M, h, w]
-        t = t.flatten(2).transpose(1, 2) + self.offsets  # [B, h*w, M]
-        x = self.embed(t).sum(2) + position_encoding(h, w, self.cfg.dim).to(self.embed.weight.dtype)
-        x = self.norm(self.blocks(x))
-        return self.head(x).reshape(B, h, w, M, K)
+        d = self.cfg.dim
+        pe = position_encoding(h, w, d, *offset).to(self.embed.weight.dtype).to(tokens.device)  # [hw, d]
+        t = tokens.flatten(2).gather(2, known[:, None].expand(B, M, -1))  # [B, M, n_known]
+        x = self.embed(t.transpose(1, 2) + self.offsets).sum(2) + pe[known]  # [B, n_known, d]
+        x = torch.cat([self.context_token.expand(B, 1, d).to(x.dtype), x], 1)
+        for blk in self.encoder:
+            x = blk(x)
+        context = self.encoder_norm(x)
+        q = self.mask_token.to(x.dtype) + pe[query]  # [B, n_query, d]
+        for blk in self.decoder:
+            q = blk(q, context)
+        return self.head(self.norm(q)).view(B, query.shape[1], M, self.cfg.K)
 
-    def loss(
-        self, tokens: torch.Tensor, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, dict]:
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None):
         """See :func:`masked_token_loss` (with this model's own forward)."""
         return masked_token_loss(self, tokens, self.cfg.K, generator)
 
 
-def masked_token_loss(forward, tokens: torch.Tensor, K: int, generator: torch.Generator | None = None):
-    """Cross-entropy (nats) on masked positions with a mask ratio ~ U(0, 1) per image.
+def masked_token_loss(
+    forward,
+    tokens: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    offset: tuple[int, int] = (0, 0),
+):
+    """Cross-entropy (nats) on the query positions of a random split of every crop.
 
-    ``forward(tokens, known)`` is the model (or its DDP wrapper, so gradients synchronise).
+    One known count n ~ U{0, ..., h*w - 1} per batch (so the batch needs no padding); each
+    crop gets its own random n known positions, the others are queries. ``forward(tokens,
+    known, query, offset)`` is the model (or its DDP wrapper, so gradients synchronise).
     Returns (loss, {"bits_per_token": float}); a token is one sub-index.
     """
     B, M, h, w = tokens.shape
-    ratio = torch.rand(B, 1, 1, generator=generator).to(tokens.device)
-    masked = torch.rand(B, h, w, generator=generator).to(tokens.device) < ratio
-    masked[:, 0, 0] |= ~masked.flatten(1).any(1)  # at least one masked position per image
-    logits = forward(tokens, ~masked)  # [B, h, w, M, K]
-    target = tokens.permute(0, 2, 3, 1)  # [B, h, w, M]
-    ce = F.cross_entropy(logits[masked].reshape(-1, K).float(), target[masked].reshape(-1))
+    n = h * w
+    n_known = int(torch.randint(0, n, (1,), generator=generator))
+    order = torch.rand(B, n, generator=generator).argsort(1).to(tokens.device)
+    known, query = order[:, :n_known], order[:, n_known:]
+    logits = forward(tokens, known, query, offset)  # [B, n_query, M, K]
+    target = tokens.flatten(2).gather(2, query[:, None].expand(B, M, -1)).transpose(1, 2)  # [B, n_query, M]
+    ce = F.cross_entropy(logits.reshape(-1, K).float(), target.reshape(-1))
     return ce, {"bits_per_token": ce.item() / math.log(2)}

@@ -27,10 +27,12 @@ class TrainConfig:
     attention: bool = False
     restart_threshold: float = 0.5
     # entropy model (--stage entropy)
-    em_dim: int = 256
-    em_depth: int = 6
-    em_heads: int = 8
+    em_dim: int = 192
+    em_depth: int = 4  # encoder blocks over the known positions
+    em_decoder_depth: int = 2  # cross-attention blocks of the queries
+    em_heads: int = 6
     token_crop: int = 16  # training crops of the token grid, positions per side
+    token_span: int = 64  # crops get a random position-encoding offset in [0, span - crop]
     # optimisation
     crop: int = 128
     batch: int = 8

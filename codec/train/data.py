@@ -58,12 +58,17 @@ class InMemoryImages:
         return torch.stack(random_crops(self.images, size, crop, seed, step, rank, flip=True)).float() / 255
 
 
+def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:
+    """The random generator of one training step: a pure function of its arguments."""
+    return torch.Generator().manual_seed(((seed * 1_000_003 + step) * 1009 + rank) * 7 + stream)
+
+
 def random_crops(
     items: list[torch.Tensor], size: int, crop: int, seed: int, step: int, rank: int = 0, flip: bool = False
 ) -> list[torch.Tensor]:
     """``size`` random crop x crop windows of random tensors [C, H, W] of ``items`` (and random
     horizontal flips), a pure function of (seed, step, rank): resumed runs see the same batches."""
-    g = torch.Generator().manual_seed((seed * 1_000_003 + step) * 1009 + rank)
+    g = step_generator(seed, step, rank)
     out = []
     for i in torch.randint(0, len(items), (size,), generator=g).tolist():
         t = items[i]

@@ -18,7 +18,7 @@ from ..api import ImageCodec
 from ..models.io import load_pqvae
 from ..models.mim import MaskedEntropyModel, MIMConfig, masked_token_loss
 from .config import TrainConfig
-from .data import list_images, load_rgb, random_crops
+from .data import list_images, load_rgb, random_crops, step_generator
 from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 
@@ -49,7 +49,14 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         raise ValueError("--stage entropy needs --autoencoder (a PQ-VAE .safetensors or checkpoint folder)")
     rank, world, device = start_run(cfg)
     ae = load_pqvae(cfg.autoencoder, device)
-    mcfg = MIMConfig(M=ae.cfg.M, K=ae.cfg.K, dim=cfg.em_dim, depth=cfg.em_depth, heads=cfg.em_heads)
+    mcfg = MIMConfig(
+        M=ae.cfg.M,
+        K=ae.cfg.K,
+        dim=cfg.em_dim,
+        depth=cfg.em_depth,
+        decoder_depth=cfg.em_decoder_depth,
+        heads=cfg.em_heads,
+    )
     model = MaskedEntropyModel(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
@@ -72,8 +79,11 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
         tokens = data.batch(cfg.batch, cfg.token_crop, cfg.seed, i, rank).to(device)
+        g = step_generator(cfg.seed, i, rank, stream=1)
+        span = max(cfg.token_span - cfg.token_crop, 0) + 1
+        offset = tuple(int(v) for v in torch.randint(0, span, (2,), generator=g))
         with autocast_for(cfg, device):
-            loss, stats = masked_token_loss(ddp, tokens, mcfg.K)
+            loss, stats = masked_token_loss(ddp, tokens, mcfg.K, g, offset)
         return loss, stats
 
     def evaluate(done: int) -> dict | None:
