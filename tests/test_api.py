@@ -127,3 +127,17 @@ def test_batch_gives_the_bytes_of_each_image_alone():
     batch = c.compress_batch(imgs)
     assert batch == [c.compress(im) for im in imgs]
     assert batch == c.compress_batch(imgs[::-1])[::-1]  # nor on the order of the calls
+
+
+def test_images_that_would_not_fit_in_memory_are_refused(monkeypatch):
+    import codec.api
+
+    c = tiny_codec()
+    img = np.zeros((64, 64, 3), np.uint8)
+    data = c.compress(img)
+    monkeypatch.setattr(codec.api, "available_memory", lambda: codec.api.BASE_BYTES + 100)
+    for call in (lambda: c.compress(img), lambda: c.decompress(data)):
+        with pytest.raises(CodecError, match="GiB is available"):
+            call()
+    monkeypatch.setattr(codec.api, "available_memory", lambda: None)  # unknown: no refusal
+    assert c.decompress(c.compress(img)).shape == (64, 64, 3)
