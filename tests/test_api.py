@@ -141,3 +141,22 @@ def test_images_that_would_not_fit_in_memory_are_refused(monkeypatch):
             call()
     monkeypatch.setattr(codec.api, "available_memory", lambda: None)  # unknown: no refusal
     assert c.decompress(c.compress(img)).shape == (64, 64, 3)
+
+
+def test_token_checksum_mismatch_is_refused():
+    """A well-formed file whose tokens do not match its checksum (what a decoder that
+    computes other logits than the encoder would produce) -> CodecError, not garbage."""
+    import dataclasses
+
+    from codec import bitstream
+
+    c = tiny_codec()
+    data = c.compress(np.random.default_rng(7).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    header, payload = bitstream.unpack(data)
+    forged = bitstream.pack(dataclasses.replace(header, token_crc=header.token_crc ^ 1), payload)
+    with pytest.raises(CodecError, match="checksum"):
+        c.decompress(forged)
+    # a payload from another image under this header also decodes to the wrong tokens
+    other = c.compress(np.random.default_rng(8).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    with pytest.raises(CodecError, match="checksum"):
+        c.decompress(bitstream.pack(header, bitstream.unpack(other)[1]))
