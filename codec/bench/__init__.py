@@ -1,0 +1,1 @@
+"""Rate-distortion benchmarking: BD-rate, codec sweeps, reports (``codec bench``)."""
