@@ -29,7 +29,7 @@ def bundle(tmp_path_factory):
     save_file(
         {k: v.contiguous() for k, v in ae.state_dict().items()},
         str(d / "ae.safetensors"),
-        metadata={"kind": "pqvae", "config": json.dumps(acfg.to_dict())},
+        metadata={"kind": "pqvae", "config": json.dumps(acfg.to_dict()), "command": "codec train --tiny"},
     )
     save_file(
         {k: v.contiguous() for k, v in em.state_dict().items()},
@@ -139,3 +139,19 @@ def test_demo_with_a_model(bundle, image, tmp_path, capsys):
     assert main(["demo", "--image", str(image), "--model", str(bundle), "-o", str(out), "--force"]) == 0
     text = capsys.readouterr().out
     assert "bpp" in text and "decode" in text and str(out) in text
+
+
+def test_bundle_keeps_provenance_and_its_autoencoder_loads(bundle):
+    from safetensors import safe_open
+
+    from codec.models.io import load_pqvae
+
+    ae = load_pqvae(bundle)
+    assert torch.equal(
+        ae.state_dict()["quantizer.codebooks"],
+        load_codec(bundle).autoencoder.state_dict()["quantizer.codebooks"],
+    )
+    with safe_open(str(bundle), "pt") as f:
+        meta = f.metadata()
+    assert meta["kind"] == "codec" and "schedule" in meta
+    assert meta["autoencoder_command"] == "codec train --tiny"

@@ -36,16 +36,21 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
 
 
 def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
-    """A PQ-VAE from exported (fp16) or checkpoint safetensors; float32, eval mode."""
-    path = Path(path)
+    """A PQ-VAE from exported (fp16) or checkpoint safetensors, or the autoencoder of a
+    codec bundle; float32, eval mode."""
+    path, prefix = Path(path), ""
     if path.is_dir():  # a training checkpoint folder
         cfg = json.loads((path / "state.json").read_text())["model_config"]
         path = path / "model.safetensors"
     else:
         with safe_open(str(path), "pt") as f:
-            cfg = json.loads(f.metadata()["config"])
+            meta = f.metadata()
+        if meta.get("kind") == "codec":
+            cfg, prefix = json.loads(meta["autoencoder_config"]), "autoencoder."
+        else:
+            cfg = json.loads(meta["config"])
     model = PQVAE(PQVAEConfig(**cfg))
-    model.load_state_dict(_load_tensors(path))
+    model.load_state_dict(_load_tensors(path, prefix))
     return model.to(device).eval()
 
 
@@ -75,16 +80,19 @@ def save_bundle(
     the metadata. ``autoencoder``/``entropy_model``: exported files or checkpoint folders."""
     from ..entropy.schedule import CodingSchedule
 
-    def part(path: Path, key: str) -> tuple[dict, dict]:
+    def part(path: Path, key: str) -> tuple[dict, dict, dict]:
+        """(tensors, config, provenance: step, metrics, command)"""
         if path.is_dir():
             state = json.loads((path / "state.json").read_text())
-            return _load_tensors(path / "model.safetensors"), state[key]
+            info = {"step": str(state["step"]), "metrics": json.dumps(state.get("metrics"))}
+            return _load_tensors(path / "model.safetensors"), state[key], info
         with safe_open(str(path), "pt") as f:
-            cfg = json.loads(f.metadata()["config"])
-        return _load_tensors(path), cfg
+            meta = f.metadata()
+        info = {k: meta[k] for k in ("step", "metrics", "command") if k in meta}
+        return _load_tensors(path), json.loads(meta["config"]), info
 
-    ae, ae_cfg = part(Path(autoencoder), "model_config")
-    em, em_cfg = part(Path(entropy_model), "mim_config")
+    ae, ae_cfg, ae_info = part(Path(autoencoder), "model_config")
+    em, em_cfg, em_info = part(Path(entropy_model), "mim_config")
     tensors = {f"autoencoder.{k}": v for k, v in ae.items()} | {
         f"entropy_model.{k}": v for k, v in em.items()
     }
@@ -96,6 +104,8 @@ def save_bundle(
         "mim_config": json.dumps(em_cfg),
         "schedule": json.dumps(sched),
         "command": command,
+        **{f"autoencoder_{k}": v for k, v in ae_info.items()},
+        **{f"entropy_model_{k}": v for k, v in em_info.items()},
     }
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
