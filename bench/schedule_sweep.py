@@ -47,8 +47,11 @@ def main() -> None:
     files = list_images(args.kodak)[: args.images]
     grids = [g.long().numpy() for g in tokenize(ae, [load_rgb(f) for f in files], torch.device("cpu"), False)]
     pixels = sum(g.shape[1] * g.shape[2] for g in grids) * ae.stride**2
-    print(f"Kodak {len(grids)} images; raw bound {ae.cfg.raw_bpp:.4f} bpp; {args.threads} threads")
-    print(f"{'S':>3} {'alpha':>6} {'order':12} {'bpp':>8} {'vs raw':>7} {'s/image':>8}")
+    print(
+        f"Kodak {len(grids)} images; raw bound {ae.cfg.raw_bpp:.5f} bpp; payload only (no header); "
+        f"{args.threads} threads"
+    )
+    print(f"{'S':>3} {'alpha':>6} {'order':12} {'bpp':>9} {'B/image':>9} {'vs raw':>7} {'s/image':>8}")
     for order in args.orders.split(","):
         for alpha in [float(a) for a in args.alphas.split(",")]:
             for S in [int(s) for s in args.stages.split(",")]:
@@ -58,7 +61,11 @@ def main() -> None:
                 dt = (time.perf_counter() - t0) / len(grids)
                 bpp = bits / pixels
                 saving = 100 * (bpp / ae.cfg.raw_bpp - 1)
-                print(f"{S:3d} {alpha:6.2f} {order:12} {bpp:8.4f} {saving:6.1f}% {dt:8.2f}", flush=True)
+                per_image = bits / 8 / len(grids)
+                print(
+                    f"{S:3d} {alpha:6.2f} {order:12} {bpp:9.5f} {per_image:9.1f} {saving:6.1f}% {dt:8.3f}",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":
