@@ -1,5 +1,6 @@
-"""Which model bundle to use: ``--model``/``model=``, else ``$CODEC_MODEL``, else the bundle
-shipped in the package (``codec/weights/default.safetensors``)."""
+"""Which model bundle to use: ``--model``/``model=`` (a bundle path, or the name of a bundle
+shipped in the package, e.g. ``extreme-s32-m1-k16``), else ``$CODEC_MODEL``, else the
+shipped ``default`` (``codec/weights/default.safetensors``)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,21 @@ from pathlib import Path
 from .errors import CodecError
 
 
+def weights_dir() -> Path:
+    return Path(str(resources.files("codec") / "weights"))
+
+
+def shipped_models() -> list[str]:
+    """Names of the bundles shipped in the package."""
+    d = weights_dir()
+    return sorted(p.stem for p in d.glob("*.safetensors")) if d.is_dir() else []
+
+
 def default_model_path() -> Path:
     env = os.environ.get("CODEC_MODEL")
     if env:
         return Path(env)
-    path = Path(str(resources.files("codec") / "weights" / "default.safetensors"))
+    path = weights_dir() / "default.safetensors"
     if not path.exists():
         raise CodecError("no model given and none bundled yet: pass --model BUNDLE or set CODEC_MODEL")
     return path
@@ -31,6 +42,10 @@ def _load(path: str, device: str):
 def get_codec(model: str | Path | None = None, device: str = "cpu"):
     """The :class:`~codec.api.ImageCodec` for a bundle path (default: see module doc), cached."""
     path = Path(model) if model is not None else default_model_path()
+    if not path.is_file() and model is not None and str(model) in shipped_models():
+        path = weights_dir() / f"{model}.safetensors"
     if not path.is_file():
-        raise CodecError(f"model bundle not found: {path}")
+        raise CodecError(
+            f"model bundle not found: {path} (shipped models: {', '.join(shipped_models()) or 'none'})"
+        )
     return _load(str(path.resolve()), device)
