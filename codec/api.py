@@ -86,9 +86,14 @@ class ImageCodec:
         return logits.reshape(-1, logits.shape[-1]).numpy()
 
     def encode_tokens(
-        self, tokens: np.ndarray, schedule: CodingSchedule | None = None, estimate: bool = True
+        self,
+        tokens: np.ndarray,
+        schedule: CodingSchedule | None = None,
+        estimate: bool = True,
+        stages: int | None = None,
     ) -> tuple[bytes, float]:
-        """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``)."""
+        """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``).
+        ``stages``: code only the first stages (a smaller file that decodes progressively)."""
         from .entropy import information_content
 
         M, h, w = tokens.shape
@@ -96,7 +101,7 @@ class ImageCodec:
         flat = tok.reshape(M, h * w)
         enc, bits, done = RangeEncoder(), 0.0, 0
         order = torch.from_numpy(np.concatenate((schedule or self.schedule).stages_for(h, w)))
-        for n in (schedule or self.schedule).counts(h, w):
+        for n in (schedule or self.schedule).counts(h, w)[:stages]:
             if n == 0:
                 continue
             pos = order[done : done + n]
@@ -138,18 +143,22 @@ class ImageCodec:
 
     # -- images <-> bytes ---------------------------------------------------------------
     @torch.no_grad()
-    def compress(self, image, max_pixels: int | None = None) -> bytes:
+    def compress(self, image, max_pixels: int | None = None, stages: int | None = None) -> bytes:
         """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes.
 
         Grayscale, palette and RGBA PIL images are converted to RGB (alpha is dropped); arrays
         must be uint8 [H, W, 3] (ValueError otherwise). Images over ``max_pixels`` (default
         :data:`codec.bitstream.MAX_IMAGE_PIXELS`) or too large for the available memory are
         refused with CodecError before any work (tiled coding is not implemented).
+        ``stages`` < S writes only the first stages (a smaller, coarser file: the decoder
+        predicts the rest, as ``decompress(stages=)`` does with a full file).
         """
-        return self.compress_batch([image], max_pixels)[0]
+        return self.compress_batch([image], max_pixels, stages)[0]
 
     @torch.no_grad()
-    def compress_batch(self, images: list, max_pixels: int | None = None) -> list[bytes]:
+    def compress_batch(
+        self, images: list, max_pixels: int | None = None, stages: int | None = None
+    ) -> list[bytes]:
         """Several images -> their .pqm bytes. Images of one size go through the autoencoder
         as one batch (useful on a GPU); the entropy model codes each image on its own. The
         bytes are those of :meth:`compress` on each image alone (tested)."""
@@ -166,11 +175,14 @@ class ImageCodec:
             xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
             for i, t in zip(idx, self.autoencoder.encode(xt.to(self.device)).cpu().numpy()):
                 tokens[i] = t
-        return [self._pack(x.shape[:2], t) for x, t in zip(xs, tokens)]
+        if stages is not None and not 0 <= stages <= self.schedule.stages:
+            raise ValueError(f"stages must be in 0..{self.schedule.stages}, got {stages}")
+        return [self._pack(x.shape[:2], t, stages) for x, t in zip(xs, tokens)]
 
-    def _pack(self, size: tuple[int, int], tokens: np.ndarray) -> bytes:
-        payload, _ = self.encode_tokens(tokens, estimate=False)
+    def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:
+        payload, _ = self.encode_tokens(tokens, estimate=False, stages=stages)
         cfg, s = self.autoencoder.cfg, self.schedule
+        present = s.stages if stages is None else stages
         header = bitstream.Header(
             height=size[0],
             width=size[1],
@@ -179,11 +191,11 @@ class ImageCodec:
             M=cfg.M,
             K=cfg.K,
             stages=s.stages,
-            stages_present=s.stages,
+            stages_present=present,
             alpha=s.alpha,
             order=s.order,
             model_id=self.model_id,
-            token_crc=bitstream.token_checksum(tokens),
+            token_crc=bitstream.token_checksum(coded_tokens(tokens, s, present)),
         )
         return bitstream.pack(header, payload)
 
@@ -198,12 +210,17 @@ class ImageCodec:
             )
         if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
             raise CodecError("file's stride/M/K do not match the model")
-        if stages is not None and not 0 <= stages <= header.stages:
-            raise CodecError(f"--stages must be in 0..{header.stages} for this file, got {stages}")
+        present = header.stages_present
+        if stages is not None and not 0 <= stages <= present:
+            raise CodecError(f"--stages must be in 0..{present} for this file, got {stages}")
         check_memory(header.height, header.width)
         schedule = CodingSchedule(header.stages, header.alpha, header.order)
-        tokens = self.decode_tokens(payload, header.token_shape, schedule, stages)
-        if stages is None and bitstream.token_checksum(tokens) != header.token_crc:
+        todo = present if stages is None else stages
+        tokens = self.decode_tokens(payload, header.token_shape, schedule, todo)
+        if (
+            todo == present
+            and bitstream.token_checksum(coded_tokens(tokens, schedule, present)) != header.token_crc
+        ):
             raise CodecError(
                 "decoded tokens fail their checksum: the file is corrupt or the decoder differs "
                 "from the encoder"
@@ -212,6 +229,16 @@ class ImageCodec:
         with autocast(self.amp, self.device):
             y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
         return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> np.ndarray:
+    """The tokens a file of ``stages`` stages holds: all [M, h, w] when every stage is
+    present, else [M, n] at the coded positions in coding order (what the checksum covers)."""
+    M, h, w = tokens.shape
+    if stages >= schedule.stages:
+        return tokens
+    pos = np.concatenate(schedule.stages_for(h, w)[:stages] + [np.zeros(0, np.int64)])
+    return tokens.reshape(M, h * w)[:, pos]
 
 
 def to_uint8_rgb(image) -> np.ndarray:

@@ -69,13 +69,15 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
     outs = _checked_outputs(args, ".pqm")
     codec = get_codec(args.model)
+    if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
+        raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
     for src, dst in zip(args.inputs, outs):
         try:
             img = Image.open(io.BytesIO(_read(src)))
             img.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
-        data = codec.compress(img)
+        data = codec.compress(img, stages=args.stages)
         write_output(dst, data)
         if dst != "-":
             bpp = 8 * len(data) / (img.width * img.height)
@@ -180,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
     en.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
     en.add_argument("--force", action="store_true", help="replace existing output files")
+    en.add_argument(
+        "--stages", type=int, help="write only the first stages: a smaller file, decoded progressively"
+    )
     en.set_defaults(func=_cmd_encode)
 
     de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")

@@ -155,3 +155,16 @@ def test_bundle_keeps_provenance_and_its_autoencoder_loads(bundle):
         meta = f.metadata()
     assert meta["kind"] == "codec" and "schedule" in meta
     assert meta["autoencoder_command"] == "codec train --tiny"
+
+
+def test_encode_a_prefix_of_the_stages(bundle, image, tmp_path, capsys):
+    full, part = tmp_path / "f.pqm", tmp_path / "p.pqm"
+    assert main(["encode", str(image), "-o", str(full), "--model", str(bundle)]) == 0
+    assert main(["encode", str(image), "-o", str(part), "--model", str(bundle), "--stages", "1"]) == 0
+    assert part.stat().st_size < full.stat().st_size
+    assert main(["decode", str(part), "-o", str(tmp_path / "p.png"), "--model", str(bundle)]) == 0
+    assert (
+        main(["encode", str(image), "-o", str(tmp_path / "x.pqm"), "--model", str(bundle), "--stages", "99"])
+        == 1
+    )
+    assert "--stages" in capsys.readouterr().err
