@@ -1,6 +1,8 @@
 """Classical codecs through Pillow, for side-by-side figures: real encoded bytes only.
 
-Codecs: ``jpeg`` (libjpeg-turbo, 4:2:0), ``webp`` (method 4), ``avif`` (speed 6). Quality
+Codecs: ``jpeg`` (libjpeg-turbo, 4:2:0, optimized Huffman tables), ``jpeg444`` (the same,
+4:4:4), ``webp`` (method 4), ``avif`` (speed 6), ``jxl`` (effort 7; needs the
+pillow-jxl-plugin package, see :func:`missing`). Quality
 sweeps are what the bench/ scripts interpolate; :func:`fit_size` finds the best quality
 whose file is not larger than a given size (how the demo shows "JPEG at our size").
 """
@@ -13,14 +15,40 @@ import numpy as np
 from PIL import Image
 
 SETTINGS = {
-    "jpeg": (list(range(1, 101)), lambda q: {"format": "JPEG", "quality": q}),
+    "jpeg": (
+        list(range(1, 101)),
+        lambda q: {"format": "JPEG", "quality": q, "subsampling": 2, "optimize": True},
+    ),
+    "jpeg444": (
+        list(range(1, 101)),
+        lambda q: {"format": "JPEG", "quality": q, "subsampling": 0, "optimize": True},
+    ),
     "webp": (list(range(0, 101, 4)), lambda q: {"format": "WEBP", "quality": q, "method": 4}),
     "avif": (list(range(0, 101, 5)), lambda q: {"format": "AVIF", "quality": q, "speed": 6}),
+    "jxl": (list(range(1, 100, 3)), lambda q: {"format": "JXL", "quality": q, "effort": 7}),
 }
+
+
+def missing(codec: str) -> str | None:
+    """Why ``codec`` cannot run here (its library is not installed), or None if it can."""
+    from PIL import features
+
+    if codec not in SETTINGS:
+        return f"unknown codec {codec!r} (known: {', '.join(SETTINGS)})"
+    if codec in ("webp", "avif") and not features.check(codec):
+        return f"Pillow was built without {codec.upper()} support"
+    if codec == "jxl":
+        try:
+            import pillow_jxl  # noqa: F401  (registers the JXL format with Pillow)
+        except ImportError:
+            return "JPEG XL needs the pillow-jxl-plugin package (pip install pillow-jxl-plugin)"
+    return None
 
 
 def encode(img: np.ndarray, codec: str, quality: int) -> bytes:
     """uint8 [H, W, 3] -> the bytes of the file Pillow writes."""
+    if codec == "jxl":
+        import pillow_jxl  # noqa: F401
     buf = io.BytesIO()
     Image.fromarray(img).save(buf, **SETTINGS[codec][1](quality))
     return buf.getvalue()
@@ -28,6 +56,8 @@ def encode(img: np.ndarray, codec: str, quality: int) -> bytes:
 
 def decode(data: bytes) -> np.ndarray:
     """File bytes -> uint8 [H, W, 3]."""
+    if data[:2] == b"\xff\x0a" or data[4:12] == b"JXL \r\n\x87\n":
+        import pillow_jxl  # noqa: F401
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 

@@ -111,6 +111,25 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(run_demo(args.image, args.model, args.output, threads=args.threads).report())
 
 
+def _cmd_bench(args: argparse.Namespace) -> None:
+    from .bench.run import run_bench
+
+    lo, _, hi = args.bpp_range.partition(",")
+    summary = run_bench(
+        args.dataset,
+        [c for c in args.codecs.split(",") if c],
+        args.out,
+        (float(lo), float(hi)),
+        args.points,
+        args.workers,
+        args.max_images,
+    )
+    print((Path(args.out) / "summary.md").read_text())
+    print(f"wrote {args.out}/results.json, results.csv, rd_psnr.png, rd_ms_ssim.png, summary.md")
+    if not summary["curves"]:
+        raise CodecError("no codec produced a curve")
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
     from . import bitstream
 
@@ -202,6 +221,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's limit)"
     )
     i.set_defaults(func=_cmd_info)
+
+    b = sub.add_parser("bench", help="rate-distortion benchmark against classical codecs (BD-rate, plots)")
+    b.add_argument("--dataset", default="../shared/data/kodak", help="a folder of images (default: Kodak)")
+    b.add_argument("--codecs", default="ours,jpeg,jpeg444,webp,avif,jxl", help="comma-separated")
+    b.add_argument("--out", default="bench/results/rd", help="results folder (a rerun resumes)")
+    b.add_argument("--bpp-range", default="0.05,1.0", help="sweep and BD-rate range, bpp")
+    b.add_argument("--points", type=int, default=8, help="settings per classical codec")
+    b.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
+    b.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")
+    b.set_defaults(func=_cmd_bench)
 
     from .train.config import add_flags
 

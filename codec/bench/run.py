@@ -1,0 +1,328 @@
+"""``codec bench``: every codec swept over its rate parameter on a folder of images, bpp from
+real encoded bytes, PSNR (RGB) and MS-SSIM (torchmetrics) per image, BD-rate of each codec
+against each other, results.jsonl (appended as jobs finish: a run resumes), results.json,
+results.csv, an R-D plot per metric and a Markdown summary.
+
+Codec names: the classical ones of :mod:`codec.classical` (jpeg, jpeg444, webp, avif, jxl),
+and ``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the
+number of coded stages (a prefix of the stages is a real, smaller file).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .. import classical
+from .bdrate import bd_rate
+
+METRICS = ("psnr", "ms_ssim")
+
+
+@dataclass
+class BenchCodec:
+    """A codec to sweep: ``encode(img, setting) -> bytes``, ``decode(bytes) -> img``."""
+
+    name: str
+    grid: list[int]  # every setting, rate rising with the setting
+    note: str
+    encode: Callable[[np.ndarray, int], bytes]
+    decode: Callable[[bytes], np.ndarray]
+
+
+_CACHE: dict[str, BenchCodec] = {}
+
+
+def make_codec(name: str) -> BenchCodec:
+    """The :class:`BenchCodec` for a name (cached per process); ValueError if it cannot run."""
+    if name in _CACHE:
+        return _CACHE[name]
+    if name == "ours" or name.startswith("ours:"):
+        from ..zoo import get_codec
+
+        model = name.partition(":")[2] or None
+        c = get_codec(model)
+        S = c.schedule.stages
+        bc = BenchCodec(
+            name,
+            list(range(1, S + 1)),
+            f"stages coded 1..{S} of {S} (model id {c.model_id.hex()}), entropy model 1 thread",
+            lambda img, t: c.compress(img, stages=t),
+            c.decompress,
+        )
+    else:
+        why = classical.missing(name)
+        if why:
+            raise ValueError(why)
+        grid, kw = classical.SETTINGS[name]
+        bc = BenchCodec(
+            name,
+            grid,
+            f"Pillow {json.dumps({k: v for k, v in kw(0).items() if k != 'quality'})}, quality swept",
+            lambda img, q: classical.encode(img, name, q),
+            classical.decode,
+        )
+    _CACHE[name] = bc
+    return bc
+
+
+def find_settings(
+    bpp_of: Callable[[int], float], grid: Sequence[int], lo: float, hi: float, n: int
+) -> list[int]:
+    """Up to ``n`` settings of ``grid`` (rate rising along it) whose rate ``bpp_of`` lies in
+    [lo, hi], spread evenly in log-rate: binary searches for both ends, then the settings
+    between them nearest to log-spaced targets."""
+
+    def first_at_least(target: float) -> int:
+        a, b = 0, len(grid)
+        while a < b:
+            m = (a + b) // 2
+            if bpp_of(grid[m]) >= target:
+                b = m
+            else:
+                a = m + 1
+        return a
+
+    i, j = first_at_least(lo), first_at_least(hi)
+    if j == len(grid) or bpp_of(grid[j]) > hi:
+        j -= 1
+    if i > j:
+        return []
+    rates = {k: bpp_of(grid[k]) for k in range(i, j + 1)}
+    targets = np.exp(np.linspace(math.log(rates[i]), math.log(rates[j]), n))
+    chosen = {min(rates, key=lambda k: abs(math.log(rates[k]) - math.log(t))) for t in targets}
+    return [grid[k] for k in sorted(chosen)]
+
+
+def _quality(rec: np.ndarray, img: np.ndarray) -> dict:
+    import torch
+
+    from ..metrics import ms_ssim, psnr
+
+    def t(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255
+
+    s = ms_ssim(t(rec), t(img))
+    return {"psnr": float(psnr(t(rec), t(img))), "ms_ssim": float(s) if s is not None else None}
+
+
+def _job(args: tuple[str, int, str]) -> dict:
+    name, setting, path = args
+    from ..train.data import load_rgb
+
+    img = load_rgb(Path(path)).permute(1, 2, 0).numpy()
+    c = make_codec(name)
+    t0 = time.perf_counter()
+    data = c.encode(img, setting)
+    t1 = time.perf_counter()
+    rec = c.decode(data)
+    t2 = time.perf_counter()
+    row = {"codec": name, "setting": setting, "image": Path(path).name, "bytes": len(data)}
+    row["bpp"] = 8 * len(data) / (img.shape[0] * img.shape[1])
+    row.update(_quality(rec, img), encode_ms=1e3 * (t1 - t0), decode_ms=1e3 * (t2 - t1))
+    return row
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
+    """Per codec, the mean over images of each setting that every image has, by bpp."""
+    by: dict[tuple[str, int], list[dict]] = {}
+    for r in rows:
+        by.setdefault((r["codec"], r["setting"]), []).append(r)
+    out: dict[str, list[dict]] = {}
+    for (name, setting), rs in by.items():
+        if len(rs) < n_images:
+            continue
+        point = {"setting": setting, "bpp": statistics.mean(r["bpp"] for r in rs)}
+        for m in METRICS:
+            vals = [r[m] for r in rs if r[m] is not None]
+            point[m] = statistics.mean(vals) if len(vals) == len(rs) else None
+        out.setdefault(name, []).append(point)
+    return {k: sorted(v, key=lambda p: p["bpp"]) for k, v in out.items()}
+
+
+def bd_table(cur: dict[str, list[dict]], metric: str, bpp_range: tuple[float, float]) -> dict:
+    """BD-rate (%) of every codec (row) against every other (column), or None."""
+    pts = {k: [(p["bpp"], p[metric]) for p in v if p[metric] is not None] for k, v in cur.items()}
+    table: dict[str, dict[str, float | None]] = {}
+    for a in pts:
+        for b in pts:
+            try:
+                table.setdefault(a, {})[b] = bd_rate(pts[b], pts[a], bpp_range) if a != b else 0.0
+            except ValueError:
+                table.setdefault(a, {})[b] = None
+    return table
+
+
+def run_bench(
+    dataset: str | Path,
+    codecs: Sequence[str],
+    out: str | Path,
+    bpp_range: tuple[float, float] = (0.05, 1.0),
+    points: int = 8,
+    workers: int = 2,
+    max_images: int = 0,
+    progress: bool = True,
+) -> dict:
+    """Runs (or resumes) a benchmark; returns the summary written to ``out``/results.json."""
+    from tqdm import tqdm
+
+    from ..train.data import list_images, load_rgb
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    images = list_images(str(dataset))[: max_images or None]
+    if not images:
+        raise ValueError(f"no images in {dataset}")
+    runnable, skipped = {}, {}
+    for name in codecs:
+        try:
+            runnable[name] = make_codec(name)
+        except (ValueError, OSError) as e:  # OSError: a model bundle that is not there
+            skipped[name] = str(e)
+            print(f"skipping {name}: {e}")
+    # Settings: the codec's grid narrowed to the bpp range on a calibration image.
+    calib = load_rgb(images[0]).permute(1, 2, 0).numpy()
+    px = calib.shape[0] * calib.shape[1]
+    settings = {}
+    for name, c in runnable.items():
+        if name.startswith("ours"):
+            settings[name] = c.grid
+        else:
+            memo: dict[int, float] = {}
+
+            def bpp_of(s: int, c: BenchCodec = c, memo: dict = memo) -> float:
+                if s not in memo:
+                    memo[s] = 8 * len(c.encode(calib, s)) / px
+                return memo[s]
+
+            lo, hi = bpp_range
+            settings[name] = (
+                find_settings(bpp_of, c.grid, lo, hi, points) or c.grid[:: max(1, len(c.grid) // points)]
+            )
+    log = out / "results.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["codec"], r["setting"], r["image"]) for r in rows}
+    jobs = [
+        (name, s, str(p))
+        for name in runnable
+        for s in settings[name]
+        for p in images
+        if (name, s, p.name) not in done
+    ]
+    print(
+        f"{len(images)} images from {dataset}; codecs {', '.join(runnable)}; {len(jobs)} jobs to run "
+        f"({len(done)} done before); {workers} worker processes of 1 thread"
+    )
+    with open(log, "a") as f:
+        if workers > 1 and len(jobs) > 1:
+            import multiprocessing as mp
+
+            with mp.get_context("spawn").Pool(workers, initializer=_init_worker) as pool:
+                it = pool.imap_unordered(_job, jobs)
+                for row in tqdm(it, total=len(jobs), disable=not progress):
+                    f.write(json.dumps(row) + "\n")
+                    f.flush()
+                    rows.append(row)
+        else:
+            for job in tqdm(jobs, disable=not progress):
+                row = _job(job)
+                f.write(json.dumps(row) + "\n")
+                f.flush()
+                rows.append(row)
+    cur = curves(rows, len(images))
+    summary = {
+        "dataset": str(dataset),
+        "images": len(images),
+        "bpp_range": list(bpp_range),
+        "workers": workers,
+        "codecs": {k: runnable[k].note for k in runnable},
+        "skipped": skipped,
+        "unavailable_metrics": {
+            "lpips": "n/a: needs AlexNet weights in the torch cache (none offline here)",
+            "fid_kid": "n/a: needs Inception-v3 weights (none offline here)",
+        },
+        "curves": cur,
+        "bd_rate": {m: bd_table(cur, m, bpp_range) for m in METRICS},
+    }
+    (out / "results.json").write_text(json.dumps(summary, indent=1))
+    with open(out / "results.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["codec"])
+        w.writeheader()
+        w.writerows(rows)
+    _plots(cur, out)
+    (out / "summary.md").write_text(markdown(summary))
+    return summary
+
+
+def _plots(cur: dict[str, list[dict]], out: Path) -> None:
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    try:
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is not installed: no plots")
+        return
+    for m in METRICS:
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        drawn = 0
+        for name, pts in cur.items():
+            xy = [(p["bpp"], p[m]) for p in pts if p[m] is not None]
+            if xy:
+                ax.plot(*zip(*xy), marker="o", ms=3, label=name)
+                drawn += 1
+        if not drawn:
+            ax.text(0.5, 0.5, f"{m}: n/a for these images", ha="center", transform=ax.transAxes)
+        ax.set_xlabel("bpp (from file sizes)")
+        ax.set_ylabel({"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM"}[m])
+        ax.grid(alpha=0.3)
+        if drawn:
+            ax.legend()
+        fig.tight_layout()
+        fig.savefig(out / f"rd_{m}.png", dpi=120)
+        plt.close(fig)
+
+
+def markdown(summary: dict) -> str:
+    """The summary table: each codec's points, then BD-rate tables."""
+    lines = [
+        f"# Benchmark: {summary['images']} images of {summary['dataset']}",
+        "",
+        "| codec | setting | bpp | PSNR dB | MS-SSIM |",
+        "|---|---|---|---|---|",
+    ]
+    for name, pts in summary["curves"].items():
+        for p in pts:
+            s = f"{p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else "n/a"
+            lines.append(f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {s} |")
+    lo, hi = summary["bpp_range"]
+    for m, table in summary["bd_rate"].items():
+        names = list(table)
+        lines += [
+            "",
+            f"BD-rate ({m}) of the row against the column, {lo}-{hi} bpp, % (negative: fewer bits)",
+            "",
+        ]
+        lines += ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        for a in names:
+            cells = [f"{table[a][b]:+.1f}" if table[a][b] is not None else "n/a" for b in names]
+            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    lines += ["", "Codecs: " + "; ".join(f"{k}: {v}" for k, v in summary["codecs"].items())]
+    for k, v in summary["skipped"].items():
+        lines.append(f"Skipped {k}: {v}")
+    for k, v in summary["unavailable_metrics"].items():
+        lines.append(f"{k}: {v}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,71 @@
+"""codec bench: settings inside the bpp range, a tiny end-to-end run, resume, skipped codecs."""
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from codec import classical
+from codec.bench import run as bench
+from codec.cli import main
+
+
+def test_find_settings_lands_inside_the_range():
+    rate = {q: 0.01 * 1.08**q for q in range(101)}  # rising, 0.01 .. 22 bpp
+    got = bench.find_settings(rate.__getitem__, list(range(101)), 0.05, 1.0, 6)
+    assert 3 <= len(got) <= 6 and got == sorted(got)
+    assert all(0.05 <= rate[q] <= 1.0 for q in got)
+    assert rate[got[0]] < 0.06 and rate[got[-1]] > 0.9  # spans the range
+    assert bench.find_settings(rate.__getitem__, list(range(101)), 50, 60, 4) == []
+
+
+def test_find_settings_with_a_real_codec():
+    img = np.asarray(Image.open("codec/data/sample.png").convert("RGB"))[:128, :192]
+
+    def bpp(q):
+        return 8 * len(classical.encode(img, "webp", q)) / (128 * 192)
+
+    got = bench.find_settings(bpp, classical.SETTINGS["webp"][0], 0.2, 1.5, 4)
+    assert got and all(0.2 <= bpp(q) <= 1.5 for q in got)
+
+
+@pytest.fixture
+def images(tmp_path):
+    d = tmp_path / "imgs"
+    d.mkdir()
+    im = Image.open("codec/data/sample.png").convert("RGB")
+    im.crop((0, 0, 96, 64)).save(d / "a.png")
+    im.crop((300, 200, 396, 264)).save(d / "b.png")
+    return d
+
+
+def test_tiny_bench_end_to_end_resumes_and_skips(images, tmp_path, monkeypatch, capsys):
+    real = classical.missing
+    monkeypatch.setattr(classical, "missing", lambda c: "not here" if c == "jxl" else real(c))
+    out = tmp_path / "out"
+    args = ["bench", "--dataset", str(images), "--codecs", "jpeg,webp,jxl", "--out", str(out)]
+    assert main(args + ["--points", "3", "--workers", "1", "--bpp-range", "0.3,3"]) == 0
+    text = capsys.readouterr().out
+    assert "skipping jxl: not here" in text and "BD-rate (psnr)" in text
+    summary = json.loads((out / "results.json").read_text())
+    assert set(summary["curves"]) == {"jpeg", "webp"} and summary["skipped"] == {"jxl": "not here"}
+    for pts in summary["curves"].values():
+        assert len(pts) >= 2 and all(p["psnr"] > 20 for p in pts)
+    assert summary["bd_rate"]["psnr"]["jpeg"]["jpeg"] == 0.0
+    assert summary["bd_rate"]["psnr"]["webp"]["jpeg"] is not None
+    rows = (out / "results.jsonl").read_text().splitlines()
+    assert len(rows) == sum(len(p) for p in summary["curves"].values()) * 2
+    for f in ("results.csv", "rd_psnr.png", "rd_ms_ssim.png", "summary.md"):
+        assert (out / f).exists()
+    # a rerun resumes: nothing is coded again
+    assert main(args + ["--points", "3", "--workers", "1", "--bpp-range", "0.3,3"]) == 0
+    assert "0 jobs to run" in capsys.readouterr().out
+    assert len((out / "results.jsonl").read_text().splitlines()) == len(rows)
+
+
+def test_ours_is_swept_over_stages(images, tmp_path):
+    s = bench.run_bench(images, ["ours"], tmp_path / "o", workers=1, progress=False)
+    pts = s["curves"]["ours"]
+    assert [p["setting"] for p in pts] == list(range(1, len(pts) + 1))
+    assert all(a["bpp"] < b["bpp"] for a, b in zip(pts, pts[1:]))
