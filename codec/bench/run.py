@@ -4,8 +4,11 @@ against each other, results.jsonl (appended as jobs finish: a run resumes), resu
 results.csv, an R-D plot per metric and a Markdown summary.
 
 Codec names: the classical ones of :mod:`codec.classical` (jpeg, jpeg444, webp, avif, jxl),
-and ``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the
-number of coded stages (a prefix of the stages is a real, smaller file).
+``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the number of
+coded stages (a prefix of the stages is a real, smaller file); learned baselines trained
+by ``codec train --stage baseline``: ``hyperprior:RUN1+RUN2+...`` (each run folder one rate
+point); ``compressai:ARCH`` (bmshj2018-hyperprior, mbt2018-mean) with CompressAI's
+pretrained weights when the user has them in the torch cache (they are never downloaded).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import classical
+from ..errors import CodecError
 from .bdrate import bd_rate
 
 METRICS = ("psnr", "ms_ssim")
@@ -30,13 +34,14 @@ METRICS = ("psnr", "ms_ssim")
 
 @dataclass
 class BenchCodec:
-    """A codec to sweep: ``encode(img, setting) -> bytes``, ``decode(bytes) -> img``."""
+    """A codec to sweep: ``encode(img, setting) -> bytes``, ``decode(bytes, setting) -> img``
+    (the setting tells a multi-model codec which model made the file)."""
 
     name: str
     grid: list[int]  # every setting, rate rising with the setting
     note: str
     encode: Callable[[np.ndarray, int], bytes]
-    decode: Callable[[bytes], np.ndarray]
+    decode: Callable[[bytes, int], np.ndarray]
 
 
 _CACHE: dict[str, BenchCodec] = {}
@@ -57,8 +62,20 @@ def make_codec(name: str) -> BenchCodec:
             list(range(1, S + 1)),
             f"stages coded 1..{S} of {S} (model id {c.model_id.hex()}), entropy model 1 thread",
             lambda img, t: c.compress(img, stages=t),
-            c.decompress,
+            lambda data, t: c.decompress(data),
         )
+    elif name.startswith("hyperprior:"):
+        runs = name.partition(":")[2].split("+")
+        models = [_load_baseline(r) for r in runs]
+        bc = BenchCodec(
+            name,
+            list(range(len(models))),
+            "trained by codec train --stage baseline: " + ", ".join(runs),
+            lambda img, i: _baseline_encode(models[i], img),
+            lambda data, i: _baseline_decode(models[i], data),
+        )
+    elif name.startswith("compressai:"):
+        bc = _pretrained(name)
     else:
         why = classical.missing(name)
         if why:
@@ -69,10 +86,66 @@ def make_codec(name: str) -> BenchCodec:
             grid,
             f"Pillow {json.dumps({k: v for k, v in kw(0).items() if k != 'quality'})}, quality swept",
             lambda img, q: classical.encode(img, name, q),
-            classical.decode,
+            lambda data, q: classical.decode(data),
         )
     _CACHE[name] = bc
     return bc
+
+
+def _load_baseline(run: str):
+    """A baseline model from a run folder (``runs/NAME`` or its ``checkpoint``), ready to code."""
+    from ..train.baseline_stage import build_baseline
+    from ..train.checkpoint import load_checkpoint
+
+    folder = Path(run)
+    folder = folder / "checkpoint" if (folder / "checkpoint").is_dir() else folder
+    if not (folder / "state.json").exists():
+        raise ValueError(f"no baseline checkpoint in {run}")
+    state = json.loads((folder / "state.json").read_text())
+    model = build_baseline(state["arch"], state["N"], state["M"])
+    load_checkpoint(folder, model)
+    model.eval().update(force=True)
+    return model
+
+
+def _baseline_encode(model, img: np.ndarray) -> bytes:
+    import torch
+
+    from ..train.baseline_stage import compress_image
+
+    return compress_image(model, torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255)
+
+
+def _baseline_decode(model, data: bytes) -> np.ndarray:
+    from ..train.baseline_stage import decompress_image
+
+    y = decompress_image(model, data)[0]
+    return (y * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+def _pretrained(name: str) -> BenchCodec:
+    """CompressAI's pretrained models, only from the user's torch cache."""
+    import torch
+
+    arch = name.partition(":")[2]
+    cached = sorted((Path(torch.hub.get_dir()) / "checkpoints").glob(f"{arch}-*.pth.tar"))
+    qualities = sorted({int(p.name.split("-")[len(arch.split("-"))]) for p in cached})
+    if not qualities:
+        raise ValueError(
+            f"no pretrained {arch} weights in the torch cache ({torch.hub.get_dir()}); never downloaded"
+        )
+    from compressai import zoo
+
+    models = {q: getattr(zoo, arch.replace("-", "_"))(quality=q, pretrained=True).eval() for q in qualities}
+    for m in models.values():
+        m.update(force=True)
+    return BenchCodec(
+        name,
+        qualities,
+        f"CompressAI pretrained {arch}, qualities {qualities} (from the torch cache)",
+        lambda img, q: _baseline_encode(models[q], img),
+        lambda data, q: _baseline_decode(models[q], data),
+    )
 
 
 def find_settings(
@@ -124,7 +197,7 @@ def _job(args: tuple[str, int, str]) -> dict:
     t0 = time.perf_counter()
     data = c.encode(img, setting)
     t1 = time.perf_counter()
-    rec = c.decode(data)
+    rec = c.decode(data, setting)
     t2 = time.perf_counter()
     row = {"codec": name, "setting": setting, "image": Path(path).name, "bytes": len(data)}
     row["bpp"] = 8 * len(data) / (img.shape[0] * img.shape[1])
@@ -192,7 +265,7 @@ def run_bench(
     for name in codecs:
         try:
             runnable[name] = make_codec(name)
-        except (ValueError, OSError) as e:  # OSError: a model bundle that is not there
+        except (ValueError, OSError, CodecError) as e:  # a library, weights or a bundle missing
             skipped[name] = str(e)
             print(f"skipping {name}: {e}")
     # Settings: the codec's grid narrowed to the bpp range on a calibration image.
@@ -200,7 +273,7 @@ def run_bench(
     px = calib.shape[0] * calib.shape[1]
     settings = {}
     for name, c in runnable.items():
-        if name.startswith("ours"):
+        if name.split(":")[0] not in classical.SETTINGS:  # ours, learned: every model / stage
             settings[name] = c.grid
         else:
             memo: dict[int, float] = {}

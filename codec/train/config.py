@@ -12,7 +12,7 @@ from ..models.pqvae import PQVAEConfig
 @dataclass
 class TrainConfig:
     out: str = "runs/pqvae"  # run folder: checkpoint, log.jsonl, plots
-    stage: str = "autoencoder"  # autoencoder (PQ-VAE) or entropy (masked entropy model)
+    stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline
     autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
     data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
     eval_data: str = "../shared/data/kodak"  # evaluation only, never trained on
@@ -33,6 +33,11 @@ class TrainConfig:
     em_heads: int = 6
     token_crop: int = 16  # training crops of the token grid, positions per side
     token_span: int = 64  # crops get a random position-encoding offset in [0, span - crop]
+    # learned baselines (--stage baseline): CompressAI architectures, trained the same way
+    arch: str = "bmshj2018-hyperprior"  # or mbt2018-mean
+    baseline_N: int = 128
+    baseline_M: int = 192
+    rd_lambda: float = 0.0067  # loss = lambda * 255^2 * MSE + bpp (CompressAI's quality 3)
     # optimisation
     crop: int = 128
     batch: int = 8

@@ -258,8 +258,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         from .entropy_stage import train_entropy
 
         return train_entropy(cfg)
+    if cfg.stage == "baseline":
+        from .baseline_stage import train_baseline
+
+        return train_baseline(cfg)
     if cfg.stage != "autoencoder":
-        raise ValueError(f"unknown stage {cfg.stage!r} (autoencoder, entropy)")
+        raise ValueError(f"unknown stage {cfg.stage!r} (autoencoder, entropy, baseline)")
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
