@@ -188,8 +188,24 @@ def _quality(rec: np.ndarray, img: np.ndarray) -> dict:
     return {"psnr": float(psnr(t(rec), t(img))), "ms_ssim": float(s) if s is not None else None}
 
 
-def _job(args: tuple[str, int, str]) -> dict:
-    name, setting, path = args
+_FEATURES: list = []  # per process: [extractor or None]
+
+
+def _features():
+    if not _FEATURES:
+        from .features import feature_extractor
+
+        _FEATURES.append(feature_extractor()[0])
+    return _FEATURES[0]
+
+
+def _feature_file(out: Path, name: str, setting, image: str) -> Path:
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in f"{name}__{setting}__{image}")
+    return out / "features" / f"{safe}.npy"
+
+
+def _job(args: tuple[str, int, str, str]) -> dict:
+    name, setting, path, out = args
     from ..train.data import load_rgb
 
     img = load_rgb(Path(path)).permute(1, 2, 0).numpy()
@@ -202,6 +218,11 @@ def _job(args: tuple[str, int, str]) -> dict:
     row = {"codec": name, "setting": setting, "image": Path(path).name, "bytes": len(data)}
     row["bpp"] = 8 * len(data) / (img.shape[0] * img.shape[1])
     row.update(_quality(rec, img), encode_ms=1e3 * (t1 - t0), decode_ms=1e3 * (t2 - t1))
+    ext = _features()
+    if ext is not None:
+        from .features import patches
+
+        np.save(_feature_file(Path(out), name, setting, row["image"]), ext(patches(rec)))
     return row
 
 
@@ -226,6 +247,41 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
             point[m] = statistics.mean(vals) if len(vals) == len(rs) else None
         out.setdefault(name, []).append(point)
     return {k: sorted(v, key=lambda p: p["bpp"]) for k, v in out.items()}
+
+
+def _feature_distances(cur: dict[str, list[dict]], images: list[Path], out: Path) -> str:
+    """Adds FD and KID on MobileNetV2 features (originals vs decoded 256-px patches, over
+    all images) to every curve point; returns what the columns mean, or why they are n/a."""
+    from ..train.data import load_rgb
+    from .features import feature_extractor, frechet_distance, kernel_distance, patches
+
+    ext, why = feature_extractor()
+    for pts in cur.values():
+        for p in pts:
+            p["fd_mobilenet"] = p["kid_mobilenet"] = None
+    if ext is None:
+        return why or "n/a"
+    (out / "features").mkdir(exist_ok=True)
+    ref = []
+    for path in images:
+        f = _feature_file(out, "original", 0, path.name)
+        if not f.exists():
+            np.save(f, ext(patches(load_rgb(path).permute(1, 2, 0).numpy())))
+        ref.append(np.load(f))
+    ref_all = np.concatenate(ref)
+    if len(ref_all) < 2:
+        return "n/a: images smaller than one 256-px patch"
+    for name, pts in cur.items():
+        for p in pts:
+            files = [_feature_file(out, name, p["setting"], path.name) for path in images]
+            if all(f.exists() for f in files):
+                rec = np.concatenate([np.load(f) for f in files])
+                p["fd_mobilenet"] = frechet_distance(ref_all, rec)
+                p["kid_mobilenet"] = kernel_distance(ref_all, rec)
+    return (
+        f"FD and KID on MobileNetV2 (TFLite, ImageNet) pooled features of {len(ref_all)} 256-px patches, "
+        "originals vs decoded: an offline stand-in for FID/KID, comparable within this run only"
+    )
 
 
 def bd_table(cur: dict[str, list[dict]], metric: str, bpp_range: tuple[float, float]) -> dict:
@@ -287,11 +343,12 @@ def run_bench(
             settings[name] = (
                 find_settings(bpp_of, c.grid, lo, hi, points) or c.grid[:: max(1, len(c.grid) // points)]
             )
+    (out / "features").mkdir(exist_ok=True)
     log = out / "results.jsonl"
     rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
     done = {(r["codec"], r["setting"], r["image"]) for r in rows}
     jobs = [
-        (name, s, str(p))
+        (name, s, str(p), str(out))
         for name in runnable
         for s in settings[name]
         for p in images
@@ -318,6 +375,7 @@ def run_bench(
                 f.flush()
                 rows.append(row)
     cur = curves(rows, len(images))
+    feature_note = _feature_distances(cur, images, out)
     summary = {
         "dataset": str(dataset),
         "images": len(images),
@@ -328,6 +386,7 @@ def run_bench(
         "unavailable_metrics": {
             "lpips": "n/a: needs AlexNet weights in the torch cache (none offline here)",
             "fid_kid": "n/a: needs Inception-v3 weights (none offline here)",
+            "fd_kid_mobilenet": feature_note,
         },
         "curves": cur,
         "bd_rate": {m: bd_table(cur, m, bpp_range) for m in METRICS},
@@ -374,13 +433,20 @@ def markdown(summary: dict) -> str:
     lines = [
         f"# Benchmark: {summary['images']} images of {summary['dataset']}",
         "",
-        "| codec | setting | bpp | PSNR dB | MS-SSIM |",
-        "|---|---|---|---|---|",
+        "| codec | setting | bpp | PSNR dB | MS-SSIM | FD (MobileNetV2) | KID (MobileNetV2) |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def fmt(v, f: str) -> str:
+        return format(v, f) if v is not None else "n/a"
+
     for name, pts in summary["curves"].items():
         for p in pts:
-            s = f"{p['ms_ssim']:.4f}" if p["ms_ssim"] is not None else "n/a"
-            lines.append(f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | {s} |")
+            lines.append(
+                f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
+                f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('fd_mobilenet'), '.3f')} | "
+                f"{fmt(p.get('kid_mobilenet'), '.4f')} |"
+            )
     lo, hi = summary["bpp_range"]
     for m, table in summary["bd_rate"].items():
         names = list(table)

@@ -1,0 +1,97 @@
+"""An offline feature distance for statistical fidelity: Frechet distance (FD) and kernel
+distance (KID) between features of original and decoded 256-pixel patches, the features
+being the 1280-d pooled activations of the bundled MobileNetV2 (ImageNet, uint8 TFLite,
+../shared/data/models). This is *not* FID/KID (Inception-v3, whose weights are not
+available offline): the numbers are comparable between codecs of one run only.
+
+Running the TFLite model needs the ``ai-edge-litert`` package (``pip install
+ai-edge-litert``); without it :func:`feature_extractor` says why and the benchmark reports
+the columns as n/a.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_MODEL = "../shared/data/models/mobilenet_v2_1.0_224_quant.tflite"
+POOL = "MobilenetV2/Logits/AvgPool"
+
+
+class MobileNetFeatures:
+    """``__call__(patches uint8 [N, 224, 224, 3]) -> float64 [N, 1280]``."""
+
+    def __init__(self, path: str | Path) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(
+            model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1
+        )
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]["index"]
+        (self.pool,) = [d for d in self.interpreter.get_tensor_details() if d["name"] == POOL]
+
+    def __call__(self, patches: np.ndarray) -> np.ndarray:
+        scale, zero = self.pool["quantization"]
+        out = []
+        for p in patches:
+            self.interpreter.set_tensor(self.input, np.ascontiguousarray(p[None], dtype=np.uint8))
+            self.interpreter.invoke()
+            q = self.interpreter.get_tensor(self.pool["index"]).reshape(-1).astype(np.float64)
+            out.append(scale * (q - zero))
+        return np.stack(out) if out else np.zeros((0, self.pool["shape"][-1]))
+
+
+def feature_extractor(path: str | None = None) -> tuple[MobileNetFeatures | None, str | None]:
+    """(extractor, None), or (None, the reason it cannot run here)."""
+    path = path or os.environ.get("CODEC_FEATURE_MODEL", DEFAULT_MODEL)
+    if not Path(path).exists():
+        return None, f"n/a: no feature model at {path}"
+    try:
+        return MobileNetFeatures(path), None
+    except ImportError:
+        return None, "n/a: needs the ai-edge-litert package to run the TFLite MobileNetV2"
+
+
+def patches(img: np.ndarray, size: int = 256, out: int = 224) -> np.ndarray:
+    """Non-overlapping size x size patches of uint8 [H, W, 3], resized to out x out:
+    uint8 [N, out, out, 3] (none if the image is smaller than a patch)."""
+    from PIL import Image
+
+    H, W, _ = img.shape
+    tiles = [
+        np.asarray(
+            Image.fromarray(img[y : y + size, x : x + size]).resize((out, out), Image.Resampling.BILINEAR)
+        )
+        for y in range(0, H - size + 1, size)
+        for x in range(0, W - size + 1, size)
+    ]
+    return np.stack(tiles) if tiles else np.zeros((0, out, out, 3), np.uint8)
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Frechet distance between Gaussians fitted to feature sets [N, d] and [M, d]."""
+    from scipy import linalg
+
+    mu = a.mean(0) - b.mean(0)
+    ca, cb = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root, _ = linalg.sqrtm(ca @ cb, disp=False)
+    return float(mu @ mu + np.trace(ca + cb - 2 * np.real(root)))
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased MMD^2 with the cubic polynomial kernel (x.y / d + 1)^3, as in KID."""
+    d = a.shape[1]
+
+    def k(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+        return (x @ y.T / d + 1) ** 3
+
+    n, m = len(a), len(b)
+    kaa, kbb = k(a, a), k(b, b)
+    return float(
+        (kaa.sum() - np.trace(kaa)) / (n * (n - 1))
+        + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+        - 2 * k(a, b).mean()
+    )
