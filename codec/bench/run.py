@@ -30,6 +30,18 @@ from ..errors import CodecError
 from .bdrate import bd_rate
 
 METRICS = ("psnr", "ms_ssim")
+_LPIPS: list = []  # per process: [LPIPS module or None]
+
+
+def _lpips():
+    if not _LPIPS:
+        from ..metrics import load_lpips
+
+        try:
+            _LPIPS.append(load_lpips())
+        except RuntimeError:
+            _LPIPS.append(None)
+    return _LPIPS[0]
 
 
 @dataclass
@@ -184,8 +196,14 @@ def _quality(rec: np.ndarray, img: np.ndarray) -> dict:
     def t(a: np.ndarray) -> torch.Tensor:
         return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255
 
-    s = ms_ssim(t(rec), t(img))
-    return {"psnr": float(psnr(t(rec), t(img))), "ms_ssim": float(s) if s is not None else None}
+    x, y = t(rec), t(img)
+    s = ms_ssim(x, y)
+    row = {"psnr": float(psnr(x, y)), "ms_ssim": float(s) if s is not None else None, "lpips": None}
+    fn = _lpips()
+    if fn is not None:
+        with torch.no_grad():
+            row["lpips"] = float(fn(x * 2 - 1, y * 2 - 1).mean())
+    return row
 
 
 _FEATURES: list = []  # per process: [extractor or None]
@@ -242,8 +260,8 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
         if len(rs) < n_images:
             continue
         point = {"setting": setting, "bpp": statistics.mean(r["bpp"] for r in rs)}
-        for m in METRICS:
-            vals = [r[m] for r in rs if r[m] is not None]
+        for m in (*METRICS, "lpips"):
+            vals = [r[m] for r in rs if r.get(m) is not None]
             point[m] = statistics.mean(vals) if len(vals) == len(rs) else None
         out.setdefault(name, []).append(point)
     return {k: sorted(v, key=lambda p: p["bpp"]) for k, v in out.items()}
@@ -384,7 +402,9 @@ def run_bench(
         "codecs": {k: runnable[k].note for k in runnable},
         "skipped": skipped,
         "unavailable_metrics": {
-            "lpips": "n/a: needs AlexNet weights in the torch cache (none offline here)",
+            "lpips": "per image (AlexNet LPIPS)"
+            if _lpips() is not None
+            else "n/a: needs torchvision's AlexNet weights in the torch cache (none offline here)",
             "fid_kid": "n/a: needs Inception-v3 weights (none offline here)",
             "fd_kid_mobilenet": feature_note,
         },
@@ -433,8 +453,8 @@ def markdown(summary: dict) -> str:
     lines = [
         f"# Benchmark: {summary['images']} images of {summary['dataset']}",
         "",
-        "| codec | setting | bpp | PSNR dB | MS-SSIM | FD (MobileNetV2) | KID (MobileNetV2) |",
-        "|---|---|---|---|---|---|---|",
+        "| codec | setting | bpp | PSNR dB | MS-SSIM | LPIPS | FD (MobileNetV2) | KID (MobileNetV2) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(v, f: str) -> str:
@@ -444,7 +464,7 @@ def markdown(summary: dict) -> str:
         for p in pts:
             lines.append(
                 f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
-                f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('fd_mobilenet'), '.3f')} | "
+                f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('lpips'), '.4f')} | {fmt(p.get('fd_mobilenet'), '.3f')} | "
                 f"{fmt(p.get('kid_mobilenet'), '.4f')} |"
             )
     lo, hi = summary["bpp_range"]
