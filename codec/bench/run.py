@@ -464,8 +464,8 @@ def markdown(summary: dict) -> str:
         for p in pts:
             lines.append(
                 f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
-                f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('lpips'), '.4f')} | {fmt(p.get('fd_mobilenet'), '.3f')} | "
-                f"{fmt(p.get('kid_mobilenet'), '.4f')} |"
+                f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('lpips'), '.4f')} | "
+                f"{fmt(p.get('fd_mobilenet'), '.3f')} | {fmt(p.get('kid_mobilenet'), '.4f')} |"
             )
     lo, hi = summary["bpp_range"]
     for m, table in summary["bd_rate"].items():
