@@ -44,9 +44,22 @@ class MobileNetFeatures:
         return np.stack(out) if out else np.zeros((0, self.pool["shape"][-1]))
 
 
+def default_model_path() -> str:
+    """``$CODEC_FEATURE_MODEL``, else the model in ../shared/data beside the working folder
+    or beside this checkout."""
+    if os.environ.get("CODEC_FEATURE_MODEL"):
+        return os.environ["CODEC_FEATURE_MODEL"]
+    beside_checkout = Path(__file__).resolve().parents[3] / DEFAULT_MODEL.removeprefix("../")
+    return (
+        DEFAULT_MODEL
+        if Path(DEFAULT_MODEL).exists() or not beside_checkout.exists()
+        else str(beside_checkout)
+    )
+
+
 def feature_extractor(path: str | None = None) -> tuple[MobileNetFeatures | None, str | None]:
     """(extractor, None), or (None, the reason it cannot run here)."""
-    path = path or os.environ.get("CODEC_FEATURE_MODEL", DEFAULT_MODEL)
+    path = path or default_model_path()
     if not Path(path).exists():
         return None, f"n/a: no feature model at {path}"
     try:
