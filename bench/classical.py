@@ -9,15 +9,10 @@ settings). Codecs and settings: codec/classical.py.
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 from codec.classical import SETTINGS, decode, encode
+from codec.metrics import from_uint8 as to_tensor  # noqa: F401  (imported by the other scripts)
 from codec.metrics import ms_ssim, psnr
-
-
-def to_tensor(img: np.ndarray) -> torch.Tensor:
-    """uint8 [H, W, 3] -> float [1, 3, H, W] in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1).float().unsqueeze(0) / 255
 
 
 def rd_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:

@@ -196,18 +196,6 @@ class DemoResult:
         return "\n".join(lines)
 
 
-def _quality(img: np.ndarray, ref: np.ndarray) -> tuple[float, float | None]:
-    import torch
-
-    from .metrics import ms_ssim, psnr
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255
-
-    s = ms_ssim(t(img), t(ref))
-    return float(psnr(t(img), t(ref))), (float(s) if s is not None else None)
-
-
 def run_demo(
     image: str | Path | None = None,
     model: str | Path | None = None,
@@ -225,6 +213,7 @@ def run_demo(
 
     from . import classical
     from .cli import write_output
+    from .metrics import image_quality
     from .zoo import default_model_path, get_codec
 
     if threads:
@@ -253,16 +242,18 @@ def run_demo(
         fit = classical.fit_size(img, name, len(data))
         if fit is not None:
             q, enc = fit
-            others.append((name.upper(), q, len(enc), *_quality(classical.decode(enc), img)))
+            qual = image_quality(classical.decode(enc), img)
+            others.append((name.upper(), q, len(enc), qual["psnr"], qual["ms_ssim"]))
     h, w, _ = img.shape
+    ours = image_quality(out, img)
     return DemoResult(
         image=path.name,
         width=w,
         height=h,
         model=f"{model_path.name} (id {codec.model_id.hex()})",
         bytes=len(data),
-        psnr=_quality(out, img)[0],
-        ms_ssim=_quality(out, img)[1],
+        psnr=ours["psnr"],
+        ms_ssim=ours["ms_ssim"],
         encode_ms=1e3 * statistics.median(t_enc),
         decode_ms=1e3 * statistics.median(t_dec),
         runs=runs,

@@ -5,6 +5,20 @@ from __future__ import annotations
 import torch
 
 
+def from_uint8(img) -> torch.Tensor:
+    """uint8 [H, W, 3] (array or tensor) -> float [1, 3, H, W] in [0, 1] (a copy)."""
+    import numpy as np
+
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255
+
+
+def image_quality(rec, ref) -> dict:
+    """{"psnr": dB, "ms_ssim": float or None} of a decoded uint8 [H, W, 3] against the original."""
+    x, y = from_uint8(rec), from_uint8(ref)
+    s = ms_ssim(x, y)
+    return {"psnr": float(psnr(x, y)[0]), "ms_ssim": float(s[0]) if s is not None else None}
+
+
 def quantize_uint8(x: torch.Tensor) -> torch.Tensor:
     """What a decoder writes to a PNG: rounded to 1/255 steps."""
     return (x.clamp(0, 1) * 255).round() / 255

@@ -191,18 +191,13 @@ def find_settings(
 def _quality(rec: np.ndarray, img: np.ndarray) -> dict:
     import torch
 
-    from ..metrics import ms_ssim, psnr
+    from ..metrics import from_uint8, image_quality
 
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(a)).permute(2, 0, 1)[None].float() / 255
-
-    x, y = t(rec), t(img)
-    s = ms_ssim(x, y)
-    row = {"psnr": float(psnr(x, y)), "ms_ssim": float(s) if s is not None else None, "lpips": None}
+    row = {**image_quality(rec, img), "lpips": None}
     fn = _lpips()
     if fn is not None:
         with torch.no_grad():
-            row["lpips"] = float(fn(x * 2 - 1, y * 2 - 1).mean())
+            row["lpips"] = float(fn(from_uint8(rec) * 2 - 1, from_uint8(img) * 2 - 1).mean())
     return row
 
 
