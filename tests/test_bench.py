@@ -71,6 +71,17 @@ def test_ours_is_swept_over_stages(images, tmp_path):
     assert all(a["bpp"] < b["bpp"] for a, b in zip(pts, pts[1:]))
 
 
+def test_several_bundles_make_one_curve_of_whole_files(images, tmp_path):
+    """ours:A+B: one point per bundle, each file coded whole (the default and the extreme model)."""
+    s = bench.run_bench(
+        images, ["ours:extreme-s32-m1-k16+default"], tmp_path / "o", workers=1, progress=False
+    )
+    pts = s["curves"]["ours:extreme-s32-m1-k16+default"]
+    assert [p["setting"] for p in pts] == [0, 1] and pts[0]["bpp"] < pts[1]["bpp"]
+    whole = bench.run_bench(images, ["ours"], tmp_path / "p", workers=1, progress=False)["curves"]["ours"][-1]
+    assert pts[1]["bpp"] == whole["bpp"] and pts[1]["psnr"] == whole["psnr"]
+
+
 def test_learned_baseline_run_is_a_codec(images, tmp_path, capsys):
     """A (tiny) baseline trained by codec train --stage baseline codes real bytes in the
     bench; CompressAI's pretrained weights are skipped when not in the torch cache."""

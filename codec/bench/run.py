@@ -5,7 +5,8 @@ results.csv, an R-D plot per metric and a Markdown summary.
 
 Codec names: the classical ones of :mod:`codec.classical` (jpeg, jpeg444, webp, avif, jxl),
 ``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the number of
-coded stages (a prefix of the stages is a real, smaller file); learned baselines trained
+coded stages (a prefix of the stages is a real, smaller file); ``ours:A+B+...``: one rate
+point per bundle, each coded whole; learned baselines trained
 by ``codec train --stage baseline``: ``hyperprior:RUN1+RUN2+...`` (each run folder one rate
 point); ``compressai:ARCH`` (bmshj2018-hyperprior, mbt2018-mean) with CompressAI's
 pretrained weights when the user has them in the torch cache (they are never downloaded).
@@ -66,16 +67,27 @@ def make_codec(name: str) -> BenchCodec:
     if name == "ours" or name.startswith("ours:"):
         from ..zoo import get_codec
 
-        model = name.partition(":")[2] or None
-        c = get_codec(model)
-        S = c.schedule.stages
-        bc = BenchCodec(
-            name,
-            list(range(1, S + 1)),
-            f"stages coded 1..{S} of {S} (model id {c.model_id.hex()}), entropy model 1 thread",
-            lambda img, t: c.compress(img, stages=t),
-            lambda data, t: c.decompress(data),
-        )
+        specs = name.partition(":")[2].split("+") if ":" in name else [None]
+        models = [get_codec(m) for m in specs]
+        if len(models) == 1:  # one model: a real curve of stage prefixes (progressive files)
+            c = models[0]
+            S = c.schedule.stages
+            bc = BenchCodec(
+                name,
+                list(range(1, S + 1)),
+                f"stages coded 1..{S} of {S} (model id {c.model_id.hex()}), entropy model 1 thread",
+                lambda img, t: c.compress(img, stages=t),
+                lambda data, t: c.decompress(data),
+            )
+        else:  # one rate point per model, each its whole file; listed by rising rate
+            bc = BenchCodec(
+                name,
+                list(range(len(models))),
+                "one bundle per rate point (whole files): "
+                + ", ".join(f"{m} (id {c.model_id.hex()})" for m, c in zip(specs, models)),
+                lambda img, i: models[i].compress(img),
+                lambda data, i: models[i].decompress(data),
+            )
     elif name.startswith("hyperprior:"):
         runs = name.partition(":")[2].split("+")
         models = [_load_baseline(r) for r in runs]

@@ -64,3 +64,34 @@ def load_checkpoint(
             per_param.setdefault(int(pid), {})[key] = v
         optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
     return state
+
+
+def warm_start(model: torch.nn.Module, source: str | Path, prefix: str = "") -> tuple[list[str], list[str]]:
+    """Copies weights from ``source`` (a checkpoint folder, an exported file, or a codec bundle's
+    part under ``prefix``) into ``model`` where names and shapes agree; returns (copied, skipped).
+
+    A submodule is taken whole or not at all: when any of its tensors has another shape (a
+    quantizer with another M or K), all of its tensors keep their fresh values, so that for
+    instance the codebooks are re-initialized by k-means instead of mixing two codebook sets.
+    Private buffers (a last name part starting with ``_``: CompressAI's CDF tables, which
+    ``update()`` derives from the parameters) are neither compared nor copied.
+    """
+    source = Path(source)
+    file = source / "model.safetensors" if source.is_dir() else source
+    loaded = load_file(str(file))
+    if prefix and any(k.startswith(prefix) for k in loaded):
+        loaded = {k[len(prefix) :]: v for k, v in loaded.items() if k.startswith(prefix)}
+    own = {k: v for k, v in model.state_dict().items() if not k.rsplit(".", 1)[-1].startswith("_")}
+
+    def owner(name: str) -> str:
+        return name.rsplit(".", 1)[0] if "." in name else ""
+
+    bad = {owner(k) for k, v in own.items() if k not in loaded or loaded[k].shape != v.shape}
+    copied = [k for k in own if owner(k) not in bad]
+    skipped = [k for k in own if owner(k) in bad]
+    if not copied:
+        raise ValueError(f"--init {source}: no tensor matches this model")
+    with torch.no_grad():
+        for k in copied:
+            own[k].copy_(loaded[k].to(own[k].dtype))
+    return copied, skipped

@@ -56,6 +56,9 @@ class TrainConfig:
     ckpt_every_minutes: float = 5.0
     plot: bool = False
     resume: bool = False
+    init: str = (
+        ""  # warm start: weights whose names and shapes match (checkpoint folder, exported file, bundle)
+    )
     # hardware
     device: str = "auto"  # auto, cpu, cuda
     amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX), bf16, fp16, off

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from ..hardware import autocast
 from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from ..models.pqvae import PQVAE
-from .checkpoint import load_checkpoint, save_checkpoint
+from .checkpoint import load_checkpoint, save_checkpoint, warm_start
 from .config import TrainConfig
 from .data import InMemoryImages, list_images, load_rgb
 
@@ -150,6 +150,14 @@ def resume_if_asked(
         if rank == 0:
             print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
         return step, state.get("loss_ema")  # the spike guard's memory (see fit)
+    if cfg.init:
+        prefix = {"autoencoder": "autoencoder.", "entropy": "entropy_model."}.get(cfg.stage, "")
+        copied, skipped = warm_start(model, cfg.init, prefix)
+        if rank == 0:
+            print(
+                f"warm start from {cfg.init}: {len(copied)} tensors copied, {len(skipped)} fresh"
+                + (f" ({', '.join(sorted({k.rsplit('.', 1)[0] for k in skipped}))})" if skipped else "")
+            )
     return 0, None
 
 
