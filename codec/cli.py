@@ -114,15 +114,19 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.run import run_bench
 
-    lo, _, hi = args.bpp_range.partition(",")
+    def pair(text: str) -> tuple[float, float]:
+        lo, _, hi = text.partition(",")
+        return float(lo), float(hi)
+
     summary = run_bench(
         args.dataset,
         [c for c in args.codecs.split(",") if c],
         args.out,
-        (float(lo), float(hi)),
+        pair(args.bpp_range),
         args.points,
         args.workers,
         args.max_images,
+        bd_range=pair(args.bd_range) if args.bd_range else None,
     )
     print((Path(args.out) / "summary.md").read_text())
     print(f"wrote {args.out}/results.json, results.csv, rd_psnr.png, rd_ms_ssim.png, summary.md")
@@ -226,7 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--dataset", default="../shared/data/kodak", help="a folder of images (default: Kodak)")
     b.add_argument("--codecs", default="ours,jpeg,jpeg444,webp,avif,jxl", help="comma-separated")
     b.add_argument("--out", default="bench/results/rd", help="results folder (a rerun resumes)")
-    b.add_argument("--bpp-range", default="0.05,1.0", help="sweep and BD-rate range, bpp")
+    b.add_argument("--bpp-range", default="0.05,1.0", help="sweep range, bpp")
+    b.add_argument("--bd-range", default="", help="BD-rate range LO,HI in bpp (default: the sweep range)")
     b.add_argument("--points", type=int, default=8, help="settings per classical codec")
     b.add_argument("--workers", type=int, default=2, help="processes (1 thread each)")
     b.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")

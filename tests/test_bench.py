@@ -58,10 +58,15 @@ def test_tiny_bench_end_to_end_resumes_and_skips(images, tmp_path, monkeypatch, 
     assert len(rows) == sum(len(p) for p in summary["curves"].values()) * 2
     for f in ("results.csv", "rd_psnr.png", "rd_ms_ssim.png", "summary.md"):
         assert (out / f).exists()
-    # a rerun resumes: nothing is coded again
-    assert main(args + ["--points", "3", "--workers", "1", "--bpp-range", "0.3,3"]) == 0
+    # a rerun resumes: nothing is coded again; BD-rates over another interval
+    assert (
+        main(args + ["--points", "3", "--workers", "1", "--bpp-range", "0.3,3", "--bd-range", "0.5,2"]) == 0
+    )
     assert "0 jobs to run" in capsys.readouterr().out
     assert len((out / "results.jsonl").read_text().splitlines()) == len(rows)
+    again = json.loads((out / "results.json").read_text())
+    assert again["bd_range"] == [0.5, 2.0] and "0.5-2.0 bpp" in (out / "summary.md").read_text()
+    assert again["bd_rate"]["psnr"]["webp"]["jpeg"] != summary["bd_rate"]["psnr"]["webp"]["jpeg"]
 
 
 def test_ours_is_swept_over_stages(images, tmp_path):

@@ -331,8 +331,11 @@ def run_bench(
     workers: int = 2,
     max_images: int = 0,
     progress: bool = True,
+    bd_range: tuple[float, float] | None = None,
 ) -> dict:
-    """Runs (or resumes) a benchmark; returns the summary written to ``out``/results.json."""
+    """Runs (or resumes) a benchmark; returns the summary written to ``out``/results.json.
+    ``bpp_range``: where settings are swept; ``bd_range``: the BD-rate interval (default: the
+    sweep range)."""
     from tqdm import tqdm
 
     from ..train.data import list_images, load_rgb
@@ -405,6 +408,7 @@ def run_bench(
         "dataset": str(dataset),
         "images": len(images),
         "bpp_range": list(bpp_range),
+        "bd_range": list(bd_range or bpp_range),
         "workers": workers,
         "codecs": {k: runnable[k].note for k in runnable},
         "skipped": skipped,
@@ -416,7 +420,7 @@ def run_bench(
             "fd_kid_mobilenet": feature_note,
         },
         "curves": cur,
-        "bd_rate": {m: bd_table(cur, m, bpp_range) for m in METRICS},
+        "bd_rate": {m: bd_table(cur, m, tuple(bd_range or bpp_range)) for m in METRICS},
     }
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     with open(out / "results.csv", "w", newline="") as f:
@@ -474,7 +478,7 @@ def markdown(summary: dict) -> str:
                 f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('lpips'), '.4f')} | "
                 f"{fmt(p.get('fd_mobilenet'), '.3f')} | {fmt(p.get('kid_mobilenet'), '.4f')} |"
             )
-    lo, hi = summary["bpp_range"]
+    lo, hi = summary["bd_range"]
     for m, table in summary["bd_rate"].items():
         names = list(table)
         lines += [
