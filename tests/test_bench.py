@@ -85,6 +85,7 @@ def test_several_bundles_make_one_curve_of_whole_files(images, tmp_path):
     assert [p["setting"] for p in pts] == [0, 1] and pts[0]["bpp"] < pts[1]["bpp"]
     whole = bench.run_bench(images, ["ours"], tmp_path / "p", workers=1, progress=False)["curves"]["ours"][-1]
     assert pts[1]["bpp"] == whole["bpp"] and pts[1]["psnr"] == whole["psnr"]
+    assert bench.label("ours:runs/a.safetensors+default") == "ours:a+default"  # plot and table names
 
 
 def test_learned_baseline_run_is_a_codec(images, tmp_path, capsys):

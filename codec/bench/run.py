@@ -432,6 +432,12 @@ def run_bench(
     return summary
 
 
+def label(name: str) -> str:
+    """A short display name: ``ours:runs/a.safetensors+default`` -> ``ours:a+default``."""
+    kind, sep, spec = name.partition(":")
+    return kind + sep + "+".join(Path(p).stem or p for p in spec.split("+")) if sep else name
+
+
 def _plots(cur: dict[str, list[dict]], out: Path) -> None:
     os.environ.setdefault("MPLBACKEND", "Agg")
     try:
@@ -445,7 +451,7 @@ def _plots(cur: dict[str, list[dict]], out: Path) -> None:
         for name, pts in cur.items():
             xy = [(p["bpp"], p[m]) for p in pts if p[m] is not None]
             if xy:
-                ax.plot(*zip(*xy), marker="o", ms=3, label=name)
+                ax.plot(*zip(*xy), marker="o", ms=3, label=label(name))
                 drawn += 1
         if not drawn:
             ax.text(0.5, 0.5, f"{m}: n/a for these images", ha="center", transform=ax.transAxes)
@@ -474,7 +480,7 @@ def markdown(summary: dict) -> str:
     for name, pts in summary["curves"].items():
         for p in pts:
             lines.append(
-                f"| {name} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
+                f"| {label(name)} | {p['setting']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
                 f"{fmt(p['ms_ssim'], '.4f')} | {fmt(p.get('lpips'), '.4f')} | "
                 f"{fmt(p.get('fd_mobilenet'), '.3f')} | {fmt(p.get('kid_mobilenet'), '.4f')} |"
             )
@@ -486,10 +492,10 @@ def markdown(summary: dict) -> str:
             f"BD-rate ({m}) of the row against the column, {lo}-{hi} bpp, % (negative: fewer bits)",
             "",
         ]
-        lines += ["| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        lines += ["| | " + " | ".join(map(label, names)) + " |", "|---" * (len(names) + 1) + "|"]
         for a in names:
             cells = [f"{table[a][b]:+.1f}" if table[a][b] is not None else "n/a" for b in names]
-            lines.append(f"| {a} | " + " | ".join(cells) + " |")
+            lines.append(f"| {label(a)} | " + " | ".join(cells) + " |")
     lines += ["", "Codecs: " + "; ".join(f"{k}: {v}" for k, v in summary["codecs"].items())]
     for k, v in summary["skipped"].items():
         lines.append(f"Skipped {k}: {v}")
