@@ -67,6 +67,11 @@ def test_tiny_bench_end_to_end_resumes_and_skips(images, tmp_path, monkeypatch, 
     again = json.loads((out / "results.json").read_text())
     assert again["bd_range"] == [0.5, 2.0] and "0.5-2.0 bpp" in (out / "summary.md").read_text()
     assert again["bd_rate"]["psnr"]["webp"]["jpeg"] != summary["bd_rate"]["psnr"]["webp"]["jpeg"]
+    # a rerun with fewer codecs reports only those (the log keeps the others)
+    only = ["bench", "--dataset", str(images), "--codecs", "jpeg", "--out", str(out)]
+    assert main(only + ["--points", "3", "--workers", "1", "--bpp-range", "0.3,3"]) == 0
+    assert "0 jobs to run" in capsys.readouterr().out
+    assert set(json.loads((out / "results.json").read_text())["curves"]) == {"jpeg"}
 
 
 def test_ours_is_swept_over_stages(images, tmp_path):

@@ -402,6 +402,7 @@ def run_bench(
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 rows.append(row)
+    rows = [r for r in rows if r["codec"] in runnable]  # earlier runs' other codecs stay in the log only
     cur = curves(rows, len(images))
     feature_note = _feature_distances(cur, images, out)
     summary = {
