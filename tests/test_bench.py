@@ -124,3 +124,4 @@ def test_learned_baseline_run_is_a_codec(images, tmp_path, capsys):
     (pt,) = s["curves"][f"hyperprior:{run}"]
     assert pt["bpp"] > 0 and pt["psnr"] > 5
     assert "no pretrained" in s["skipped"]["compressai:no-such-arch"]
+    assert "(bmshj2018-hyperprior, lambda 0.0067, 6 steps)" in s["codecs"][f"hyperprior:{run}"]

@@ -6,10 +6,11 @@ results.csv, an R-D plot per metric and a Markdown summary.
 Codec names: the classical ones of :mod:`codec.classical` (jpeg, jpeg444, webp, avif, jxl),
 ``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the number of
 coded stages (a prefix of the stages is a real, smaller file); ``ours:A+B+...``: one rate
-point per bundle, each coded whole; learned baselines trained
-by ``codec train --stage baseline``: ``hyperprior:RUN1+RUN2+...`` (each run folder one rate
-point); ``compressai:ARCH`` (bmshj2018-hyperprior, mbt2018-mean) with CompressAI's
-pretrained weights when the user has them in the torch cache (they are never downloaded).
+point per bundle, each coded whole; learned baselines trained by ``codec train --stage
+baseline``: ``hyperprior:RUN1+RUN2+...`` (each run folder one rate point; ``mbt:RUN1+...``
+names a curve of mbt2018-mean runs; each run's state says its architecture);
+``compressai:ARCH`` (bmshj2018-hyperprior, mbt2018-mean) with CompressAI's pretrained
+weights when the user has them in the torch cache (they are never downloaded).
 """
 
 from __future__ import annotations
@@ -88,13 +89,13 @@ def make_codec(name: str) -> BenchCodec:
                 lambda img, i: models[i].compress(img),
                 lambda data, i: models[i].decompress(data),
             )
-    elif name.startswith("hyperprior:"):
+    elif name.split(":")[0] in ("hyperprior", "mbt") and ":" in name:
         runs = name.partition(":")[2].split("+")
-        models = [_load_baseline(r) for r in runs]
+        models, about = zip(*(_load_baseline(r) for r in runs))
         bc = BenchCodec(
             name,
             list(range(len(models))),
-            "trained by codec train --stage baseline: " + ", ".join(runs),
+            "trained by codec train --stage baseline: " + ", ".join(about),
             lambda img, i: _baseline_encode(models[i], img),
             lambda data, i: _baseline_decode(models[i], data),
         )
@@ -117,7 +118,7 @@ def make_codec(name: str) -> BenchCodec:
 
 
 def _load_baseline(run: str):
-    """A baseline model from a run folder (``runs/NAME`` or its ``checkpoint``), ready to code."""
+    """(model ready to code, description) from a run folder (``runs/NAME`` or its ``checkpoint``)."""
     from ..train.baseline_stage import build_baseline
     from ..train.checkpoint import load_checkpoint
 
@@ -129,7 +130,8 @@ def _load_baseline(run: str):
     model = build_baseline(state["arch"], state["N"], state["M"])
     load_checkpoint(folder, model)
     model.eval().update(force=True)
-    return model
+    cfg = state["config"]
+    return model, f"{run} ({state['arch']}, lambda {cfg['rd_lambda']}, {state['step']} steps)"
 
 
 def _baseline_encode(model, img: np.ndarray) -> bytes:
