@@ -118,6 +118,8 @@ def test_learned_baseline_run_is_a_codec(images, tmp_path, capsys):
     )
     result = train(cfg)
     assert result.metrics["bpp"] > 0
+    groups = json.loads((run / "checkpoint" / "state.json").read_text())["param_groups"]
+    assert [g["lr"] for g in groups] == [cfg.lr, 10 * cfg.lr]  # quantiles: their own, faster group
     s = bench.run_bench(
         images, [f"hyperprior:{run}", "compressai:no-such-arch"], tmp_path / "o", workers=1, progress=False
     )

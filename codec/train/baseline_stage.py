@@ -3,9 +3,12 @@ the same photos (``codec train --stage baseline --arch bmshj2018-hyperprior|mbt2
 since pretrained weights cannot be downloaded here.
 
 Loss as in CompressAI's examples: ``lambda * 255^2 * MSE + bpp`` (the likelihoods' bits per
-pixel), plus the entropy bottleneck's auxiliary quantile loss (it only reaches the quantile
-parameters, so one optimizer serves both). Evaluation codes Kodak to real bytes with the
-model's own ``compress`` (CompressAI's rANS coder) and reports bpp from those bytes and PSNR.
+pixel), plus the entropy bottleneck's auxiliary quantile loss. The auxiliary loss only reaches
+the quantile parameters; as in CompressAI's recipe they learn 10x faster and stay out of the
+gradient clipping (in our first run, at the model's learning rate, the auxiliary loss was still
+~3,000 after 4,574 steps, and its gradient took part in the clipped norm). Evaluation codes
+Kodak to real bytes with the model's own ``compress`` (CompressAI's rANS coder) and reports
+bpp from those bytes and PSNR.
 """
 
 from __future__ import annotations
@@ -73,7 +76,11 @@ def decompress_image(model, data: bytes) -> torch.Tensor:
 def train_baseline(cfg: TrainConfig) -> TrainResult:
     rank, world, device = start_run(cfg)
     model = build_baseline(cfg.arch, cfg.baseline_N, cfg.baseline_M).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
+    aux = [p for n, p in model.named_parameters() if n.endswith("quantiles")]
+    opt = torch.optim.Adam(
+        [{"params": main}, {"params": aux, "lr": 10 * cfg.lr, "lr_scale": 10.0}], lr=cfg.lr
+    )
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
@@ -116,5 +123,5 @@ def train_baseline(cfg: TrainConfig) -> TrainResult:
         "M": cfg.baseline_M,
         "lambda": cfg.rd_lambda,
     }
-    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)
+    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema, clipped=main)
     return TrainResult(model, fit(run))

@@ -127,6 +127,7 @@ class Run:
     device: torch.device
     start: int = 0
     loss_ema: float | None = None  # the spike guard's running loss, from the checkpoint
+    clipped: list[torch.nn.Parameter] | None = None  # parameters whose gradient norm is clipped (None: all)
 
 
 def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
@@ -146,7 +147,7 @@ def resume_if_asked(
         state = load_checkpoint(ckpt_dir, model, opt, device)
         step = state["step"]
         for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
-            group["lr"] = cfg.lr
+            group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
         if rank == 0:
             print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
         return step, state.get("loss_ema")  # the spike guard's memory (see fit)
@@ -217,7 +218,7 @@ def fit(run: Run) -> dict:
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(run.model.parameters(), cfg.grad_clip)
+                torch.nn.utils.clip_grad_norm_(run.clipped or run.model.parameters(), cfg.grad_clip)
             run.opt.step()
         done = step + 1
         if rank == 0 and done % cfg.log_every == 0:
