@@ -449,7 +449,7 @@ def _plots(cur: dict[str, list[dict]], out: Path) -> None:
         print("matplotlib is not installed: no plots")
         return
     for m in METRICS:
-        fig, ax = plt.subplots(figsize=(6, 4.5))
+        fig, ax = plt.subplots(figsize=(8.5, 4.8))
         drawn = 0
         for name, pts in cur.items():
             xy = [(p["bpp"], p[m]) for p in pts if p[m] is not None]
@@ -462,7 +462,7 @@ def _plots(cur: dict[str, list[dict]], out: Path) -> None:
         ax.set_ylabel({"psnr": "PSNR (dB, RGB)", "ms_ssim": "MS-SSIM"}[m])
         ax.grid(alpha=0.3)
         if drawn:
-            ax.legend()
+            ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1))  # beside the axes
         fig.tight_layout()
         fig.savefig(out / f"rd_{m}.png", dpi=120)
         plt.close(fig)
