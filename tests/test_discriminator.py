@@ -1,5 +1,7 @@
 """Tests for codec.models.discriminator: label model, U-Net discriminator, ILLM losses."""
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -96,3 +98,43 @@ def test_discriminator_learns_real_from_blurred():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses[::10]
+
+
+def test_realism_stage_trains_the_decoder_only(tmp_path):
+    """codec train --stage realism on tiny models: the decoder and the discriminator move,
+    the autoencoder's file (and so its tokens) is untouched; both discriminators run."""
+    from test_pqvae import tiny_cfg
+
+    from codec.models.io import load_pqvae
+    from codec.train import TrainConfig, train
+    from codec.train.checkpoint import load_checkpoint
+    from codec.train.realism_stage import RealismModel
+
+    train(tiny_cfg(tmp_path / "ae", steps=8, warmup_ae_steps=2))
+    train(tiny_cfg(tmp_path / "lab", steps=8, warmup_ae_steps=2, channels="8,16,16", M=1, K=16))
+    ae_path = tmp_path / "ae" / "run" / "checkpoint"
+    before = (ae_path / "model.safetensors").read_bytes()
+    for kind in ("vq", "binary"):
+        cfg = TrainConfig(
+            **{
+                **tiny_cfg(tmp_path / "ae").__dict__,
+                "stage": "realism",
+                "out": str(tmp_path / kind),
+                "autoencoder": str(ae_path),
+                "label_model": str(tmp_path / "lab" / "run" / "checkpoint"),
+                "discriminator": kind,
+                "disc_channels": "8,8,16,16",
+                "steps": 4,
+                "eval_every": 4,
+            }
+        )
+        result = train(cfg)
+        assert "psnr" in result.metrics
+        ae = load_pqvae(ae_path)
+        dec = result.model.decoder.state_dict()
+        assert any(not torch.equal(dec[k], v) for k, v in ae.decoder.state_dict().items())
+        m = RealismModel(copy.deepcopy(ae.decoder), result.model.discriminator)
+        load_checkpoint(tmp_path / kind / "checkpoint", m)
+        assert all(torch.equal(m.decoder.state_dict()[k], v) for k, v in dec.items())
+        assert result.model.discriminator.classes == (17 if kind == "vq" else 1)
+    assert (ae_path / "model.safetensors").read_bytes() == before

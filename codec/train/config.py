@@ -12,7 +12,7 @@ from ..models.pqvae import PQVAEConfig
 @dataclass
 class TrainConfig:
     out: str = "runs/pqvae"  # run folder: checkpoint, log.jsonl, plots
-    stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline
+    stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline, realism
     autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
     data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
     eval_data: str = "../shared/data/kodak"  # evaluation only, never trained on
@@ -38,6 +38,13 @@ class TrainConfig:
     baseline_N: int = 128
     baseline_M: int = 192
     rd_lambda: float = 0.0067  # loss = lambda * 255^2 * MSE + bpp (CompressAI's quality 3)
+    # realism decoder (--stage realism): frozen encoder/quantizer, decoder + discriminator
+    label_model: str = ""  # the frozen M=1 VQ-VAE that labels 8x8 patches (checkpoint or exported file)
+    discriminator: str = "vq"  # vq (K+1 classes, ILLM) or binary (the ablation)
+    disc_channels: str = "64,128,256,256"
+    adv_weight: float = 0.008  # ILLM
+    mse_weight: float = 150.0  # ILLM's distortion scale
+    d_lr_scale: float = 4.0  # discriminator lr = d_lr_scale * lr (ILLM: 4e-4 vs 1e-4)
     # optimisation
     crop: int = 128
     batch: int = 8

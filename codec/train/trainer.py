@@ -271,8 +271,12 @@ def train(cfg: TrainConfig) -> TrainResult:
         from .baseline_stage import train_baseline
 
         return train_baseline(cfg)
+    if cfg.stage == "realism":
+        from .realism_stage import train_realism
+
+        return train_realism(cfg)
     if cfg.stage != "autoencoder":
-        raise ValueError(f"unknown stage {cfg.stage!r} (autoencoder, entropy, baseline)")
+        raise ValueError(f"unknown stage {cfg.stage!r} (autoencoder, entropy, baseline, realism)")
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
