@@ -66,8 +66,12 @@ class ImageCodec:
         model_id: bytes = bytes(4),
         device: str | torch.device = "cpu",
         amp: str = "auto",
+        realism_decoder: torch.nn.Module | None = None,
     ) -> None:
         self.autoencoder = autoencoder.to(device).eval()
+        # A second decoder of the same tokens (trained with the VQ-conditioned discriminator):
+        # files say the model offers it (header flag); ``decompress(decoder="realism")`` uses it.
+        self.realism_decoder = realism_decoder.to(device).eval() if realism_decoder is not None else None
         self.entropy_model = entropy_model.float().cpu().eval()
         self.schedule = schedule or CodingSchedule()
         self.model_id = model_id
@@ -184,6 +188,7 @@ class ImageCodec:
         cfg, s = self.autoencoder.cfg, self.schedule
         present = s.stages if stages is None else stages
         header = bitstream.Header(
+            flags=bitstream.FLAG_REALISM if self.realism_decoder is not None else 0,
             height=size[0],
             width=size[1],
             channels=3,
@@ -200,8 +205,19 @@ class ImageCodec:
         return bitstream.pack(header, payload)
 
     @torch.no_grad()
-    def decompress(self, data: bytes, stages: int | None = None, max_pixels: int | None = None) -> np.ndarray:
-        """.pqm bytes -> uint8 [H, W, 3]. Raises CodecError for any file this model cannot decode."""
+    def decompress(
+        self,
+        data: bytes,
+        stages: int | None = None,
+        max_pixels: int | None = None,
+        decoder: str = "fidelity",
+    ) -> np.ndarray:
+        """.pqm bytes -> uint8 [H, W, 3]. Raises CodecError for any file this model cannot decode.
+        ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same tokens)."""
+        if decoder not in ("fidelity", "realism"):
+            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
+        if decoder == "realism" and self.realism_decoder is None:
+            raise CodecError("this model has no realism decoder (decoders: fidelity)")
         header, payload = bitstream.unpack(data, max_pixels=max_pixels)
         cfg = self.autoencoder.cfg
         if header.model_id != self.model_id:
@@ -227,7 +243,11 @@ class ImageCodec:
             )
         t = torch.from_numpy(tokens)[None].to(self.device)
         with autocast(self.amp, self.device):
-            y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
+            if decoder == "realism":
+                z = self.autoencoder.quantizer.codes_from_indices(t)
+                y = self.realism_decoder(z)[0, :, : header.height, : header.width].float()
+            else:
+                y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
         return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 

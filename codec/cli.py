@@ -94,7 +94,9 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     outs = _checked_outputs(args, ".png")
     codec = get_codec(args.model)
     for src, dst in zip(args.inputs, outs):
-        pixels = codec.decompress(_read(src), stages=args.stages, max_pixels=args.max_pixels)
+        pixels = codec.decompress(
+            _read(src), stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder
+        )
         buf = io.BytesIO()
         fmt = "PNG" if dst == "-" else (Image.registered_extensions().get(Path(dst).suffix.lower()) or "PNG")
         Image.fromarray(pixels).save(buf, format=fmt)
@@ -176,7 +178,14 @@ def _cmd_export(args: argparse.Namespace) -> None:
         from .entropy.schedule import CodingSchedule
 
         schedule = CodingSchedule(args.stages, args.alpha, args.order).__dict__
-        path = save_bundle(args.output, args.checkpoint, args.entropy, schedule, command=args.command_line)
+        path = save_bundle(
+            args.output,
+            args.checkpoint,
+            args.entropy,
+            schedule,
+            command=args.command_line,
+            realism=args.realism,
+        )
     else:
         path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
@@ -215,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
     de.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
     de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
+    de.add_argument(
+        "--decoder",
+        choices=("fidelity", "realism"),
+        default="fidelity",
+        help="fidelity (MSE-trained) or realism (discriminator-trained) decoder of the same tokens",
+    )
     de.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's)")
     de.add_argument("--force", action="store_true", help="replace existing output files")
     de.set_defaults(func=_cmd_decode)
@@ -247,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("checkpoint", help="a run's checkpoint folder (runs/NAME/checkpoint)")
     e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
     e.add_argument("-o", "--output", required=True)
+    e.add_argument("--realism", help="bundle: also this --stage realism checkpoint's decoder")
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
     e.add_argument("--stages", type=int, default=8, help="bundle: default coding schedule, stages S")
     e.add_argument("--alpha", type=float, default=2.2, help="bundle: schedule exponent")

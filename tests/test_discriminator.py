@@ -121,7 +121,7 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
                 "stage": "realism",
                 "out": str(tmp_path / kind),
                 "autoencoder": str(ae_path),
-                "label_model": str(tmp_path / "lab" / "run" / "checkpoint"),
+                "label_model": str(tmp_path / "lab" / "run" / "checkpoint") if kind == "vq" else "",
                 "discriminator": kind,
                 "disc_channels": "8,8,16,16",
                 "steps": 4,
@@ -138,3 +138,59 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
         assert all(torch.equal(m.decoder.state_dict()[k], v) for k, v in dec.items())
         assert result.model.discriminator.classes == (17 if kind == "vq" else 1)
     assert (ae_path / "model.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match="--label-model"):
+        train(TrainConfig(**{**cfg.__dict__, "discriminator": "vq", "label_model": ""}))
+    # A bundle gains the realism decoder without changing its model id: a file made before
+    # decodes with either decoder, to the same tokens.
+    import numpy as np
+
+    from codec.bitstream import FLAG_REALISM, unpack
+    from codec.cli import main
+    from codec.errors import CodecError
+    from codec.models.io import load_codec, model_id, save_bundle
+
+    em_cfg = dict(
+        stage="entropy",
+        autoencoder=str(ae_path),
+        data=cfg.data,
+        eval_data=cfg.data,
+        em_dim=16,
+        em_depth=1,
+        em_decoder_depth=1,
+        em_heads=2,
+        token_crop=4,
+        batch=2,
+        steps=3,
+        eval_every=1000,
+        eval_images=1,
+        amp="off",
+        threads=1,
+        ckpt_every_minutes=1e9,
+    )
+    train(TrainConfig(out=str(tmp_path / "em"), **em_cfg))
+    em = tmp_path / "em" / "checkpoint"
+    plain = save_bundle(tmp_path / "plain.safetensors", ae_path, em)
+    both = save_bundle(tmp_path / "both.safetensors", ae_path, em, realism=tmp_path / "vq" / "checkpoint")
+    assert model_id(plain) == model_id(both)
+    old, new = load_codec(plain), load_codec(both)
+    img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    data = old.compress(img)
+    assert not unpack(data)[0].flags & FLAG_REALISM and unpack(new.compress(img))[0].flags & FLAG_REALISM
+    assert np.array_equal(new.decompress(data), old.decompress(data))  # same tokens, same fidelity decoder
+    realism = new.decompress(data, decoder="realism")
+    assert realism.shape == img.shape and not np.array_equal(realism, old.decompress(data))
+    with pytest.raises(CodecError, match="no realism decoder"):
+        old.decompress(data, decoder="realism")
+    (tmp_path / "f.pqm").write_bytes(data)
+    out = tmp_path / "r.png"
+    assert (
+        main(
+            ["decode", str(tmp_path / "f.pqm"), "-o", str(out), "--model", str(both), "--decoder", "realism"]
+        )
+        == 0
+    )
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(out)), realism)
+    with pytest.raises(ValueError, match="not a realism run"):
+        save_bundle(tmp_path / "x.safetensors", ae_path, em, realism=em)

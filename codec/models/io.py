@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from pathlib import Path
@@ -54,9 +55,28 @@ def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
     return model.to(device).eval()
 
 
+# Tensors of a bundle that do not change the tokens: decoders may be retrained or added
+# (a realism decoder) without changing the model id, so older files still decode.
+_RENDERING = ("autoencoder.decoder.", "realism_decoder.")
+
+
 def model_id(path: str | Path) -> bytes:
-    """4-byte model id written into .pqm headers: the start of the file's SHA-256."""
-    return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
+    """4-byte model id written into .pqm headers: the start of a SHA-256 over what defines the
+    tokens and the bitstream (a bundle's encoder, quantizer, entropy model, configs and
+    schedule; not its decoders). Other files: the whole file's SHA-256."""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+        if meta.get("kind") != "codec":
+            return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
+        h = hashlib.sha256()
+        for key in ("autoencoder_config", "mim_config", "schedule"):
+            h.update(f"{key}={meta[key]}\n".encode())
+        for name in sorted(f.keys()):
+            if not name.startswith(_RENDERING):
+                t = f.get_tensor(name).contiguous()
+                h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+        return h.digest()[:4]
 
 
 def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -75,9 +95,12 @@ def save_bundle(
     entropy_model: str | Path,
     schedule: dict | None = None,
     command: str = "",
+    realism: str | Path | None = None,
 ) -> Path:
     """One file a user needs: PQ-VAE + entropy model (fp16) + default schedule, configs in
-    the metadata. ``autoencoder``/``entropy_model``: exported files or checkpoint folders."""
+    the metadata. ``autoencoder``/``entropy_model``: exported files or checkpoint folders;
+    ``realism``: a ``--stage realism`` checkpoint folder whose decoder joins the bundle as a
+    second decoder of the same tokens (the model id does not change)."""
     from ..entropy.schedule import CodingSchedule
 
     def part(path: Path, key: str) -> tuple[dict, dict, dict]:
@@ -96,6 +119,18 @@ def save_bundle(
     tensors = {f"autoencoder.{k}": v for k, v in ae.items()} | {
         f"entropy_model.{k}": v for k, v in em.items()
     }
+    extra = {}
+    if realism is not None:
+        state = json.loads((Path(realism) / "state.json").read_text())
+        if state.get("kind") != "realism" or state["model_config"] != ae_cfg:
+            raise ValueError(f"{realism} is not a realism run over this autoencoder")
+        dec = _load_tensors(Path(realism) / "model.safetensors", "decoder.")
+        tensors |= {f"realism_decoder.{k}": v for k, v in dec.items()}
+        extra = {
+            "realism_discriminator": state["discriminator"],
+            "realism_step": str(state["step"]),
+            "realism_metrics": json.dumps(state.get("metrics")),
+        }
     tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
     sched = schedule or CodingSchedule().__dict__
     meta = {
@@ -106,6 +141,7 @@ def save_bundle(
         "command": command,
         **{f"autoencoder_{k}": v for k, v in ae_info.items()},
         **{f"entropy_model_{k}": v for k, v in em_info.items()},
+        **extra,
     }
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
@@ -130,4 +166,9 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
     em = MaskedEntropyModel(MIMConfig(**json.loads(meta["mim_config"])))
     em.load_state_dict(_load_tensors(path, "entropy_model."))
     schedule = CodingSchedule(**json.loads(meta["schedule"]))
-    return ImageCodec(ae, em, schedule, model_id=model_id(path), device=device)
+    realism = _load_tensors(path, "realism_decoder.")
+    decoder = None
+    if realism:
+        decoder = copy.deepcopy(ae.decoder)
+        decoder.load_state_dict(realism)
+    return ImageCodec(ae, em, schedule, model_id=model_id(path), device=device, realism_decoder=decoder)

@@ -43,18 +43,19 @@ class RealismModel(nn.Module):
 
 
 def train_realism(cfg: TrainConfig) -> TrainResult:
-    if not cfg.autoencoder or not cfg.label_model:
-        raise ValueError(
-            "--stage realism needs --autoencoder (the codec's PQ-VAE or bundle) and --label-model"
-        )
     if cfg.discriminator not in ("vq", "binary"):
         raise ValueError(f"--discriminator {cfg.discriminator!r}: vq or binary")
+    if not cfg.autoencoder or (cfg.discriminator == "vq" and not cfg.label_model):
+        raise ValueError(
+            "--stage realism needs --autoencoder (the codec's PQ-VAE or bundle) and, for the vq "
+            "discriminator, --label-model"
+        )
     if cfg.crop % 16:
         raise ValueError("--stage realism needs --crop a multiple of 16")
     rank, world, device = start_run(cfg)
     ae = load_pqvae(cfg.autoencoder, device).requires_grad_(False)
-    labeler = LabelModel(load_pqvae(cfg.label_model, device))
-    classes = labeler.K + 1 if cfg.discriminator == "vq" else 1
+    labeler = LabelModel(load_pqvae(cfg.label_model, device)) if cfg.discriminator == "vq" else None
+    classes = labeler.K + 1 if labeler is not None else 1
     disc = ConditionalUNetDiscriminator(
         ae.cfg.latent_dim, classes, tuple(int(c) for c in cfg.disc_channels.split(","))
     )
@@ -76,14 +77,14 @@ def train_realism(cfg: TrainConfig) -> TrainResult:
         print(
             f"realism decoder over {cfg.autoencoder} (frozen encoder, quantizer: same bitstream); "
             f"{cfg.discriminator} discriminator {sum(p.numel() for p in disc.parameters()) / 1e6:.2f}M "
-            f"params, {classes} classes; label model {cfg.label_model}"
+            f"params, {classes} classes; label model {cfg.label_model or 'none'}"
         )
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
         x = data.batch(cfg.batch, cfg.crop, cfg.seed, i, rank).to(device)
         with torch.no_grad():
             z_q = ae.quantizer(ae.encoder(pad_to_multiple(x, ae.stride)))[0].float()
-            labels = labeler(x)
+            labels = labeler(x) if labeler is not None else None
         with autocast_for(cfg, device):
             x_hat = model.decoder(z_q)[..., : x.shape[-2], : x.shape[-1]].float()
             real, fake = disc(x, z_q), disc(x_hat.detach(), z_q)
