@@ -5,7 +5,7 @@ Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal
     magic        3   b"PQM"
     version      1   1
     flags        1   bit 0: the model offers a realism decoder; other bits must be 0
-    model_id     4   first 4 bytes of the SHA-256 of the model's weights (0 for none)
+    model_id     4   first 4 bytes of a SHA-256 over what defines the model's tokens (0 for none)
     height       varint  image rows, pixels
     width        varint  image columns, pixels
     channels     1   1..4
