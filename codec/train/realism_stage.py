@@ -27,7 +27,7 @@ from ..models.discriminator import (
     vq_generator_loss,
 )
 from ..models.io import load_pqvae
-from ..models.pqvae import pad_to_multiple
+from ..models.pqvae import PQVAE, pad_to_multiple
 from .config import TrainConfig
 from .data import InMemoryImages, list_images, load_rgb
 from .trainer import Run, TrainResult, autocast_for, evaluate, fit, resume_if_asked, start_run
@@ -71,8 +71,8 @@ def train_realism(cfg: TrainConfig) -> TrainResult:
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
-    realism_ae = copy.copy(ae)  # the frozen encoder and quantizer with the trained decoder
-    realism_ae.decoder = model.decoder
+    realism_ae = PQVAE(ae.cfg)  # for evaluation: the frozen encoder and quantizer, the trained decoder
+    realism_ae.encoder, realism_ae.quantizer, realism_ae.decoder = ae.encoder, ae.quantizer, model.decoder
     if rank == 0:
         print(
             f"realism decoder over {cfg.autoencoder} (frozen encoder, quantizer: same bitstream); "
