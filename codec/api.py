@@ -185,9 +185,17 @@ class ImageCodec:
 
     def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:
         payload, _ = self.encode_tokens(tokens, estimate=False, stages=stages)
+        present = self.schedule.stages if stages is None else stages
+        crc = bitstream.token_checksum(coded_tokens(tokens, self.schedule, present))
+        return bitstream.pack(self.header(size, crc, stages), payload)
+
+    def header(
+        self, size: tuple[int, int], token_crc: int = 0, stages: int | None = None
+    ) -> bitstream.Header:
+        """The header of this model's file of an image of ``size`` = (H, W) pixels."""
         cfg, s = self.autoencoder.cfg, self.schedule
         present = s.stages if stages is None else stages
-        header = bitstream.Header(
+        return bitstream.Header(
             flags=bitstream.FLAG_REALISM if self.realism_decoder is not None else 0,
             height=size[0],
             width=size[1],
@@ -200,9 +208,8 @@ class ImageCodec:
             alpha=s.alpha,
             order=s.order,
             model_id=self.model_id,
-            token_crc=bitstream.token_checksum(coded_tokens(tokens, s, present)),
+            token_crc=token_crc,
         )
-        return bitstream.pack(header, payload)
 
     @torch.no_grad()
     def decompress(

@@ -61,16 +61,37 @@ def decode(data: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
 
 
-def fit_size(img: np.ndarray, codec: str, max_bytes: int) -> tuple[int, bytes] | None:
-    """(quality, bytes) of the highest quality setting whose file has at most ``max_bytes``
-    (binary search: file size grows with quality); None if even the lowest is larger."""
+def _bracket(img: np.ndarray, codec: str, max_bytes: int):
+    """Binary search over the codec's quality settings (file size grows with quality):
+    ((quality, bytes) of the highest setting with at most ``max_bytes`` or None,
+    (quality, bytes) of the lowest setting above it or None)."""
     qs = SETTINGS[codec][0]
-    lo, hi, best = 0, len(qs) - 1, None
+    lo, hi, below, above = 0, len(qs) - 1, None, None
     while lo <= hi:
         mid = (lo + hi) // 2
         data = encode(img, codec, qs[mid])
         if len(data) <= max_bytes:
-            best, lo = (qs[mid], data), mid + 1
+            below, lo = (qs[mid], data), mid + 1
         else:
-            hi = mid - 1
-    return best
+            above, hi = (qs[mid], data), mid - 1
+    return below, above
+
+
+def fit_size(img: np.ndarray, codec: str, max_bytes: int) -> tuple[int, bytes] | None:
+    """(quality, bytes) of the highest quality setting whose file has at most ``max_bytes``
+    (binary search: file size grows with quality); None if even the lowest is larger."""
+    return _bracket(img, codec, max_bytes)[0]
+
+
+def fit_bpp(
+    img: np.ndarray, codec: str, bpp: float, bounds: tuple[float, float] | None = None
+) -> tuple[int, bytes]:
+    """(quality, bytes) of the setting whose file is nearest ``bpp`` (bits per pixel, ratio
+    in the log domain) among the two that bracket it, preferring one inside ``bounds``
+    (lo, hi bpp) when either is. About log2(settings) encodes (7 for JPEG, 5 for AVIF)."""
+    pixels = img.shape[0] * img.shape[1]
+    found = [c for c in _bracket(img, codec, int(bpp * pixels / 8)) if c is not None]
+    rate = lambda c: len(c[1]) * 8 / pixels  # noqa: E731
+    if bounds is not None:
+        found = [c for c in found if bounds[0] <= rate(c) <= bounds[1]] or found
+    return min(found, key=lambda c: abs(np.log(max(rate(c), 1e-9) / bpp)))

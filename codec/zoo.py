@@ -41,6 +41,11 @@ def _load(path: str, device: str):
 
 def get_codec(model: str | Path | None = None, device: str = "cpu"):
     """The :class:`~codec.api.ImageCodec` for a bundle path (default: see module doc), cached."""
+    return _load(str(resolve(model)), device)
+
+
+def resolve(model: str | Path | None = None) -> Path:
+    """The bundle file for ``model`` (a path, a shipped name, or None: see module doc)."""
     path = Path(model) if model is not None else default_model_path()
     if not path.is_file() and model is not None and str(model) in shipped_models():
         path = weights_dir() / f"{model}.safetensors"
@@ -48,4 +53,4 @@ def get_codec(model: str | Path | None = None, device: str = "cpu"):
         raise CodecError(
             f"model bundle not found: {path} (shipped models: {', '.join(shipped_models()) or 'none'})"
         )
-    return _load(str(path.resolve()), device)
+    return path.resolve()

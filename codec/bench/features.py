@@ -21,7 +21,8 @@ POOL = "MobilenetV2/Logits/AvgPool"
 
 
 class MobileNetFeatures:
-    """``__call__(patches uint8 [N, 224, 224, 3]) -> float64 [N, 1280]``."""
+    """``__call__(patches uint8 [N, 224, 224, 3]) -> float64 [N, 1280]``; :meth:`outputs`
+    also gives the classifier's scores (bench/recognition.py)."""
 
     def __init__(self, path: str | Path) -> None:
         from ai_edge_litert.interpreter import Interpreter
@@ -32,16 +33,27 @@ class MobileNetFeatures:
         self.interpreter.allocate_tensors()
         self.input = self.interpreter.get_input_details()[0]["index"]
         (self.pool,) = [d for d in self.interpreter.get_tensor_details() if d["name"] == POOL]
+        self.output = self.interpreter.get_output_details()[0]
 
     def __call__(self, patches: np.ndarray) -> np.ndarray:
+        return self.outputs(patches)[0]
+
+    def outputs(self, patches: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """uint8 [N, 224, 224, 3] -> (pooled features float64 [N, 1280], class scores float64
+        [N, 1001]: the classifier's softmax output, index 0 "background", i + 1 ImageNet class i)."""
         scale, zero = self.pool["quantization"]
-        out = []
+        out_scale, out_zero = self.output["quantization"]
+        feats, scores = [], []
         for p in patches:
             self.interpreter.set_tensor(self.input, np.ascontiguousarray(p[None], dtype=np.uint8))
             self.interpreter.invoke()
             q = self.interpreter.get_tensor(self.pool["index"]).reshape(-1).astype(np.float64)
-            out.append(scale * (q - zero))
-        return np.stack(out) if out else np.zeros((0, self.pool["shape"][-1]))
+            feats.append(scale * (q - zero))
+            q = self.interpreter.get_tensor(self.output["index"]).reshape(-1).astype(np.float64)
+            scores.append(out_scale * (q - out_zero))
+        if not feats:
+            return np.zeros((0, self.pool["shape"][-1])), np.zeros((0, self.output["shape"][-1]))
+        return np.stack(feats), np.stack(scores)
 
 
 def default_model_path() -> str:

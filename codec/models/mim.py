@@ -148,3 +148,26 @@ def masked_token_loss(
     target = tokens.flatten(2).gather(2, query[:, None].expand(B, M, -1)).transpose(1, 2)  # [B, n_query, M]
     ce = F.cross_entropy(logits.reshape(-1, K).float(), target.reshape(-1))
     return ce, {"bits_per_token": ce.item() / math.log(2)}
+
+
+def schedule_bits(model: MaskedEntropyModel, tokens: torch.Tensor, schedule) -> torch.Tensor:
+    """Ideal code length in bits of each image's tokens under ``model`` and a
+    :class:`~codec.entropy.schedule.CodingSchedule`, batched: tokens int64 [B, M, h, w] on the
+    model's device -> float32 [B]. What the range coder would write, up to its quantization
+    of probabilities and 2 bytes of termination (the file adds its header)."""
+    import numpy as np
+
+    B, M, h, w = tokens.shape
+    stages = schedule.stages_for(h, w)
+    order = torch.from_numpy(np.concatenate(stages)).to(tokens.device)
+    flat = tokens.flatten(2)
+    bits, done = torch.zeros(B, device=tokens.device), 0
+    for n in (len(s) for s in stages):
+        if n == 0:
+            continue
+        known, query = order[:done].expand(B, -1), order[done : done + n].expand(B, -1)
+        logp = model(tokens, known, query).float().log_softmax(-1)  # [B, n, M, K]
+        sym = flat[:, :, order[done : done + n]]  # [B, M, n]
+        bits -= logp.gather(-1, sym.transpose(1, 2)[..., None]).sum((1, 2, 3)) / np.log(2)
+        done += n
+    return bits

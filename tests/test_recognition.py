@@ -1,0 +1,48 @@
+"""bench/recognition.py: a two-batch smoke run of the study on real Imagenette files."""
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data"
+
+
+def study():
+    spec = importlib.util.spec_from_file_location("recognition", ROOT / "bench" / "recognition.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["recognition"] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(
+    not (DATA / "imagenette" / "classes.tsv").exists() or not (DATA / "models").is_dir(),
+    reason="needs ../shared/data/imagenette and the MobileNetV2 beside the checkout",
+)
+def test_two_batch_smoke_run(tmp_path, monkeypatch):
+    pytest.importorskip("ai_edge_litert")
+    monkeypatch.setenv("CODEC_FEATURE_MODEL", str(DATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
+    args = ["--data", str(DATA / "imagenette"), "--val-per-class", "1", "--train-per-class", "2"]
+    args += ["--codecs", "jpeg,webp", "--bpps", "0.3,0.8", "--aug-codecs", "jpeg", "--aug-copies", "1"]
+    args += ["--epochs", "1", "--batch", "10", "--seeds", "2", "--bootstrap", "20", "--workers", "0"]
+    args += ["--calib-images", "3", "--out", str(tmp_path)]
+    result = study().main(args)
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["rows"] == json.loads(json.dumps(result["rows"]))
+    assert (tmp_path / "accuracy_vs_bpp.png").stat().st_size > 1000
+    assert "| jpeg |" in (tmp_path / "summary.md").read_text()
+    rows = {(r["codec"], r["target_bpp"]): r for r in saved["rows"]}
+    assert set(rows) == {("none", None), ("jpeg", 0.3), ("jpeg", 0.8), ("webp", 0.3), ("webp", 0.8)}
+    for (codec, target), r in rows.items():
+        assert 0 <= r["pretrained_top1"] <= 1 and len(r["aug_head_top1_seeds"]) == 2
+        if codec != "none":
+            assert 0.25 * target < r["bpp"] < 4 * target  # real files near the calibrated rate
+    assert rows[("jpeg", 0.3)]["bpp"] < rows[("jpeg", 0.8)]["bpp"]
+    assert saved["val_images"] == 10 and saved["train_images"] == 20
+    # a rerun reuses the feature cache (same files, same figures)
+    again = study().main(args)
+    assert again["rows"][1]["pretrained_top1"] == result["rows"][1]["pretrained_top1"]
