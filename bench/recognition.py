@@ -233,6 +233,9 @@ def main(argv: list[str] | None = None) -> dict:
             continue
         for b in map(float, cfg.bpps.split(",")):
             q, got = calibrate(calib, name, b)
+            if any(v["codec"] == name and v["quality"] == q for v in variants):
+                print(f"  {name}: target {b} bpp gives the setting of a lower target (quality {q}): skipped")
+                continue
             variants.append({"codec": name, "target_bpp": b, "quality": q, "calib_bpp": got})
     val = {}
     for v in variants:

@@ -140,6 +140,11 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     assert (ae_path / "model.safetensors").read_bytes() == before
     with pytest.raises(ValueError, match="--label-model"):
         train(TrainConfig(**{**cfg.__dict__, "discriminator": "vq", "label_model": ""}))
+    from codec.metrics import alexnet_weights_cached
+
+    if not alexnet_weights_cached():  # LPIPS is asked for but cannot run: a clear error, no download
+        with pytest.raises(RuntimeError, match="AlexNet"):
+            train(TrainConfig(**{**cfg.__dict__, "lpips_weight": 1.0, "out": str(tmp_path / "lp")}))
     # A bundle gains the realism decoder without changing its model id: a file made before
     # decodes with either decoder, to the same tokens.
     import numpy as np

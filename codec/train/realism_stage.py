@@ -3,10 +3,11 @@ with the VQ-conditioned discriminator of ILLM (or the binary one, ``--discrimina
 
 The PQ-VAE's encoder and quantizer (and so the tokens, the entropy model and the file) are
 frozen; a copy of its decoder is fine-tuned with ``mse_weight * MSE + adv_weight * generator
-loss`` (ILLM: 150 and 0.008) while the discriminator learns real -> label + 1, reconstruction
--> 0. One AdamW, betas (0.5, 0.9), two parameter groups: decoder at ``--lr`` (ILLM 1e-4),
-discriminator at ``d_lr_scale`` times that (ILLM 4e-4). The generator pass runs the
-discriminator with its parameters frozen, so each loss only moves its own network.
+loss`` (ILLM: 150 and 0.008; ``--lpips-weight`` adds LPIPS where its AlexNet weights are
+cached) while the discriminator learns real -> label + 1, reconstruction -> 0. One AdamW,
+betas (0.5, 0.9), two parameter groups: decoder at ``--lr`` (ILLM 1e-4), discriminator at
+``d_lr_scale`` times that (ILLM 4e-4). The generator pass runs the discriminator with its
+parameters frozen, so each loss only moves its own network.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import load_lpips
 from ..models.discriminator import (
     ConditionalUNetDiscriminator,
     LabelModel,
@@ -71,6 +73,7 @@ def train_realism(cfg: TrainConfig) -> TrainResult:
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
+    lpips_fn = load_lpips(device) if cfg.lpips_weight else None  # RuntimeError without AlexNet weights
     realism_ae = PQVAE(ae.cfg)  # for evaluation: the frozen encoder and quantizer, the trained decoder
     realism_ae.encoder, realism_ae.quantizer, realism_ae.decoder = ae.encoder, ae.quantizer, model.decoder
     if rank == 0:
@@ -97,6 +100,8 @@ def train_realism(cfg: TrainConfig) -> TrainResult:
             d_loss, g_adv = binary_discriminator_loss(real, fake), binary_generator_loss(fake_g)
         mse = F.mse_loss(x_hat, x)
         loss = cfg.mse_weight * mse + cfg.adv_weight * g_adv + d_loss
+        if lpips_fn is not None:  # ILLM's perceptual term, only where the AlexNet weights exist
+            loss = loss + cfg.lpips_weight * lpips_fn(x_hat * 2 - 1, x * 2 - 1).mean()
         return loss, {
             "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
             "d_loss": d_loss.item(),
