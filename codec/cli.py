@@ -136,6 +136,32 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         raise CodecError("no codec produced a curve")
 
 
+def _cmd_models(args: argparse.Namespace) -> None:
+    from .zoo import describe
+
+    rows = describe()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return
+    fmt = "{:20s} {:>8s} {:>7s} {:>8s} {:>8s}  {:13s} {}"
+    print(fmt.format("name", "bpp*", "PSNR*", "MS-SSIM*", "size", "grid", "decoders"))
+    for r in rows:
+        k = r["kodak"]
+        print(
+            fmt.format(
+                r["name"],
+                f"{k['bpp']:.4f}" if "bpp" in k else "-",
+                f"{k['psnr']:.2f}" if "psnr" in k else "-",
+                f"{k['ms_ssim']:.4f}" if "ms_ssim" in k else "-",
+                f"{r['bytes'] / 1e6:.1f} MB",
+                r["grid"],
+                r["decoders"],
+            )
+        )
+    total = sum(r["bytes"] for r in rows) / 1e6
+    print(f"{len(rows)} models, {total:.1f} MB in all; * Kodak, 24 images, real files (see zoo.json)")
+
+
 def _cmd_info(args: argparse.Namespace) -> None:
     from . import bitstream
 
@@ -233,6 +259,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's)")
     de.add_argument("--force", action="store_true", help="replace existing output files")
     de.set_defaults(func=_cmd_decode)
+
+    ms = sub.add_parser("models", help="list the shipped models with their Kodak bpp and PSNR")
+    ms.add_argument("--json", action="store_true", help="machine-readable")
+    ms.set_defaults(func=_cmd_models)
 
     i = sub.add_parser("info", help="print the header of a .pqm file ('-' reads stdin)")
     i.add_argument("file")

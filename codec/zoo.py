@@ -1,35 +1,81 @@
-"""Which model bundle to use: ``--model``/``model=`` (a bundle path, or the name of a bundle
-shipped in the package, e.g. ``extreme-s32-m1-k16``), else ``$CODEC_MODEL``, else the
-shipped ``default`` (``codec/weights/default.safetensors``)."""
+"""The model zoo: named bundles shipped in the package, and which bundle to use.
+
+``--model``/``model=`` takes a bundle path or the name of a shipped model (``codec models``
+lists them); without one, ``$CODEC_MODEL``, else the shipped ``default``. Shipped models are
+described in ``codec/weights/zoo.json`` (file, SHA-256, size, Kodak figures from the
+benchmark, the command lines that trained them); a shipped file whose SHA-256 differs from
+its entry is refused with :class:`~codec.CodecError` when it is loaded.
+"""
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import os
 from importlib import resources
 from pathlib import Path
 
 from .errors import CodecError
 
+MANIFEST = "zoo.json"
+DEFAULT = "default"
+
 
 def weights_dir() -> Path:
     return Path(str(resources.files("codec") / "weights"))
 
 
+def manifest() -> dict[str, dict]:
+    """name -> entry (``file``, ``sha256``, ``bytes``, ``description``, ``kodak``, ``recipe``)."""
+    path = weights_dir() / MANIFEST
+    return json.loads(path.read_text())["models"] if path.is_file() else {}
+
+
 def shipped_models() -> list[str]:
-    """Names of the bundles shipped in the package."""
-    d = weights_dir()
-    return sorted(p.stem for p in d.glob("*.safetensors")) if d.is_dir() else []
+    """Names of the models shipped in the package, lowest Kodak bpp first."""
+    entries = manifest()
+    names = [n for n, e in entries.items() if (weights_dir() / e["file"]).is_file()]
+    return sorted(names, key=lambda n: (entries[n].get("kodak", {}).get("bpp", 0.0), n))
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@functools.lru_cache(maxsize=16)
+def _verified(path: str, size: int, mtime_ns: int, expected: str) -> None:
+    got = sha256_file(path)
+    if got != expected:
+        raise CodecError(
+            f"shipped model file {path} is damaged or was replaced: SHA-256 {got[:16]}..., "
+            f"expected {expected[:16]}... (reinstall the package)"
+        )
+
+
+def shipped_path(name: str) -> Path:
+    """The verified file of shipped model ``name`` (CodecError if unknown or damaged)."""
+    entry = manifest().get(name)
+    path = weights_dir() / entry["file"] if entry else None
+    if path is None or not path.is_file():
+        shipped = ", ".join(shipped_models()) or "none"
+        raise CodecError(f"no shipped model {name!r} (shipped models: {shipped})")
+    st = path.stat()
+    _verified(str(path), st.st_size, st.st_mtime_ns, entry["sha256"])
+    return path
 
 
 def default_model_path() -> Path:
     env = os.environ.get("CODEC_MODEL")
     if env:
-        return Path(env)
-    path = weights_dir() / "default.safetensors"
-    if not path.exists():
-        raise CodecError("no model given and none bundled yet: pass --model BUNDLE or set CODEC_MODEL")
-    return path
+        return resolve(env)
+    if DEFAULT not in manifest():
+        raise CodecError("no model given and none bundled: pass --model BUNDLE or set CODEC_MODEL")
+    return shipped_path(DEFAULT)
 
 
 @functools.lru_cache(maxsize=4)
@@ -40,17 +86,51 @@ def _load(path: str, device: str):
 
 
 def get_codec(model: str | Path | None = None, device: str = "cpu"):
-    """The :class:`~codec.api.ImageCodec` for a bundle path (default: see module doc), cached."""
+    """The :class:`~codec.api.ImageCodec` for a bundle path or shipped name (default: see
+    module doc), cached."""
     return _load(str(resolve(model)), device)
 
 
 def resolve(model: str | Path | None = None) -> Path:
-    """The bundle file for ``model`` (a path, a shipped name, or None: see module doc)."""
-    path = Path(model) if model is not None else default_model_path()
-    if not path.is_file() and model is not None and str(model) in shipped_models():
-        path = weights_dir() / f"{model}.safetensors"
-    if not path.is_file():
-        raise CodecError(
-            f"model bundle not found: {path} (shipped models: {', '.join(shipped_models()) or 'none'})"
+    """The bundle file for ``model``: an existing path, else a shipped name (verified), else
+    None for the default (see module doc)."""
+    if model is None:
+        return default_model_path().resolve()
+    path = Path(model)
+    if path.is_file():
+        return path.resolve()
+    if str(model) in manifest():
+        return shipped_path(str(model)).resolve()
+    raise CodecError(
+        f"model bundle not found: {path} (shipped models: {', '.join(shipped_models()) or 'none'})"
+    )
+
+
+def describe() -> list[dict]:
+    """One row per shipped model for ``codec models``: name, file size, decoders, grid and the
+    Kodak figures of its entry."""
+    from safetensors import safe_open
+
+    from .models.pqvae import PQVAEConfig
+
+    rows = []
+    for name in shipped_models():
+        entry = manifest()[name]
+        path = weights_dir() / entry["file"]
+        with safe_open(str(path), "pt") as f:
+            meta = f.metadata() or {}
+            realism = any(k.startswith("realism_decoder.") for k in f.keys())
+        cfg = json.loads(meta.get("autoencoder_config", "{}"))
+        stride = PQVAEConfig(**cfg).stride if cfg else None
+        rows.append(
+            {
+                "name": name,
+                "file": entry["file"],
+                "bytes": path.stat().st_size,
+                "grid": f"s{stride} M{cfg.get('M')} K{cfg.get('K')}" if cfg else "?",
+                "decoders": "fidelity, realism" if realism else "fidelity",
+                "kodak": entry.get("kodak", {}),
+                "description": entry.get("description", ""),
+            }
         )
-    return path.resolve()
+    return rows

@@ -31,3 +31,58 @@ def test_extreme_model_fits_the_sample_in_200_bytes():
     data = codec.compress(img, model="extreme-s32-m1-k16")
     assert len(data) <= 200
     assert codec.decompress(data, model="extreme-s32-m1-k16").size == img.size
+
+
+def test_manifest_matches_the_shipped_files():
+    """Every shipped file has an entry whose SHA-256 and size are the file's, with a recipe."""
+    from codec.zoo import manifest, sha256_file, weights_dir
+
+    entries = manifest()
+    assert {e["file"] for e in entries.values()} == {p.name for p in weights_dir().glob("*.safetensors")}
+    for name, e in entries.items():
+        path = weights_dir() / e["file"]
+        assert sha256_file(path) == e["sha256"] and path.stat().st_size == e["bytes"], name
+        assert e["recipe"] and all(line.startswith("codec ") for line in e["recipe"]), name
+        assert e["kodak"]["bpp"] > 0 and e["kodak"]["psnr"] > 10, name
+
+
+def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from codec import zoo
+
+    src = zoo.weights_dir()
+    dst = tmp_path / "weights"
+    dst.mkdir()
+    shutil.copy(src / "zoo.json", dst / "zoo.json")
+    data = bytearray((src / "extreme-s32-m1-k16.safetensors").read_bytes())
+    (dst / "extreme-s32-m1-k16.safetensors").write_bytes(data)
+    monkeypatch.setattr(zoo, "weights_dir", lambda: dst)
+    assert zoo.shipped_path("extreme-s32-m1-k16").name == "extreme-s32-m1-k16.safetensors"  # intact
+    data[-100] ^= 1  # one bit of one weight
+    (dst / "extreme-s32-m1-k16.safetensors").write_bytes(data)
+    with pytest.raises(codec.CodecError, match="SHA-256"):
+        zoo.get_codec("extreme-s32-m1-k16")
+    assert "default" not in zoo.shipped_models()  # its file is not in this folder
+    with pytest.raises(codec.CodecError, match="no shipped model"):
+        zoo.shipped_path("default")
+    entries = json.loads((dst / "zoo.json").read_text())
+    assert "extreme-s32-m1-k16" in entries["models"]
+
+
+def test_codec_models_lists_names_rates_and_sizes(capsys):
+    import json
+
+    from codec.cli import main
+    from codec.zoo import manifest
+
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, e in manifest().items():
+        line = next(line for line in out.splitlines() if line.startswith(name + " "))
+        assert f"{e['kodak']['bpp']:.4f}" in line and f"{e['bytes'] / 1e6:.1f} MB" in line
+    assert main(["models", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["name"] for r in rows] == shipped_models()
+    assert sorted(r["kodak"]["bpp"] for r in rows) == [r["kodak"]["bpp"] for r in rows]
