@@ -55,6 +55,7 @@ class StudyConfig:
     aug_bpp: str = "0.1,1.0"
     aug_p: float = 0.5
     aug_copies: int = 2
+    head: str = "linear"  # or "mlp": 1280 -> 512 -> 10 with ReLU and dropout 0.2
     epochs: int = 30
     batch: int = 128
     lr: float = 1e-3
@@ -169,11 +170,23 @@ def calibrate(imgs: list[np.ndarray], codec: str, bpp: float) -> tuple[int, floa
 
 # -- heads -----------------------------------------------------------------------------
 def train_head(cfg: StudyConfig, x: torch.Tensor, y: torch.Tensor, copies: torch.Tensor | None, seed: int):
-    """A linear head on standardized features; ``copies`` [C, N, D]: with probability aug_p an
+    """A linear (or MLP) head on standardized features; ``copies`` [C, N, D]: with probability aug_p an
     image's features are replaced by those of one of its compressed copies, per epoch."""
     g = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
-    head = torch.nn.Linear(x.shape[1], int(y.max()) + 1)
+    classes = int(y.max()) + 1
+    if cfg.head == "mlp":
+        head = torch.nn.Sequential(
+            torch.nn.Linear(x.shape[1], 512),
+            torch.nn.ReLU(),
+            torch.nn.Dropout(0.2),
+            torch.nn.Linear(512, classes),
+        )
+    elif cfg.head == "linear":
+        head = torch.nn.Linear(x.shape[1], classes)
+    else:
+        raise ValueError(f"--head {cfg.head!r}: linear or mlp")
+    head.train()
     opt = torch.optim.Adam(head.parameters(), lr=cfg.lr, weight_decay=1e-4)
     n = len(x)
     for _ in range(cfg.epochs):
@@ -309,7 +322,8 @@ def main(argv: list[str] | None = None) -> dict:
         "classes": names,
         "val_images": n,
         "train_images": len(train_y),
-        "head": "linear 1280 -> 10 on frozen MobileNetV2 (TFLite uint8) pooled features, standardized",
+        "head": ("linear 1280 -> 10" if cfg.head == "linear" else "MLP 1280 -> 512 -> 10")
+        + " on frozen MobileNetV2 (TFLite uint8) pooled features, standardized",
         "augmentation": {
             "transform": repr(aug),
             "p": cfg.aug_p,
@@ -371,12 +385,13 @@ def plot(r: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5), sharey=True)
     none = next(row for row in r["rows"] if row["codec"] == "none")
-    codecs = dict.fromkeys(row["codec"] for row in r["rows"] if row["codec"] != "none")
+    family = lambda c: c.split(":")[0]  # noqa: E731  (every bundle of ours on one curve)
+    codecs = dict.fromkeys(family(row["codec"]) for row in r["rows"] if row["codec"] != "none")
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for i, c in enumerate(codecs):
-        rows = sorted((row for row in r["rows"] if row["codec"] == c), key=lambda row: row["bpp"])
+        rows = sorted((row for row in r["rows"] if family(row["codec"]) == c), key=lambda row: row["bpp"])
         bpp = [row["bpp"] for row in rows]
-        label = c.split(":")[0] + (":" + Path(c.split(":", 1)[1]).stem if ":" in c else "")
+        label = c
         axes[0].plot(bpp, [row["pretrained_top1"] for row in rows], "o-", color=colors[i % 10], label=label)
         axes[1].plot(
             bpp, [row["clean_head_top1"] for row in rows], "o--", color=colors[i % 10], label=f"{label} clean"
@@ -387,7 +402,7 @@ def plot(r: dict, path: Path) -> None:
     axes[0].axhline(none["pretrained_top1"], color="gray", ls=":", label="uncompressed")
     axes[1].axhline(none["clean_head_top1"], color="gray", ls=":", label="clean head, uncompressed")
     axes[0].set_title("pretrained MobileNetV2 (10 classes)")
-    axes[1].set_title("linear head: clean training (dashed) vs RandomCompression (solid)")
+    axes[1].set_title(f"{r['config']['head']} head: clean training (dashed) vs RandomCompression (solid)")
     for ax in axes:
         ax.set_xscale("log")
         ax.set_xlabel("bpp (real files, mean over val)")
