@@ -54,6 +54,28 @@ def discriminator_of(bundle: str) -> str:
         return (f.metadata() or {}).get("realism_discriminator", "?")
 
 
+def kid_bootstrap(feats: dict[str, list[np.ndarray]], names: list[str], reps: int, seed: int = 0) -> dict:
+    """KID of each decoder on ``reps`` resamples (with replacement) of the images, all
+    decoders on the same resample: 95% percentile intervals, and for each pair of decoders
+    the fraction of resamples in which the first has the lower KID."""
+    rng = np.random.default_rng(seed)
+    n = len(feats["original"])
+    kids = {name: [] for name in names}
+    for _ in range(reps):
+        idx = rng.integers(0, n, n)
+        ref = np.concatenate([feats["original"][i] for i in idx])
+        for name in names:
+            kids[name].append(kernel_distance(ref, np.concatenate([feats[name][i] for i in idx])))
+    k = {name: np.array(v) for name, v in kids.items()}
+    return {
+        "reps": reps,
+        "ci": {name: [float(np.percentile(v, 2.5)), float(np.percentile(v, 97.5))] for name, v in k.items()},
+        "lower_than": {
+            f"{a} < {b}": float(np.mean(k[a] < k[b])) for i, a in enumerate(names) for b in names[i + 1 :]
+        },
+    }
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", help="a bundle with a realism decoder (codec export --realism)")
@@ -63,6 +85,7 @@ def main() -> None:
     ap.add_argument("--kodak", default="../shared/data/kodak")
     ap.add_argument("--out", default="bench/results/realism")
     ap.add_argument("--sheet-images", type=int, default=6)
+    ap.add_argument("--bootstrap", type=int, default=1000, help="resamples of the images for KID intervals")
     args = ap.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -139,6 +162,18 @@ def main() -> None:
     print(
         "FD/KID: " + (why or "MobileNetV2 (TFLite) pooled features of 256-px patches, originals vs decoded")
     )
+    if ref is not None and all(feats[n] for n in names):
+        np.savez(out / "features.npz", **{n: np.concatenate(f) for n, f in feats.items()})
+        summary["kid_bootstrap"] = kid_bootstrap(feats, names, args.bootstrap)
+        b = summary["kid_bootstrap"]
+        print(
+            f"KID, 95% interval over {args.bootstrap} resamples of the images (paired: same images for all):"
+        )
+        for n in names:
+            lo, hi = b["ci"][n]
+            print(f"  {n:18s} [{lo:.4f}, {hi:.4f}]")
+        for pair, frac in b["lower_than"].items():
+            print(f"  {pair}: lower KID in {100 * frac:.1f}% of resamples")
     (out / "realism.json").write_text(json.dumps({"summary": summary, "per_image": rows}, indent=1))
     sheet(contact).save(out / "realism_contact_sheet.png")
     print(f"wrote {out}/realism.json and {out}/realism_contact_sheet.png")
