@@ -1,0 +1,59 @@
+"""Encode and decode time of each shipped model (or the given bundles) on Kodak.
+
+Per model: each image is encoded, then decoded (fidelity decoder; and realism where the
+model has one); wall time per call, median and max over the images, at --threads threads.
+
+    python bench/zoo_timing.py [MODEL ...] [--kodak DIR] [--threads 2] [--images 24]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+
+from codec.models.io import load_codec
+from codec.train.data import list_images, load_rgb
+from codec.zoo import resolve, shipped_models
+
+
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("models", nargs="*", help="shipped names or bundle paths (default: every shipped model)")
+    ap.add_argument("--kodak", default="../shared/data/kodak")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--images", type=int, default=24)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    images = [load_rgb(p).permute(1, 2, 0).numpy() for p in list_images(args.kodak)[: args.images]]
+    print(f"Kodak {len(images)} images, {args.threads} threads, torch {torch.__version__}; seconds per image")
+    print(
+        f"{'model':20s} {'encode med':>10s} {'max':>6s} {'decode med':>10s} {'max':>6s} {'realism med':>11s}"
+    )
+    for name in args.models or shipped_models():
+        codec = load_codec(resolve(name))
+        codec.decompress(codec.compress(images[0][:256, :256]))  # warm-up
+        enc, dec, real = [], [], []
+        for img in images:
+            data, t = timed(codec.compress, img)
+            enc.append(t)
+            dec.append(timed(codec.decompress, data)[1])
+            if codec.realism_decoder is not None:
+                real.append(timed(codec.decompress, data, decoder="realism")[1])
+        r = f"{statistics.median(real):11.3f}" if real else f"{'-':>11s}"
+        print(
+            f"{name:20s} {statistics.median(enc):10.3f} {max(enc):6.3f} "
+            f"{statistics.median(dec):10.3f} {max(dec):6.3f} {r}"
+        )
+
+
+if __name__ == "__main__":
+    main()
