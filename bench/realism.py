@@ -3,10 +3,11 @@
 Each image is coded once with BUNDLE (its tokens, its file, its bpp); the file is decoded by
 the bundle's fidelity decoder, its realism decoder and, with --binary, the realism decoder of
 another bundle over the same tokens (the binary-discriminator ablation: same model id).
-AVIF gets the largest file not larger than ours (an image with no AVIF file that small is
-skipped, so every row averages the same images). Reported per decoder: bpp, PSNR, MS-SSIM,
-and FD / KID between MobileNetV2 features of 256-px patches of the originals and of the
-decoded images (offline stand-ins for FID/KID); a PNG contact sheet of center crops.
+AVIF gets the largest file not larger than ours (where AVIF has no file that small, its row
+averages fewer images: the count is printed, and it is left out of the paired KID
+bootstrap). Reported per decoder: bpp, PSNR, MS-SSIM, and FD / KID between MobileNetV2
+features of 256-px patches of the originals and of the decoded images (offline stand-ins for
+FID/KID), KID intervals by bootstrap over the images; a PNG contact sheet of center crops.
 
     python bench/realism.py BUNDLE [--binary BUNDLE2] [--kodak DIR] [--out bench/results/realism]
 """
@@ -113,10 +114,10 @@ def main() -> None:
         if binary:
             decoded["realism (binary)"] = binary.decompress(data, decoder="realism")
         avif = classical.fit_size(img, "avif", len(data))
-        if avif is None:  # every row averages the same images
-            print(f"{path.name}: skipped, no AVIF file of at most {len(data)} bytes")
-            continue
-        decoded["AVIF"] = classical.decode(avif[1])
+        if avif is None:  # AVIF's row then averages fewer images (its count is printed)
+            print(f"{path.name}: no AVIF file of at most {len(data)} bytes")
+        else:
+            decoded["AVIF"] = classical.decode(avif[1])
         for n, rec in decoded.items():
             size = len(avif[1]) if n == "AVIF" else len(data)
             rows[n].append({"image": path.name, "bpp": 8 * size / px, **image_quality(rec, img)})
@@ -135,9 +136,13 @@ def main() -> None:
     summary = {"bundle": args.bundle, "binary": args.binary, "images": len(images), "feature_note": why or ""}
     print(f"\nKodak {len(images)} images, bundle {args.bundle} (model id {codec.model_id.hex()})")
     print(f"{'decoder':18s} {'bpp':>7s} {'PSNR':>7s} {'MS-SSIM':>8s} {'FD':>9s} {'KID':>8s}")
-    ref = np.concatenate(feats["original"]) if ext is not None else None
+    ref = np.concatenate(feats["original"]) if ext is not None and feats["original"] else None
     for n in names:
         r = rows[n]
+        if not r:
+            summary[n] = None
+            print(f"{n:18s} n/a (no file of at most our size for any image)")
+            continue
         entry = {
             "images": len(r),
             "bpp": statistics.mean(x["bpp"] for x in r),
@@ -162,14 +167,15 @@ def main() -> None:
     print(
         "FD/KID: " + (why or "MobileNetV2 (TFLite) pooled features of 256-px patches, originals vs decoded")
     )
-    if ref is not None and all(feats[n] for n in names):
-        np.savez(out / "features.npz", **{n: np.concatenate(f) for n, f in feats.items()})
-        summary["kid_bootstrap"] = kid_bootstrap(feats, names, args.bootstrap)
+    complete = [n for n in names if len(feats[n]) == len(feats["original"])]  # paired: every image
+    if ref is not None and len(ref):
+        np.savez(out / "features.npz", **{n: np.concatenate(f) for n, f in feats.items() if f})
+        summary["kid_bootstrap"] = kid_bootstrap(feats, complete, args.bootstrap)
         b = summary["kid_bootstrap"]
         print(
             f"KID, 95% interval over {args.bootstrap} resamples of the images (paired: same images for all):"
         )
-        for n in names:
+        for n in complete:
             lo, hi = b["ci"][n]
             print(f"  {n:18s} [{lo:.4f}, {hi:.4f}]")
         for pair, frac in b["lower_than"].items():
