@@ -24,7 +24,8 @@ from codec.transforms import NeuralCompression, RandomCompression
 
 
 def images(root: Path, n: int) -> list[Image.Image]:
-    files = sorted(root.glob("val/*/*"))[:: max(1, len(list(root.glob("val/*/*"))) // n)][:n]
+    files = sorted(root.glob("val/*/*"))
+    files = files[:: max(1, len(files) // n)][:n]
     return [Image.open(f).convert("RGB").resize((224, 224)) for f in files]
 
 

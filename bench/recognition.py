@@ -66,9 +66,14 @@ class StudyConfig:
 
 
 # -- data ------------------------------------------------------------------------------
+def class_rows(root: Path) -> list[list[str]]:
+    """classes.tsv: [wnid, name, ImageNet-1k index] per class, in label order."""
+    return [line.split("\t") for line in (root / "classes.tsv").read_text().splitlines()[1:] if line]
+
+
 def split(root: Path, name: str, per_class: int) -> tuple[list[Path], np.ndarray, list[str]]:
     """The first ``per_class`` images (sorted names) of each class: paths, labels 0..9, names."""
-    rows = [line.split("\t") for line in (root / "classes.tsv").read_text().splitlines()[1:] if line]
+    rows = class_rows(root)
     paths, labels = [], []
     for label, (wnid, _, _) in enumerate(rows):
         files = sorted((root / name / wnid).iterdir())[:per_class]
@@ -79,8 +84,7 @@ def split(root: Path, name: str, per_class: int) -> tuple[list[Path], np.ndarray
 
 def imagenet_outputs(root: Path) -> list[int]:
     """The classifier's output index of each class (ImageNet-1k index + 1: 0 is background)."""
-    rows = [line.split("\t") for line in (root / "classes.tsv").read_text().splitlines()[1:] if line]
-    return [int(r[2]) + 1 for r in rows]
+    return [int(r[2]) + 1 for r in class_rows(root)]
 
 
 def load(path: Path) -> np.ndarray:

@@ -12,7 +12,6 @@ costs it (bench/recognition.py measures how much).
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -240,10 +239,14 @@ class NeuralCompression(torch.nn.Module):
         codec = load_codec(resolve(model), "cpu")
         self.model = str(model) if model is not None else None
         self.autoencoder = codec.autoencoder.float()
-        self.entropy_model = copy.deepcopy(codec.entropy_model).float()
+        self.entropy_model = codec.entropy_model.float()  # this codec is private: no copy needed
         self.schedule, self.estimate, self.amp = codec.schedule, estimate, amp
-        self._header_bytes = lambda h, w: len(bitstream.pack(codec.header((h, w)), b""))
+        self._header = codec.header
         self.requires_grad_(False).eval().to(device)
+
+    def header_bytes(self, height: int, width: int) -> int:
+        """Bytes of this model's .pqm header for an image of height x width pixels."""
+        return len(bitstream.pack(self._header((height, width)), b""))
 
     def train(self, mode: bool = True) -> NeuralCompression:
         return super().train(False)  # frozen: quantizer statistics never update
@@ -265,7 +268,7 @@ class NeuralCompression(torch.nn.Module):
         else:
             cfg = self.autoencoder.cfg
             bits = torch.full((x.shape[0],), tokens[0].numel() * math.log2(cfg.K), device=device)
-        bpp = (bits + 8 * self._header_bytes(H, W)).float() / (H * W)
+        bpp = (bits + 8 * self.header_bytes(H, W)).float() / (H * W)
         out = (y * 255).round().to(torch.uint8) if x.dtype == torch.uint8 else y.to(x.dtype)
         return out.to(x.device), bpp.to(x.device)
 

@@ -29,7 +29,13 @@ def weights_dir() -> Path:
 def manifest() -> dict[str, dict]:
     """name -> entry (``file``, ``sha256``, ``bytes``, ``description``, ``kodak``, ``recipe``)."""
     path = weights_dir() / MANIFEST
-    return json.loads(path.read_text())["models"] if path.is_file() else {}
+    return _read_manifest(str(path), path.stat().st_mtime_ns) if path.is_file() else {}
+
+
+@functools.lru_cache(maxsize=4)
+def _read_manifest(path: str, mtime_ns: int) -> dict[str, dict]:
+    # get_codec resolves a name on every call (codec.compress in a loop): read the file once
+    return json.loads(Path(path).read_text())["models"]
 
 
 def shipped_models() -> list[str]:
@@ -113,9 +119,9 @@ def describe() -> list[dict]:
 
     from .models.pqvae import PQVAEConfig
 
-    rows = []
+    rows, entries = [], manifest()
     for name in shipped_models():
-        entry = manifest()[name]
+        entry = entries[name]
         path = weights_dir() / entry["file"]
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}

@@ -236,7 +236,7 @@ def test_neural_keeps_float_dtype_and_gives_the_raw_bound():
     y, bpp = n(x)
     assert y.dtype == torch.float64 and y.shape == x.shape and not torch.equal(y, x)
     cfg = n.autoencoder.cfg
-    header = n._header_bytes(48, 64) * 8 / (48 * 64)
+    header = n.header_bytes(48, 64) * 8 / (48 * 64)
     assert torch.allclose(bpp, torch.full((2,), cfg.raw_bpp + header), rtol=1e-5)
     assert not n.train().training  # stays frozen
     with pytest.raises(ValueError):
