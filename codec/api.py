@@ -9,6 +9,8 @@ shapes, same order), on the CPU in float32, so both sides see the same logits.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import numpy as np
 import torch
 
@@ -49,13 +51,31 @@ def check_memory(height: int, width: int) -> None:
         )
 
 
+@contextmanager
+def one_thread():
+    """Runs torch on one thread inside: the entropy model's logits must not depend on the
+    caller's thread count (torch's CPU GEMMs split sums over threads, so 1 and 2 threads give
+    different float results here). The ISA and BLAS still change them: a portable inference
+    of the entropy model is the cure (issue 15); the token checksum catches a mismatch."""
+    before = torch.get_num_threads()
+    if before == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 class ImageCodec:
     """A trained PQ-VAE + entropy model + schedule; ``compress``/``decompress`` work on bytes.
 
     The autoencoder may run on ``device`` (e.g. a GPU); the entropy model always runs on
     the CPU in float32 (determinism between encoder and decoder). ``amp``: precision of the
-    autoencoder's decoder (auto: bf16 on CUDA and AMX CPUs, 1.7x faster here for a 0.002 dB
-    change; off: float32). It changes pixels, never tokens: the encoder runs in float32.
+    autoencoder's decoder (auto: bf16 on CUDA and CPUs with AMX or AVX512-BF16, 1.7x faster
+    on an AMX CPU for a 0.002 dB change; off: float32). It changes pixels, never tokens: the
+    encoder runs in float32.
     """
 
     def __init__(
@@ -86,7 +106,8 @@ class ImageCodec:
     def _stage_logits(self, tokens: torch.Tensor, known: torch.Tensor, pos: torch.Tensor) -> np.ndarray:
         """float32 [n * M, K] logits of the flat positions ``pos`` given the tokens at the flat
         positions ``known`` (in coding order: both sides pass the same tensors)."""
-        logits = self.entropy_model(tokens[None], known[None], pos[None])[0]  # [n, M, K]
+        with one_thread():
+            logits = self.entropy_model(tokens[None], known[None], pos[None])[0]  # [n, M, K]
         return logits.reshape(-1, logits.shape[-1]).numpy()
 
     def encode_tokens(
@@ -140,7 +161,7 @@ class ImageCodec:
             done += n
         if done < h * w:
             rest = order[done:]
-            with torch.no_grad():
+            with torch.no_grad(), one_thread():
                 guess = self.entropy_model(tok[None], order[None, :done], rest[None])[0].argmax(-1)  # [n, M]
             flat[:, rest] = guess.T
         return tok.numpy()

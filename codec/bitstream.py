@@ -21,6 +21,25 @@ Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal
     crc          4   CRC-32 of every header byte before it and of the payload
     payload      payload_len bytes
 
+Version 2 (layered files of a nested model; written when ``Header.groups`` is set) has the
+same fields up to ``K``, then::
+
+    groups       1 + G varints  G (1..255), then the size of each sub-vector group (sum = M)
+    m            varint  sub-vectors coded at every position (groups[0] <= m <= M)
+    extra        varint  positions (the first ``extra`` in the ``order`` of the token grid) where
+                         sub-vector m is coded too (0 <= extra < h*w; 0 when m == M)
+    stages       1   the base layer's (group 0) coding schedule: S (1..64)
+    alpha        varint  its power-law exponent, in thousandths
+    order        1   its position order (0 raster, 1 seeded permutation, 2 low-discrepancy)
+    layers       1   L: groups present = the groups holding a coded sub-vector
+    L times:     payload_len varint (bytes of the layer's own range-coder stream),
+                 token_crc 4 (CRC-32 of the layer's coded tokens, see ``api.layer_tokens``)
+    crc          4   CRC-32 of every header byte before it and of the payload
+    payload      the L layer streams, one after another
+
+A version-2 file cut after layer l (header rewritten by ``codec truncate``) is the file the
+encoder writes for m = the sub-vectors of layers 0..l.
+
 :func:`unpack` is strict: wrong magic, unknown version, truncation, trailing bytes, a
 checksum mismatch, out-of-range fields or an image over :data:`MAX_IMAGE_PIXELS` raise
 :class:`~codec.CodecError` with the reason, before anything is allocated for the image.
@@ -29,7 +48,8 @@ checksum mismatch, out-of-range fields or an image over :data:`MAX_IMAGE_PIXELS`
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from itertools import accumulate
 
 import numpy as np
 
@@ -66,6 +86,25 @@ class Header:
     model_id: bytes = bytes(4)
     flags: int = 0
     token_crc: int = 0
+    # version 2 (layered): empty groups means version 1
+    groups: tuple[int, ...] = ()
+    m: int = 0
+    extra: int = 0
+    layer_bytes: tuple[int, ...] = ()
+    layer_crcs: tuple[int, ...] = ()
+
+    @property
+    def version(self) -> int:
+        return 2 if self.groups else 1
+
+    @property
+    def coded_layers(self) -> int:
+        """Version 2: the number of groups holding a coded sub-vector."""
+        need, n, total = self.m + (1 if self.extra else 0), 0, 0
+        while total < need:
+            total += self.groups[n]
+            n += 1
+        return n
 
     @property
     def token_shape(self) -> tuple[int, int, int]:
@@ -126,6 +165,20 @@ def _validate(h: Header, max_pixels: int) -> None:
     _check(len(h.model_id) == 4, "model_id must be 4 bytes")
     _check(h.flags & ~_KNOWN_FLAGS == 0, f"unknown flags 0x{h.flags:02x}")
     _check(0 <= h.token_crc < 2**32, "token_crc must be a 32-bit value")
+    if h.groups:
+        _check(1 <= len(h.groups) <= 255 and min(h.groups) >= 1, f"invalid groups {h.groups}")
+        _check(sum(h.groups) == h.M, f"groups {h.groups} do not sum to M={h.M}")
+        _check(h.groups[0] <= h.m <= h.M, f"m={h.m} must be in {h.groups[0]}..{h.M}")
+        _, th, tw = h.token_shape
+        _check(
+            0 <= h.extra < th * tw and (h.extra == 0 or h.m < h.M), f"extra positions {h.extra} out of range"
+        )
+        _check(
+            len(h.layer_bytes) == len(h.layer_crcs) == h.coded_layers,
+            f"{len(h.layer_bytes)} layers present, m={h.m} (+{h.extra}) needs {h.coded_layers}",
+        )
+        _check(all(0 <= c < 2**32 for c in h.layer_crcs), "layer CRCs must be 32-bit values")
+        _check(h.stages_present == h.stages, "layered files hold every stage of the base layer")
 
 
 def max_payload_bytes(h: Header) -> int:
@@ -138,6 +191,8 @@ def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes
     """Serializes ``header`` and ``payload`` to ``.pqm`` bytes."""
     _validate(header, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
     _check(len(payload) <= max_payload_bytes(header), "payload longer than any valid stream")
+    if header.groups:
+        return _pack_v2(header, payload)
     head = b"".join(
         [
             MAGIC,
@@ -153,6 +208,33 @@ def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes
             bytes([ORDERS.index(header.order)]),
             _varint(len(payload)),
             header.token_crc.to_bytes(4, "little"),
+        ]
+    )
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + bytes(payload)
+
+
+def _pack_v2(header: Header, payload: bytes) -> bytes:
+    _check(sum(header.layer_bytes) == len(payload), "layer sizes do not add up to the payload")
+    head = b"".join(
+        [
+            MAGIC,
+            bytes([2, header.flags]),
+            header.model_id,
+            _varint(header.height),
+            _varint(header.width),
+            bytes([header.channels, header.stride]),
+            _varint(header.M),
+            _varint(header.K),
+            bytes([len(header.groups)]),
+            *(_varint(g) for g in header.groups),
+            _varint(header.m),
+            _varint(header.extra),
+            bytes([header.stages]),
+            _varint(round(header.alpha * 1000)),
+            bytes([ORDERS.index(header.order)]),
+            bytes([len(header.layer_bytes)]),
+            *(_varint(n) + c.to_bytes(4, "little") for n, c in zip(header.layer_bytes, header.layer_crcs)),
         ]
     )
     crc = zlib.crc32(payload, zlib.crc32(head))
@@ -197,18 +279,32 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     _check(len(data) >= 3 and data[:3] == MAGIC, "not a .pqm file (bad magic bytes)")
     r.pos = 3
     version = r.byte("version")
-    _check(version == VERSION, f"unsupported .pqm version {version} (this codec reads version {VERSION})")
+    _check(version in (1, 2), f"unsupported .pqm version {version} (this codec reads versions 1 and 2)")
     flags = r.byte("flags")
     model_id = r.take(4, "model id")
     height, width = r.varint("height"), r.varint("width")
     channels, stride = r.byte("channels"), r.byte("stride")
     M, K = r.varint("M"), r.varint("K")
-    stages, present = r.byte("stages"), r.byte("stages present")
-    alpha = r.varint("alpha") / 1000
-    order = r.byte("order")
+    v2: dict = {}
+    if version == 2:
+        groups = tuple(r.varint("group size") for _ in range(r.byte("group count")))
+        m, extra = r.varint("m"), r.varint("extra positions")
+        stages = present = r.byte("stages")
+        alpha = r.varint("alpha") / 1000
+        order = r.byte("order")
+        sizes, crcs = [], []
+        for _ in range(r.byte("layer count")):
+            sizes.append(r.varint("layer length"))
+            crcs.append(int.from_bytes(r.take(4, "layer checksum"), "little"))
+        payload_len, token_crc = sum(sizes), 0
+        v2 = dict(groups=groups, m=m, extra=extra, layer_bytes=tuple(sizes), layer_crcs=tuple(crcs))
+    else:
+        stages, present = r.byte("stages"), r.byte("stages present")
+        alpha = r.varint("alpha") / 1000
+        order = r.byte("order")
+        payload_len = r.varint("payload length")
+        token_crc = int.from_bytes(r.take(4, "token checksum"), "little")
     _check(order < len(ORDERS), f"corrupt header: unknown position order {order}")
-    payload_len = r.varint("payload length")
-    token_crc = int.from_bytes(r.take(4, "token checksum"), "little")
     crc_pos = r.pos
     crc = int.from_bytes(r.take(4, "checksum"), "little")
     payload = data[r.pos :]
@@ -235,7 +331,35 @@ def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
         model_id=model_id,
         flags=flags,
         token_crc=token_crc,
+        **v2,
     )
     _validate(header, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
     _check(payload_len <= max_payload_bytes(header), "corrupt header: payload longer than any valid stream")
     return header, payload
+
+
+def truncate(data: bytes, layers: int | None = None, max_bytes: int | None = None) -> bytes:
+    """A layered (version 2) file cut after its first ``layers`` layers, or after as many
+    layers as fit in ``max_bytes`` (at least one). The result is the file the encoder writes
+    for m = the sub-vectors of those layers (tested); no model is needed. Raises CodecError
+    for version-1 files and impossible requests."""
+    header, payload = unpack(data)
+    _check(header.version == 2, "only layered (version 2) files have layers to cut")
+    n = len(header.layer_bytes)
+    if layers is None:
+        _check(max_bytes is not None, "give layers or max_bytes")
+        layers = 1
+        while layers < n and len(truncate(data, layers + 1)) <= max_bytes:
+            layers += 1
+    _check(1 <= layers <= n, f"layers must be in 1..{n} for this file, got {layers}")
+    if layers == n:
+        return bytes(data)
+    bounds = list(accumulate(header.groups, initial=0))
+    cut = replace(
+        header,
+        m=bounds[layers],
+        extra=0,
+        layer_bytes=header.layer_bytes[:layers],
+        layer_crcs=header.layer_crcs[:layers],
+    )
+    return pack(cut, payload[: sum(cut.layer_bytes)])

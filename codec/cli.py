@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from itertools import accumulate
 from pathlib import Path
 
 from . import __version__
@@ -71,13 +72,21 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     codec = get_codec(args.model)
     if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
         raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
+    rate = {k: getattr(args, k) for k in ("bpp", "size", "quality", "m") if getattr(args, k) is not None}
+    if len(rate) > 1:
+        raise CodecError("give at most one of --bpp, --size, --quality, --m")
+    if rate and not hasattr(codec, "plan"):
+        raise CodecError("this model codes at one rate: --bpp/--size/--quality/--m need a nested model")
     for src, dst in zip(args.inputs, outs):
         try:
             img = Image.open(io.BytesIO(_read(src)))
             img.load()
         except (OSError, SyntaxError, ValueError) as e:
             raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
-        data = codec.compress(img, stages=args.stages)
+        try:
+            data = codec.compress(img, stages=args.stages, **rate)
+        except ValueError as e:
+            raise CodecError(str(e)) from None
         write_output(dst, data)
         if dst != "-":
             bpp = 8 * len(data) / (img.width * img.height)
@@ -94,8 +103,14 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     outs = _checked_outputs(args, ".png")
     codec = get_codec(args.model)
     for src, dst in zip(args.inputs, outs):
+        data = _read(src)
+        extra = {}
+        if args.layers is not None:
+            if not hasattr(codec, "plan"):
+                raise CodecError("--layers needs a layered file and model")
+            extra["layers"] = args.layers
         pixels = codec.decompress(
-            _read(src), stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder
+            data, stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder, **extra
         )
         buf = io.BytesIO()
         fmt = "PNG" if dst == "-" else (Image.registered_extensions().get(Path(dst).suffix.lower()) or "PNG")
@@ -171,7 +186,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
     m, h, w = header.token_shape
     rows = [
         ("file", args.file),
-        ("format", f".pqm version {bitstream.VERSION}"),
+        ("format", f".pqm version {header.version}"),
         ("image", f"{header.width}x{header.height}, {header.channels} channels"),
         ("size", f"{len(data)} bytes = {8 * len(data) / pixels:.4f} bpp (header {len(data) - len(payload)})"),
         ("model", header.model_id.hex()),
@@ -179,12 +194,45 @@ def _cmd_info(args: argparse.Namespace) -> None:
         (
             "schedule",
             f"{header.stages} stages, {header.stages_present} present, alpha {header.alpha}, "
-            f"order {header.order}",
+            f"order {header.order}" + (" (base layer)" if header.groups else ""),
         ),
         ("decoders", "fidelity, realism" if header.flags & bitstream.FLAG_REALISM else "fidelity"),
     ]
+    if header.groups:
+        bounds = list(accumulate(header.groups, initial=0))
+        rows.insert(
+            6, ("rate", f"m={header.m} sub-vectors of {header.M}, +1 at {header.extra} of {h * w} positions")
+        )
+        layers = ", ".join(
+            f"{bounds[i]}-{min(bounds[i + 1], header.m + (header.extra > 0)) - 1}: {n} B"
+            for i, n in enumerate(header.layer_bytes)
+        )
+        rows.insert(
+            7, ("layers", f"{len(header.layer_bytes)} of {len(header.groups)} (sub-vectors: bytes) {layers}")
+        )
     for k, v in rows:
         print(f"{k:10s} {v}")
+
+
+def _cmd_truncate(args: argparse.Namespace) -> None:
+    from . import bitstream
+
+    if (args.layers is None) == (args.bpp is None):
+        raise CodecError("give one of --layers or --bpp")
+    data = _read(args.input)
+    check_output(args.output, args.force, [args.input])
+    header, _ = bitstream.unpack(data)
+    max_bytes = None if args.bpp is None else int(args.bpp * header.height * header.width / 8)
+    out = bitstream.truncate(data, args.layers, max_bytes)
+    write_output(args.output, out)
+    if args.output != "-":
+        cut = bitstream.unpack(out)[0]
+        bpp = 8 * len(out) / (header.height * header.width)
+        print(
+            f"{args.input} -> {args.output}: {len(cut.layer_bytes)} layers, m={cut.m}, {len(out)} bytes, "
+            f"{bpp:.4f} bpp",
+            file=sys.stderr,
+        )
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
@@ -243,6 +291,11 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument(
         "--stages", type=int, help="write only the first stages: a smaller file, decoded progressively"
     )
+    rate = en.add_argument_group("rate control (nested models; at most one)")
+    rate.add_argument("--bpp", type=float, help="target bits per pixel: the nearest file the model offers")
+    rate.add_argument("--size", type=int, help="the best file not larger than SIZE bytes")
+    rate.add_argument("--quality", type=float, help="0-100, monotone in rate (default: the full rate)")
+    rate.add_argument("--m", type=int, help="sub-vectors per latent position")
     en.set_defaults(func=_cmd_encode)
 
     de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")
@@ -250,6 +303,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
     de.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
     de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
+    de.add_argument("--layers", type=int, default=None, help="layered files: decode only the first L layers")
     de.add_argument(
         "--decoder",
         choices=("fidelity", "realism"),
@@ -259,6 +313,14 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's)")
     de.add_argument("--force", action="store_true", help="replace existing output files")
     de.set_defaults(func=_cmd_decode)
+
+    tr = sub.add_parser("truncate", help="cut a layered .pqm after a quality layer (a valid lower-rate file)")
+    tr.add_argument("input")
+    tr.add_argument("-o", "--output", required=True, help="output file ('-': stdout)")
+    tr.add_argument("--layers", type=int, help="keep the first L layers")
+    tr.add_argument("--bpp", type=float, help="keep as many layers as fit in this many bits per pixel")
+    tr.add_argument("--force", action="store_true", help="replace an existing output file")
+    tr.set_defaults(func=_cmd_truncate)
 
     ms = sub.add_parser("models", help="list the shipped models with their Kodak bpp and PSNR")
     ms.add_argument("--json", action="store_true", help="machine-readable")

@@ -10,18 +10,22 @@ import torch
 
 
 @functools.cache
-def cpu_has_amx() -> bool:
-    """True on CPUs with AMX bf16 tiles (bf16 convolutions ~2x faster than float32 here)."""
+def cpu_has_fast_bf16() -> bool:
+    """True on CPUs with bf16 matrix instructions: AMX tiles (Intel) or AVX512-BF16 (AMD Zen 4,
+    Intel Cooper Lake). Measured: bf16 autocast made a PQ-VAE training step ~2x faster than
+    float32 on both kinds."""
     try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text()
+        flags = Path("/proc/cpuinfo").read_text()
     except OSError:
         return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
 
 
 def autocast(amp: str, device: torch.device):
-    """Context for ``amp`` in auto (bf16 on CUDA and on AMX CPUs, else off), bf16, fp16, off."""
+    """Context for ``amp``: auto (bf16 on CUDA and on CPUs with bf16 matrix instructions, else
+    off), bf16, fp16 or off."""
     if amp == "auto":
-        amp = "bf16" if device.type == "cuda" or cpu_has_amx() else "off"
+        amp = "bf16" if device.type == "cuda" or cpu_has_fast_bf16() else "off"
     if amp == "off":
         return nullcontext()
     if amp not in ("bf16", "fp16"):

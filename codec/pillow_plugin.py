@@ -38,9 +38,13 @@ class PqmImageFile(ImageFile.ImageFile):
 
 
 def _save(im: Image.Image, fp, filename) -> None:
-    from .zoo import get_codec
+    """``img.save("x.pqm", bpp=0.2)``: the keyword arguments of :func:`codec.compress`
+    (``model``, ``bpp``, ``size``, ``quality``, ``m``)."""
+    from . import compress
 
-    fp.write(get_codec().compress(im.convert("RGB")))
+    info = im.encoderinfo
+    rate = {k: info[k] for k in ("bpp", "size", "quality", "m") if info.get(k) is not None}
+    fp.write(compress(im.convert("RGB"), info.get("model"), **rate))
 
 
 def register() -> None:

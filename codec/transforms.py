@@ -218,7 +218,7 @@ class NeuralCompression(torch.nn.Module):
 
     ``forward(x)``: x [B, 3, H, W], float in [0, 1] or uint8 -> ``(x_hat, bpp)``: x_hat like x
     (dtype, device), decoded from the tokens our file would hold (same encoder, float32; the
-    decoder in bf16 where ``amp`` = auto finds it pays: CUDA, AMX CPUs; "off" for float32);
+    decoder in bf16 where ``amp`` = auto finds it pays: CUDA, AMX or AVX512-BF16 CPUs; "off" for float32);
     bpp float32 [B], each file's estimated size per pixel: the entropy model's ideal code
     length of the tokens under the model's schedule plus the header (within a few bytes of
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.

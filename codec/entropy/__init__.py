@@ -7,6 +7,7 @@ from .range_coder import (
     cdf_from_counts,
     information_content,
     quantize_logits,
+    symbol_bits,
 )
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "cdf_from_counts",
     "information_content",
     "quantize_logits",
+    "symbol_bits",
 ]

@@ -88,14 +88,19 @@ def quantize_logits(logits: np.ndarray, threads: int | None = None) -> np.ndarra
     return _rc.quantize_logits(_logits(logits), threads or default_threads())
 
 
-def information_content(symbols: np.ndarray, logits: np.ndarray) -> float:
-    """Ideal size in bits of ``symbols`` ``[N]`` under the quantized ``logits`` ``[N, K]``."""
+def symbol_bits(symbols: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """Ideal size in bits (float64 ``[N]``) of each of ``symbols`` ``[N]`` under the quantized
+    ``logits`` ``[N, K]``."""
     freq = quantize_logits(logits)
     s = _int32(symbols, "symbols")
     if s.shape[0] != freq.shape[0]:
         raise ValueError("symbols and logits disagree on N")
-    p = freq[np.arange(s.shape[0]), s].astype(np.float64)
-    return float(np.sum(LOGIT_PRECISION - np.log2(p)))
+    return LOGIT_PRECISION - np.log2(freq[np.arange(s.shape[0]), s].astype(np.float64))
+
+
+def information_content(symbols: np.ndarray, logits: np.ndarray) -> float:
+    """Ideal size in bits of ``symbols`` ``[N]`` under the quantized ``logits`` ``[N, K]``."""
+    return float(np.sum(symbol_bits(symbols, logits)))
 
 
 def cdf_from_counts(counts: np.ndarray, precision: int = 16) -> np.ndarray:

@@ -154,7 +154,9 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
     """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
     from ..api import ImageCodec
     from ..entropy.schedule import CodingSchedule
-    from .mim import MaskedEntropyModel, MIMConfig
+    from ..layered_codec import LayeredImageCodec
+    from .layered import build_entropy_model
+    from .mim import MIMConfig
 
     path = Path(path)
     with safe_open(str(path), "pt") as f:
@@ -163,7 +165,7 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
         raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
     ae = PQVAE(PQVAEConfig(**json.loads(meta["autoencoder_config"])))
     ae.load_state_dict(_load_tensors(path, "autoencoder."))
-    em = MaskedEntropyModel(MIMConfig(**json.loads(meta["mim_config"])))
+    em = build_entropy_model(MIMConfig(**json.loads(meta["mim_config"])))
     em.load_state_dict(_load_tensors(path, "entropy_model."))
     schedule = CodingSchedule(**json.loads(meta["schedule"]))
     realism = _load_tensors(path, "realism_decoder.")
@@ -171,4 +173,5 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
     if realism:
         decoder = copy.deepcopy(ae.decoder)
         decoder.load_state_dict(realism)
-    return ImageCodec(ae, em, schedule, model_id=model_id(path), device=device, realism_decoder=decoder)
+    cls = LayeredImageCodec if em.cfg.groups else ImageCodec
+    return cls(ae, em, schedule, model_id=model_id(path), device=device, realism_decoder=decoder)

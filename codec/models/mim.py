@@ -34,6 +34,12 @@ class MIMConfig:
     decoder_depth: int = 2  # query blocks (cross-attention to the encoder's output)
     heads: int = 6
     mlp_ratio: int = 4
+    # Layered models (nested PQ-VAEs, see layered.py): sizes of the sub-vector groups coded
+    # one after another; this config's transformer is the base layer's (group 0), a conv
+    # network of channel_dim channels and channel_depth blocks codes the later groups.
+    groups: list[int] | None = None
+    channel_dim: int = 128
+    channel_depth: int = 4
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -21,13 +21,28 @@ class PQVAEConfig:
     """Sizes of a PQ-VAE. ``stride`` = 2**len(channels)."""
 
     channels: list[int] = field(default_factory=lambda: [64, 96, 128, 192])  # per downsampling stage
-    blocks: int = 1  # residual blocks per stage
+    blocks: int | list[int] = (
+        1  # residual blocks per stage (one int for all, or one per stage, high res first)
+    )
     latent_dim: int = 256  # D
     M: int = 8
     K: int = 256
     attention: bool = False  # self-attention at the lowest resolution
     ema_decay: float = 0.99
     restart_threshold: float = 0.5
+    # Nested product quantization: sub-vectors ordered by importance; any prefix of m of them
+    # decodes (absent ones take a learned fill), so one model serves every rate.
+    nested: bool = False
+
+    @property
+    def stage_blocks(self) -> list[int]:
+        """Residual blocks of each stage, high resolution first."""
+        b = self.blocks
+        if isinstance(b, int):
+            return [b] * len(self.channels)
+        if len(b) != len(self.channels):
+            raise ValueError(f"blocks {b} needs one count per stage of channels {self.channels}")
+        return list(b)
 
     @property
     def stride(self) -> int:
@@ -36,7 +51,11 @@ class PQVAEConfig:
     @property
     def raw_bpp(self) -> float:
         """Rate bound before entropy coding: M * log2(K) / stride**2 bits per pixel."""
-        return self.M * math.log2(self.K) / self.stride**2
+        return self.prefix_raw_bpp(self.M)
+
+    def prefix_raw_bpp(self, m: int) -> float:
+        """Raw bound of the first m sub-vectors (a nested model's rate point m)."""
+        return m * math.log2(self.K) / self.stride**2
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -73,8 +92,8 @@ class Encoder(nn.Module):
         super().__init__()
         layers: list[nn.Module] = []
         c_in = 3
-        for c in cfg.channels:
-            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1)] + [ResBlock(c) for _ in range(cfg.blocks)]
+        for c, n in zip(cfg.channels, cfg.stage_blocks):
+            layers += [nn.Conv2d(c_in, c, 4, stride=2, padding=1)] + [ResBlock(c) for _ in range(n)]
             c_in = c
         if cfg.attention:
             layers.append(Attention(c_in))
@@ -90,13 +109,13 @@ class Decoder(nn.Module):
 
     def __init__(self, cfg: PQVAEConfig) -> None:
         super().__init__()
-        chans = list(reversed(cfg.channels))
+        chans, blocks = list(reversed(cfg.channels)), list(reversed(cfg.stage_blocks))
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, chans[0], 3, padding=1)]
         if cfg.attention:
             layers.append(Attention(chans[0]))
-        for i, c in enumerate(chans):
+        for i, (c, n) in enumerate(zip(chans, blocks)):
             c_out = chans[i + 1] if i + 1 < len(chans) else 32
-            layers += [ResBlock(c) for _ in range(cfg.blocks)]
+            layers += [ResBlock(c) for _ in range(n)]
             layers += [nn.LeakyReLU(0.2), nn.Conv2d(c, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
         layers += [nn.LeakyReLU(0.2), nn.Conv2d(32, 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
@@ -126,8 +145,11 @@ class PQVAE(nn.Module):
     """Encoder + ProductQuantizer + Decoder.
 
     ``forward(x)`` (training): returns ``(x_hat, indices, stats)``; with
-    ``quantize=False`` the quantizer is bypassed (autoencoder warm-up).
-    ``encode(x)`` -> indices int64 [B, M, h, w]; ``decode(indices, (H, W))`` -> image in [0, 1].
+    ``quantize=False`` the quantizer is bypassed (autoencoder warm-up); ``prefix`` (nested
+    models; int [B], or [B, h, w] per latent position) keeps that many leading sub-vectors
+    and gives the others the learned fill (nested dropout).
+    ``encode(x)`` -> indices int64 [B, M, h, w]; ``decode(indices, (H, W))`` -> image in [0, 1],
+    where a nested model accepts any prefix ``indices[:, :m]`` (and a per-position count map).
     """
 
     def __init__(self, cfg: PQVAEConfig) -> None:
@@ -138,19 +160,36 @@ class PQVAE(nn.Module):
             cfg.latent_dim, cfg.M, cfg.K, decay=cfg.ema_decay, restart_threshold=cfg.restart_threshold
         )
         self.decoder = Decoder(cfg)
+        if cfg.nested:  # what the decoder sees for an absent sub-vector: [M, D/M]
+            self.fill = nn.Parameter(torch.zeros(cfg.M, cfg.latent_dim // cfg.M))
         kaiming_init(self)
 
     @property
     def stride(self) -> int:
         return self.cfg.stride
 
-    def forward(self, x: torch.Tensor, quantize: bool = True):
+    def apply_prefix(self, z_q: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """z_q [B, D, h, w] with sub-vector j of a position replaced by the fill where j >= its
+        count: ``counts`` int [B] (one prefix per image) or [B, h, w] (per position)."""
+        B, D, h, w = z_q.shape
+        M = self.cfg.M
+        counts = counts.to(z_q.device)
+        counts = counts[:, None, None].expand(B, h, w) if counts.dim() == 1 else counts
+        keep = torch.arange(M, device=z_q.device)[None, :, None, None] < counts[:, None]  # [B, M, h, w]
+        keep = keep[:, :, None].expand(B, M, D // M, h, w).reshape(B, D, h, w)
+        return torch.where(keep, z_q, self.fill.reshape(1, D, 1, 1).to(z_q.dtype))
+
+    def forward(self, x: torch.Tensor, quantize: bool = True, prefix: torch.Tensor | None = None):
         H, W = x.shape[-2:]
         z = self.encoder(pad_to_multiple(x, self.stride))
         if quantize:
             z_q, indices, stats = self.quantizer(z)
         else:
             z_q, indices, stats = z, None, {"commit_loss": z.new_zeros(()), "perplexity": None}
+        if prefix is not None:
+            if not self.cfg.nested:
+                raise ValueError("prefix needs a nested model")
+            z_q = self.apply_prefix(z_q, prefix)
         return self.decoder(z_q)[..., :H, :W], indices, stats
 
     @torch.no_grad()
@@ -159,8 +198,37 @@ class PQVAE(nn.Module):
         z = self.encoder(pad_to_multiple(x, self.stride))
         return self.quantizer(z)[1]
 
+    def latent(self, indices: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's input [B, D, h, w] from indices [B, m, h, w] (m < M: nested models only).
+        ``counts`` (int [B, h, w], each <= m): sub-vectors present per position (default m)."""
+        B, m, h, w = indices.shape
+        M = self.cfg.M
+        if m == M and counts is None:
+            return self.quantizer.codes_from_indices(indices)
+        if not self.cfg.nested or not 1 <= m <= M:
+            raise ValueError(
+                f"{m} sub-vectors given, the model needs {M}" + ("" if self.cfg.nested else " (not nested)")
+            )
+        full = torch.cat([indices, indices.new_zeros(B, M - m, h, w)], 1)
+        if counts is None:
+            counts = torch.full((B,), m, dtype=torch.int64, device=indices.device)
+        return self.apply_prefix(self.quantizer.codes_from_indices(full), counts)
+
     @torch.no_grad()
-    def decode(self, indices: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        """Token indices [B, M, h, w] -> images [B, 3, H, W] in [0, 1] (size = (H, W))."""
-        x = self.decoder(self.quantizer.codes_from_indices(indices))
+    def decode(
+        self, indices: torch.Tensor, size: tuple[int, int], counts: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Token indices [B, m, h, w] -> images [B, 3, H, W] in [0, 1] (size = (H, W));
+        ``counts``: see :meth:`latent`."""
+        x = self.decoder(self.latent(indices, counts))
         return x[..., : size[0], : size[1]].clamp(0, 1)
+
+
+def random_prefix(B: int, M: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """Nested dropout's per-position counts int64 [B, h, w]: per image a rate r ~ U(1, M); every
+    position keeps floor(r) sub-vectors, and one more with probability r - floor(r), so the
+    decoder also learns the fractional prefixes that fine rate control writes."""
+    r = 1 + torch.rand(B, generator=generator) * (M - 1)
+    m = r.floor().long()
+    extra = torch.rand(B, h, w, generator=generator) < (r - m)[:, None, None]
+    return (m[:, None, None] + extra.long()).clamp(max=M)

@@ -4,14 +4,27 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..models.pqvae import PQVAEConfig
 
 
+def runs_dir() -> Path:
+    """Where run folders live by default: ``$CODEC_RUNS``, else the user cache
+    (``$XDG_CACHE_HOME/codec/runs`` or ``~/.cache/codec/runs``), outside any work tree so
+    that long runs survive a fresh checkout."""
+    if os.environ.get("CODEC_RUNS"):
+        return Path(os.environ["CODEC_RUNS"])
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "codec" / "runs"
+
+
 @dataclass
 class TrainConfig:
-    out: str = "runs/pqvae"  # run folder: checkpoint, log.jsonl, plots
+    out: str = ""  # run folder: checkpoint, log.jsonl, plots (default: runs_dir() / stage)
     stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline, realism
     autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
     data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
@@ -20,17 +33,24 @@ class TrainConfig:
     eval_images: int = 24
     # model (see PQVAEConfig)
     channels: str = "64,96,128,192"
-    blocks: int = 1
+    blocks: str = "1"  # residual blocks per stage: one count, or one per stage (high resolution first)
     latent_dim: int = 256
     M: int = 8
     K: int = 256
     attention: bool = False
     restart_threshold: float = 0.5
+    nested: bool = False  # nested dropout: every prefix of m sub-vectors decodes (one model, all rates)
+    eval_prefixes: str = ""  # nested models: evaluate at these m (default: 2, M/2, M)
     # entropy model (--stage entropy)
     em_dim: int = 192
     em_depth: int = 4  # encoder blocks over the known positions
     em_decoder_depth: int = 2  # cross-attention blocks of the queries
     em_heads: int = 6
+    em_groups: str = (
+        ""  # layered model (nested autoencoders): group sizes, e.g. 1,1,2,2,2,4,4,4,4 (default for nested)
+    )
+    em_channel_dim: int = 128  # layered: channels of the conv model of groups >= 1
+    em_channel_depth: int = 4  # layered: its residual blocks
     token_crop: int = 16  # training crops of the token grid, positions per side
     token_span: int = 64  # crops get a random position-encoding offset in [0, span - crop]
     # learned baselines (--stage baseline): CompressAI architectures, trained the same way
@@ -49,6 +69,11 @@ class TrainConfig:
     crop: int = 128
     batch: int = 8
     lr: float = 4e-4
+    lr_schedule: str = "constant"  # constant, or cosine: linear warm-up, then cosine decay to `steps`
+    lr_warmup_steps: int = 0
+    lr_min_ratio: float = 0.05  # cosine: the last step's lr as a share of lr
+    late_crop: int = 0  # larger crops late in training (batch shrunk to keep pixels per step); 0: off
+    late_crop_from: float = 0.8  # share of `steps` after which late_crop is used
     steps: int = 100_000
     warmup_ae_steps: int = 300  # steps without quantization, then k-means codebook init
     msssim_weight: float = 0.0  # loss += w * (1 - MS-SSIM); needs crop >= 161
@@ -68,20 +93,44 @@ class TrainConfig:
     )
     # hardware
     device: str = "auto"  # auto, cpu, cuda
-    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX), bf16, fp16, off
+    amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16), bf16, fp16, off
     threads: int = 0  # torch CPU threads, 0: default
     data_on_device: bool = False  # keep the training images on the GPU (GPU recipe)
 
+    def __post_init__(self) -> None:
+        if not self.out:
+            self.out = str(runs_dir() / self.stage)
+
     def model_config(self) -> PQVAEConfig:
+        blocks = [int(b) for b in str(self.blocks).split(",")]
         return PQVAEConfig(
             channels=[int(c) for c in self.channels.split(",")],
-            blocks=self.blocks,
+            blocks=blocks[0] if len(blocks) == 1 else blocks,
             latent_dim=self.latent_dim,
             M=self.M,
             K=self.K,
             attention=self.attention,
             restart_threshold=self.restart_threshold,
+            nested=self.nested,
         )
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of ``step`` (0-based): a pure function of the step, so resumes agree."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        if self.lr_schedule != "cosine":
+            raise ValueError(f"lr_schedule must be constant or cosine, got {self.lr_schedule!r}")
+        if step < self.lr_warmup_steps:
+            return self.lr * (step + 1) / self.lr_warmup_steps
+        t = min(1.0, (step - self.lr_warmup_steps) / max(1, self.steps - self.lr_warmup_steps))
+        return self.lr * (self.lr_min_ratio + (1 - self.lr_min_ratio) * 0.5 * (1 + math.cos(math.pi * t)))
+
+    def crop_at(self, step: int) -> tuple[int, int]:
+        """(crop, batch) of ``step``: ``late_crop`` after ``late_crop_from`` of the run, with the
+        batch shrunk to keep the pixels per step."""
+        if self.late_crop and step >= self.late_crop_from * self.steps:
+            return self.late_crop, max(1, round(self.batch * self.crop**2 / self.late_crop**2))
+        return self.crop, self.batch
 
 
 PRESETS: dict[str, dict] = {
@@ -96,6 +145,30 @@ PRESETS: dict[str, dict] = {
         data_on_device=True,
         log_every=100,
         warmup_ae_steps=500,
+    ),
+    # The flagship: one nested model for every rate (s=16, up to 24 sub-vectors of 16 dims,
+    # K=256: 0.03-0.75 bpp raw), capacity at strides 8 and 16 where it is cheap, a planned
+    # run with warm-up and cosine decay, larger crops for the last fifth. CPU: 1-2 threads.
+    "flagship": dict(
+        channels="64,128,160,192",
+        blocks="1,1,2,2",
+        latent_dim=384,
+        M=24,
+        K=256,
+        nested=True,
+        attention=True,
+        eval_prefixes="2,6,12,24",
+        crop=128,
+        batch=8,
+        late_crop=256,
+        late_crop_from=0.8,
+        lr=3e-4,
+        lr_schedule="cosine",
+        lr_warmup_steps=500,
+        steps=60_000,
+        eval_every=2000,
+        eval_images=24,
+        ckpt_every_minutes=5.0,
     ),
     # Seconds on a CPU: tests and smoke runs.
     "tiny": dict(
@@ -115,6 +188,18 @@ PRESETS: dict[str, dict] = {
 }
 
 
+def default_groups(M: int) -> list[int]:
+    """Quality layers of a nested model of M sub-vectors: 1, 1, 2, 2, 2, then 4s (the last
+    group takes what is left): fine layers at low rates, few entropy-model calls."""
+    groups, left = [], M
+    for size in [1, 1, 2, 2, 2] + [4] * M:
+        if left <= 0:
+            break
+        groups.append(min(size, left))
+        left -= groups[-1]
+    return groups
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """One flag per TrainConfig field (--name value; booleans as --name / --no-name)."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named set of overrides")
@@ -128,6 +213,7 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:
-    cfg = TrainConfig(**PRESETS.get(args.preset or "", {}))
     overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
-    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    return TrainConfig(
+        **{**PRESETS.get(args.preset or "", {}), **{k: v for k, v in overrides.items() if v is not None}}
+    )

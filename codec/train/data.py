@@ -45,17 +45,28 @@ class InMemoryImages:
         self.images = [im for im in images if min(im.shape[1:]) >= min_size]
         if not self.images:
             raise ValueError(f"no training images of at least {min_size}x{min_size} in {folders}")
+        self._fitting: dict[int, list[torch.Tensor]] = {}
 
     def __len__(self) -> int:
         return len(self.images)
 
     def to(self, device: torch.device) -> InMemoryImages:
         self.images = [im.to(device) for im in self.images]
+        self._fitting = {}
         return self
+
+    def fitting(self, crop: int) -> list[torch.Tensor]:
+        """The images of at least crop x crop pixels (larger crops late in training draw from these)."""
+        if crop not in self._fitting:
+            self._fitting[crop] = [im for im in self.images if min(im.shape[1:]) >= crop]
+            if not self._fitting[crop]:
+                raise ValueError(f"no training image of at least {crop}x{crop}")
+        return self._fitting[crop]
 
     def batch(self, size: int, crop: int, seed: int, step: int, rank: int = 0) -> torch.Tensor:
         """Random crops with random horizontal flips: float [size, 3, crop, crop] in [0, 1]."""
-        return torch.stack(random_crops(self.images, size, crop, seed, step, rank, flip=True)).float() / 255
+        items = self.fitting(crop)
+        return torch.stack(random_crops(items, size, crop, seed, step, rank, flip=True)).float() / 255
 
 
 def step_generator(seed: int, step: int, rank: int = 0, stream: int = 0) -> torch.Generator:

@@ -9,15 +9,18 @@ reaches within a few bytes), beside the raw bound M * log2(K) / s^2.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 from ..api import ImageCodec
+from ..layered_codec import LayeredImageCodec
 from ..models.io import load_pqvae
-from ..models.mim import MaskedEntropyModel, MIMConfig, masked_token_loss
-from .config import TrainConfig
+from ..models.layered import TrainingLoss, build_entropy_model
+from ..models.mim import MIMConfig
+from .config import TrainConfig, default_groups
 from .data import list_images, load_rgb, random_crops, step_generator
 from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
@@ -44,6 +47,24 @@ class TokenCrops:
         return torch.stack(random_crops(self.grids, size, crop, seed, step, rank)).long()
 
 
+def evaluate_layered(codec: LayeredImageCodec, kodak: list, cfg: TrainConfig, ae, model, device) -> dict:
+    """Estimated bpp of the Kodak token grids at the rate points m of ``eval_prefixes``
+    (default 2, M/2, M) and at the full rate."""
+    M = ae.cfg.M
+    ms = sorted({int(m) for m in cfg.eval_prefixes.split(",")} if cfg.eval_prefixes else {2, M // 2, M})
+    bits, pixels = dict.fromkeys(ms, 0.0), 0
+    for t in kodak:
+        base, per = codec.symbol_costs(t.long().numpy())
+        for m in ms:
+            bits[m] += base + per[:m].sum()
+        pixels += t.shape[1] * t.shape[2] * ae.stride**2
+    model.to(device).train()
+    ae.to(device)
+    out = {"estimated_bpp": bits[M] / pixels, "raw_bpp": ae.cfg.raw_bpp}
+    out |= {f"estimated_bpp_m{m}": bits[m] / pixels for m in ms if m != M}
+    return out
+
+
 def train_entropy(cfg: TrainConfig) -> TrainResult:
     if not cfg.autoencoder:
         raise ValueError("--stage entropy needs --autoencoder (a PQ-VAE .safetensors or checkpoint folder)")
@@ -57,10 +78,16 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         decoder_depth=cfg.em_decoder_depth,
         heads=cfg.em_heads,
     )
-    model = MaskedEntropyModel(mcfg).to(device)
+    if ae.cfg.nested:  # one layered entropy model for every rate of a nested autoencoder
+        groups = [int(g) for g in cfg.em_groups.split(",")] if cfg.em_groups else default_groups(ae.cfg.M)
+        mcfg = dataclasses.replace(
+            mcfg, groups=groups, channel_dim=cfg.em_channel_dim, channel_depth=cfg.em_channel_depth
+        )
+    model = build_entropy_model(mcfg).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    loss_fn = TrainingLoss(model)
+    ddp = torch.nn.parallel.DistributedDataParallel(loss_fn) if world > 1 else loss_fn
     files = list_images(cfg.data)
     if cfg.max_train_images:
         files = files[: cfg.max_train_images]
@@ -83,12 +110,16 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         span = max(cfg.token_span - cfg.token_crop, 0) + 1
         offset = tuple(int(v) for v in torch.randint(0, span, (2,), generator=g))
         with autocast_for(cfg, device):
-            loss, stats = masked_token_loss(ddp, tokens, mcfg.K, g, offset)
+            loss, stats = ddp(tokens, g, offset)
         return loss, stats
 
     def evaluate(done: int) -> dict | None:
         if not kodak:
             return None
+        if mcfg.groups:
+            return evaluate_layered(
+                LayeredImageCodec(ae.cpu(), model.cpu().float()), kodak, cfg, ae, model, device
+            )
         codec = ImageCodec(ae.cpu(), model)
         bits, pixels = 0.0, 0
         for t in kodak:

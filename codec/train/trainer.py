@@ -23,10 +23,19 @@ from tqdm import tqdm
 
 from ..hardware import autocast
 from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
-from ..models.pqvae import PQVAE
+from ..models.pqvae import PQVAE, random_prefix
 from .checkpoint import load_checkpoint, save_checkpoint, warm_start
 from .config import TrainConfig
-from .data import InMemoryImages, list_images, load_rgb
+from .data import InMemoryImages, list_images, load_rgb, step_generator
+
+
+def eval_prefixes(cfg: TrainConfig) -> list[int]:
+    """The prefix lengths m a nested model is evaluated at (none for other models)."""
+    if not cfg.nested:
+        return []
+    if cfg.eval_prefixes:
+        return [int(m) for m in cfg.eval_prefixes.split(",")]
+    return sorted({2, cfg.M // 2, cfg.M})
 
 
 def setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -49,38 +58,50 @@ def autocast_for(cfg: TrainConfig, device: torch.device):
 
 
 @torch.no_grad()
-def evaluate(model: PQVAE, images: list[torch.Tensor], device: torch.device) -> dict:
+def evaluate(
+    model: PQVAE, images: list[torch.Tensor], device: torch.device, prefixes: list[int] = ()
+) -> dict:
     """PSNR / MS-SSIM of quantized reconstructions (rounded to uint8), code usage, rates.
 
-    images: uint8 [3, H, W] each, evaluated one at a time at full size.
+    images: uint8 [3, H, W] each, evaluated one at a time at full size. ``prefixes`` (nested
+    models): also PSNR / MS-SSIM / raw and unigram bpp of the first m sub-vectors, per m
+    (keys ``psnr_m{m}`` ...).
     """
     was_training = model.training
     model.eval()
-    psnrs, ssims, counts, pixels, positions = [], [], None, 0, 0
+    M = model.cfg.M
+    ms = sorted(set(prefixes) | {M})
+    psnrs: dict[int, list[float]] = {m: [] for m in ms}
+    ssims: dict[int, list[float]] = {m: [] for m in ms}
+    counts, pixels, positions = None, 0, 0
     for im in images:
         x = im.to(device).float().unsqueeze(0) / 255
         idx = model.encode(x)
-        y = quantize_uint8(model.decode(idx, x.shape[-2:]))
-        psnrs.append(float(psnr(y, x)))
-        s = ms_ssim(y, x)
-        if s is not None:
-            ssims.append(float(s))
-        c = torch.stack(
-            [torch.bincount(idx[0, m].flatten(), minlength=model.cfg.K) for m in range(model.cfg.M)]
-        )
+        for m in ms:
+            y = quantize_uint8(model.decode(idx[:, :m], x.shape[-2:]))
+            psnrs[m].append(float(psnr(y, x)))
+            s = ms_ssim(y, x)
+            if s is not None:
+                ssims[m].append(float(s))
+        c = torch.stack([torch.bincount(idx[0, j].flatten(), minlength=model.cfg.K) for j in range(M)])
         counts = c if counts is None else counts + c
         pixels += x.shape[-1] * x.shape[-2]
         positions += idx.shape[-1] * idx.shape[-2]
     model.train(was_training)
     p = counts.double() / counts.sum(-1, keepdim=True)
     ent = -(p * torch.log2(p.clamp_min(1e-30))).sum(-1)  # bits per token, per sub-vector
-    return {
-        "psnr": sum(psnrs) / len(psnrs),
-        "ms_ssim": sum(ssims) / len(ssims) if ssims else None,
+    out = {
+        "psnr": sum(psnrs[M]) / len(psnrs[M]),
+        "ms_ssim": sum(ssims[M]) / len(ssims[M]) if ssims[M] else None,
         "raw_bpp": model.cfg.raw_bpp,
         "unigram_bpp": float(ent.sum()) * positions / pixels,
         "perplexity": [round(float(v), 1) for v in torch.exp2(ent)],
     }
+    for m in ms[:-1]:
+        out[f"psnr_m{m}"] = sum(psnrs[m]) / len(psnrs[m])
+        out[f"ms_ssim_m{m}"] = sum(ssims[m]) / len(ssims[m]) if ssims[m] else None
+        out[f"unigram_bpp_m{m}"] = float(ent[:m].sum()) * positions / pixels
+    return out
 
 
 def plot_log(log_path: Path, out_png: Path) -> None:
@@ -217,6 +238,9 @@ def fit(run: Run) -> dict:
             loss_ema = value if loss_ema is None or spike else 0.98 * loss_ema + 0.02 * value
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if cfg.lr_schedule != "constant":
+                for group in run.opt.param_groups:
+                    group["lr"] = cfg.lr_at(step) * group.get("lr_scale", 1.0)
             if cfg.grad_clip:
                 torch.nn.utils.clip_grad_norm_(run.clipped or run.model.parameters(), cfg.grad_clip)
             run.opt.step()
@@ -297,9 +321,15 @@ def train(cfg: TrainConfig) -> TrainResult:
         )
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
-        x = data.batch(cfg.batch, cfg.crop, cfg.seed, i, rank).to(device, non_blocking=True)
+        crop, batch = cfg.crop_at(i)
+        x = data.batch(batch, crop, cfg.seed, i, rank).to(device, non_blocking=True)
+        prefix = None
+        if model.cfg.nested:  # nested dropout (fractional prefixes, see random_prefix)
+            g = step_generator(cfg.seed, i, rank, stream=2)
+            hw = -(-crop // model.stride)
+            prefix = random_prefix(batch, cfg.M, hw, hw, g).to(device)
         with autocast_for(cfg, device):
-            x_hat, _, stats = ddp(x, quantize=i >= cfg.warmup_ae_steps)
+            x_hat, _, stats = ddp(x, quantize=i >= cfg.warmup_ae_steps, prefix=prefix)
         mse = F.mse_loss(x_hat.float(), x)
         loss = mse + stats["commit_loss"]
         if cfg.msssim_weight:
@@ -317,7 +347,7 @@ def train(cfg: TrainConfig) -> TrainResult:
     def evaluate_now(done: int) -> dict | None:
         if not eval_images or done <= cfg.warmup_ae_steps:
             return None
-        return evaluate(model, eval_images, device)
+        return evaluate(model, eval_images, device, eval_prefixes(cfg))
 
     run = Run(
         cfg,

@@ -1,0 +1,330 @@
+"""One model for every rate: a nested PQ-VAE and its layered entropy model <-> version-2 files.
+
+A file codes the first ``m`` sub-vectors of every latent position, plus sub-vector ``m`` at
+the first ``extra`` positions of the base schedule's order (fine rate steps: the decoder
+gives absent sub-vectors its learned fill). Sub-vector groups are coded one after another,
+each in its own range-coder stream (a quality layer): group 0 in the spatial stages of the
+base schedule, group g >= 1 in one step given the groups before it. So the rate is chosen
+per image (``m``/``extra`` from a target bpp, size or quality) and a file cut after a layer
+(:func:`codec.bitstream.truncate`) is the file of that lower rate.
+
+Symbols of a layer g >= 1, in stream order: the fully coded sub-vectors of the group at
+every position (positions row-major, sub-vectors of a position together), then sub-vector
+``m`` (if it is in the group and ``extra`` > 0) at the first ``extra`` positions in order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import accumulate
+
+import numpy as np
+import torch
+
+from . import bitstream
+from .api import ImageCodec, check_memory, one_thread, to_uint8_rgb
+from .entropy import RangeDecoder, RangeEncoder, symbol_bits
+from .entropy.schedule import CodingSchedule, position_order
+from .errors import CodecError
+from .hardware import autocast
+
+
+@dataclass(frozen=True)
+class RatePoint:
+    """How much of the token grid a file codes: ``m`` sub-vectors everywhere, sub-vector m
+    at the first ``extra`` positions too."""
+
+    m: int
+    extra: int = 0
+
+
+class LayeredImageCodec(ImageCodec):
+    """:class:`~codec.api.ImageCodec` for a nested PQ-VAE + ``LayeredEntropyModel``.
+
+    ``compress(image, m=, bpp=, size=, quality=)`` picks the rate per image (at most one of
+    them; default: every sub-vector); ``decompress(data, layers=)`` decodes the first layers.
+    """
+
+    def __init__(self, autoencoder, entropy_model, schedule=None, **kwargs) -> None:
+        super().__init__(autoencoder, entropy_model, schedule, **kwargs)
+        if not autoencoder.cfg.nested:
+            raise ValueError("a layered codec needs a nested autoencoder")
+        self.groups = tuple(entropy_model.cfg.groups)
+        self.bounds = list(accumulate(self.groups, initial=0))
+
+    # -- the entropy model's calls ---------------------------------------------------------
+    @torch.no_grad()
+    def _group_logits(self, tokens: torch.Tensor, g: int) -> np.ndarray:
+        """float32 [h*w, size_g, K] logits of group g >= 1 given tokens [>= b_g, h, w]."""
+        with one_thread():
+            return self.entropy_model.group_logits(tokens[None, : self.bounds[g]], g)[0].numpy()
+
+    def _layer_symbols(self, g: int, point: RatePoint, order: np.ndarray) -> tuple[slice, np.ndarray]:
+        """(sub-vectors coded at every position, positions of the partial sub-vector) of group g."""
+        lo, hi = self.bounds[g], self.bounds[g + 1]
+        full = slice(lo, max(lo, min(point.m, hi)))
+        partial = order[: point.extra] if point.extra and lo <= point.m < hi else order[:0]
+        return full, partial
+
+    # -- tokens <-> layer streams -----------------------------------------------------------
+    def encode_layers(self, tokens: np.ndarray, point: RatePoint) -> tuple[list[bytes], list[int]]:
+        """Tokens int [M, h, w] -> (one stream per coded layer, the CRC of each layer's symbols)."""
+        M, h, w = tokens.shape
+        tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+        g0 = self.groups[0]
+        base, _ = self.encode_tokens(tokens[:g0], estimate=False)
+        streams = [base]
+        crcs = [bitstream.token_checksum(tokens[:g0])]
+        order = position_order(h, w, self.schedule.order)
+        flat = tokens.reshape(M, h * w)
+        for g in range(1, self._layers(point)):
+            logits = self._group_logits(tok, g)
+            full, partial = self._layer_symbols(g, point, order)
+            sym_full = flat[full].T  # [hw, n]
+            sym_part = flat[full.stop, partial] if len(partial) else np.zeros(0, np.int64)
+            enc = RangeEncoder()
+            if sym_full.size:
+                enc.encode_logits(
+                    sym_full.reshape(-1), logits[:, : full.stop - full.start].reshape(-1, self.cfg_K)
+                )
+            if len(partial):
+                enc.encode_logits(sym_part, logits[partial, full.stop - full.start])
+            streams.append(enc.finish())
+            crcs.append(bitstream.token_checksum(np.concatenate([sym_full.reshape(-1), sym_part])))
+        return streams, crcs
+
+    def decode_layers(self, header: bitstream.Header, payload: bytes, layers: int) -> np.ndarray:
+        """The first ``layers`` layer streams -> tokens int64 [M, h, w] (uncoded ones 0);
+        CodecError when a layer fails its checksum."""
+        M, h, w = header.token_shape
+        point = RatePoint(header.m, header.extra)
+        g0 = self.groups[0]
+        schedule = CodingSchedule(header.stages, header.alpha, header.order)
+        tokens = np.zeros((M, h, w), dtype=np.int64)
+        starts = list(accumulate(header.layer_bytes, initial=0))
+        tokens[:g0] = self.decode_tokens(payload[: starts[1]], (g0, h, w), schedule)
+        self._check_layer(bitstream.token_checksum(tokens[:g0]), header, 0)
+        order = position_order(h, w, header.order)
+        flat = tokens.reshape(M, h * w)
+        tok = torch.from_numpy(tokens)  # shares memory with `tokens`
+        for g in range(1, layers):
+            logits = self._group_logits(tok, g)
+            full, partial = self._layer_symbols(g, point, order)
+            n = full.stop - full.start
+            dec = RangeDecoder(payload[starts[g] : starts[g + 1]])
+            if n:
+                flat[full] = dec.decode_logits(logits[:, :n].reshape(-1, self.cfg_K)).reshape(h * w, n).T
+            if len(partial):
+                flat[full.stop, partial] = dec.decode_logits(np.ascontiguousarray(logits[partial, n]))
+            coded = np.concatenate(
+                [flat[full].T.reshape(-1), flat[full.stop, partial] if len(partial) else []]
+            )
+            self._check_layer(bitstream.token_checksum(coded.astype(np.int64)), header, g)
+        return tokens
+
+    @staticmethod
+    def _check_layer(crc: int, header: bitstream.Header, g: int) -> None:
+        if crc != header.layer_crcs[g]:
+            raise CodecError(
+                f"layer {g} fails its checksum: the file is corrupt or the decoder differs from the encoder"
+            )
+
+    @property
+    def cfg_K(self) -> int:
+        return self.autoencoder.cfg.K
+
+    def _layers(self, point: RatePoint) -> int:
+        need = point.m + (1 if point.extra else 0)
+        return next(g for g in range(1, len(self.bounds)) if self.bounds[g] >= need)
+
+    # -- rate control ---------------------------------------------------------------------------
+    def symbol_costs(self, tokens: np.ndarray) -> tuple[float, np.ndarray]:
+        """(bits of the base layer, bits [M, h*w] of every other sub-vector at each position
+        (rows < groups[0] are 0)): what any rate point costs, before the header."""
+        M, h, w = tokens.shape
+        g0 = self.groups[0]
+        _, base_bits = self.encode_tokens(tokens[:g0], estimate=True)
+        tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+        costs = np.zeros((M, h * w))
+        flat = tokens.reshape(M, h * w)
+        for g in range(1, len(self.groups)):
+            lo, hi = self.bounds[g], self.bounds[g + 1]
+            logits = self._group_logits(tok, g)  # [hw, n, K]
+            sym = flat[lo:hi].T.reshape(-1)
+            costs[lo:hi] = symbol_bits(sym, logits.reshape(-1, self.cfg_K)).reshape(h * w, hi - lo).T
+        return base_bits, costs
+
+    def plan(
+        self,
+        tokens: np.ndarray,
+        size: tuple[int, int],
+        *,
+        m: int | None = None,
+        bpp: float | None = None,
+        max_bytes: int | None = None,
+        quality: float | None = None,
+        costs: tuple[float, np.ndarray] | None = None,
+    ) -> RatePoint:
+        """The rate point of one image for at most one of: ``m`` (sub-vectors), ``bpp`` (the
+        point whose estimated file size is nearest), ``max_bytes`` (the largest point whose
+        estimate fits; :meth:`compress` then checks the real size) or ``quality`` (0-100:
+        the share of the model's sub-vectors beyond the base layer, fractional)."""
+        given = [v is not None for v in (m, bpp, max_bytes, quality)]
+        if sum(given) > 1:
+            raise ValueError("give at most one of m, bpp, size, quality")
+        M, h, w = tokens.shape
+        g0 = self.groups[0]
+        if m is not None:
+            if not g0 <= m <= M:
+                raise ValueError(f"m must be in {g0}..{M}, got {m}")
+            return RatePoint(int(m))
+        if quality is not None:
+            if not 0 <= quality <= 100:
+                raise ValueError(f"quality must be in 0..100, got {quality}")
+            r = g0 + (M - g0) * quality / 100
+            mm = min(int(r), M)
+            return RatePoint(mm, 0 if mm == M else int(round((r - mm) * h * w)) % (h * w))
+        if bpp is None and max_bytes is None:
+            return RatePoint(M)
+        if bpp is not None and not bpp > 0:
+            raise ValueError(f"bpp must be positive, got {bpp}")
+        base_bits, per = costs or self.symbol_costs(tokens)
+        order = position_order(h, w, self.schedule.order)
+        header_bits = 8 * (32 + 5 * len(self.groups))  # fixed fields + a length and CRC per layer
+        target = (bpp * size[0] * size[1] if bpp is not None else 8 * max_bytes) - header_bits
+        done = base_bits
+        for j in range(g0, M + 1):
+            if j == M:
+                return RatePoint(M)
+            step = np.cumsum(per[j][order])  # cost of sub-vector j at the first e+1 positions
+            if done + step[-1] > target:
+                e = int(np.searchsorted(step, target - done, side="right"))  # largest e that fits
+                if (
+                    bpp is not None
+                    and e < len(step)
+                    and abs(done + step[e] - target) < abs(done + (step[e - 1] if e else 0) - target)
+                ):
+                    e += 1  # the nearest, not the largest below
+                return RatePoint(j, e) if e < len(step) else RatePoint(j + 1)
+            done += step[-1]
+        return RatePoint(M)
+
+    # -- images <-> bytes ---------------------------------------------------------------------
+    def header_for(self, size: tuple[int, int], point: RatePoint, streams: list[bytes], crcs: list[int]):
+        cfg, s = self.autoencoder.cfg, self.schedule
+        return bitstream.Header(
+            flags=bitstream.FLAG_REALISM if self.realism_decoder is not None else 0,
+            height=size[0],
+            width=size[1],
+            channels=3,
+            stride=cfg.stride,
+            M=cfg.M,
+            K=cfg.K,
+            stages=s.stages,
+            stages_present=s.stages,
+            alpha=s.alpha,
+            order=s.order,
+            model_id=self.model_id,
+            groups=self.groups,
+            m=point.m,
+            extra=point.extra,
+            layer_bytes=tuple(len(b) for b in streams),
+            layer_crcs=tuple(crcs),
+        )
+
+    def pack_tokens(self, tokens: np.ndarray, size: tuple[int, int], point: RatePoint) -> bytes:
+        streams, crcs = self.encode_layers(tokens, point)
+        return bitstream.pack(self.header_for(size, point, streams, crcs), b"".join(streams))
+
+    @torch.no_grad()
+    def compress_batch(
+        self,
+        images: list,
+        max_pixels: int | None = None,
+        stages: int | None = None,
+        *,
+        m: int | None = None,
+        bpp: float | None = None,
+        size: int | None = None,
+        quality: float | None = None,
+    ) -> list[bytes]:
+        """Images -> .pqm bytes at the rate asked (see :meth:`plan`); ``size``: the file is
+        never larger than ``size`` bytes (CodecError if even the base layer is larger)."""
+        if stages is not None:
+            raise ValueError(
+                "a layered model codes every stage; choose the rate with m, bpp, size or quality"
+            )
+        xs = [to_uint8_rgb(im) for im in images]
+        limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+        for x in xs:
+            H, W = x.shape[:2]
+            if H * W > limit:
+                raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
+            check_memory(H, W)
+        out = []
+        for x in xs:
+            xt = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255)
+            tokens = self.autoencoder.encode(xt.to(self.device))[0].cpu().numpy()
+            hw = x.shape[:2]
+            if size is None:
+                out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, m=m, bpp=bpp, quality=quality)))
+                continue
+            costs = self.symbol_costs(tokens)
+            budget = size
+            for _ in range(8):  # the estimate is within a few bytes: shrink the budget until it fits
+                data = self.pack_tokens(tokens, hw, self.plan(tokens, hw, max_bytes=budget, costs=costs))
+                if len(data) <= size:
+                    break
+                budget -= len(data) - size + 1
+            if len(data) > size:
+                raise CodecError(f"no file of this image fits in {size} bytes (the smallest is {len(data)})")
+            out.append(data)
+        return out
+
+    def compress(self, image, max_pixels: int | None = None, stages: int | None = None, **rate) -> bytes:
+        """One image -> .pqm bytes; ``rate``: m=, bpp=, size= or quality= (see :meth:`plan`)."""
+        return self.compress_batch([image], max_pixels, stages, **rate)[0]
+
+    @torch.no_grad()
+    def decompress(
+        self,
+        data: bytes,
+        stages: int | None = None,
+        max_pixels: int | None = None,
+        decoder: str = "fidelity",
+        layers: int | None = None,
+    ) -> np.ndarray:
+        """.pqm bytes -> uint8 [H, W, 3]; ``layers``: decode only the first layers (a coarser image,
+        exactly the file cut there by ``codec truncate``)."""
+        if decoder not in ("fidelity", "realism"):
+            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
+        if decoder == "realism" and self.realism_decoder is None:
+            raise CodecError("this model has no realism decoder (decoders: fidelity)")
+        if stages is not None:
+            raise CodecError("layered files decode by layers, not stages (use layers=)")
+        header, payload = bitstream.unpack(data, max_pixels=max_pixels)
+        if header.model_id != self.model_id:
+            raise CodecError(
+                f"file made with model {header.model_id.hex()}, this is model {self.model_id.hex()}"
+            )
+        cfg = self.autoencoder.cfg
+        if (header.stride, header.M, header.K, header.groups) != (cfg.stride, cfg.M, cfg.K, self.groups):
+            raise CodecError("file's stride/M/K/groups do not match the model")
+        coded = len(header.layer_bytes)
+        if layers is not None and not 1 <= layers <= coded:
+            raise CodecError(f"layers must be in 1..{coded} for this file, got {layers}")
+        if layers is not None and layers < coded:
+            header, payload = bitstream.unpack(bitstream.truncate(data, layers))
+        check_memory(header.height, header.width)
+        tokens = self.decode_layers(header, payload, len(header.layer_bytes))
+        M, h, w = header.token_shape
+        counts = torch.full((h * w,), header.m, dtype=torch.int64)
+        counts[torch.from_numpy(position_order(h, w, header.order)[: header.extra])] += 1
+        n = min(M, header.m + 1)
+        t = torch.from_numpy(tokens[:n])[None].to(self.device)
+        counts = counts.view(1, h, w).to(self.device)
+        with autocast(self.amp, self.device):
+            z = self.autoencoder.latent(t, counts)
+            dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
+            y = dec(z)[0, :, : header.height, : header.width].float()
+        return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()

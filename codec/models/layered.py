@@ -1,0 +1,135 @@
+"""The entropy model of a nested PQ-VAE: a spatial base layer, then channel-conditional layers.
+
+A nested model's sub-vectors are ordered by importance and split into groups (the quality
+layers), e.g. ``[1, 1, 2, 2, 2, 4, 4, 4, 4]`` for M = 24:
+
+* group 0 (the base layer) is coded in S spatial stages by a :class:`MaskedEntropyModel`
+  over its sub-vectors alone, exactly as a plain model codes all of its tokens;
+* group g >= 1 is coded in one step, every position at once, given all sub-vectors of the
+  groups before it at every position: :class:`ChannelContextModel`, a small convolutional
+  network over the token grid (channel-conditional coding, as Minnen & Singh 2020 code
+  latent slices; a conv keeps the cost linear in the pixels).
+
+So a group's probabilities depend only on earlier groups: a file cut after any group is
+itself a valid lower-rate file, and the logits of a group do not change with how much of it
+is coded (rate control may code a group partly). Sub-vectors of one group are predicted
+jointly (independently given the earlier groups).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from itertools import accumulate
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .mim import MaskedEntropyModel, MIMConfig, masked_token_loss
+
+
+class ChannelContextModel(nn.Module):
+    """``forward(tokens, g)``: logits of group g's sub-vectors at every position.
+
+    tokens: int64 [B, >= b_g, h, w] (sub-vectors 0..b_g - 1 are read, b_g = first sub-vector
+    of group g); returns float logits [B, h*w, size_g, K] (positions row-major).
+    Input per position: the mean of the embeddings of its known sub-vectors (each sub-vector
+    its own table) plus a group embedding; then ``depth`` residual blocks (3x3 conv, GELU,
+    1x1 conv) and a 1x1 head whose rows for group g are the only ones computed.
+    """
+
+    def __init__(self, cfg: MIMConfig) -> None:
+        super().__init__()
+        c = cfg.channel_dim
+        self.cfg = cfg
+        self.bounds = list(accumulate(cfg.groups, initial=0))
+        self.embed = nn.Embedding(cfg.M * cfg.K, c)
+        self.register_buffer("offsets", torch.arange(cfg.M) * cfg.K, persistent=False)
+        self.group_embed = nn.Embedding(len(cfg.groups), c)
+        self.blocks = nn.ModuleList(
+            nn.Sequential(nn.GELU(), nn.Conv2d(c, c, 3, padding=1), nn.GELU(), nn.Conv2d(c, c, 1))
+            for _ in range(cfg.channel_depth)
+        )
+        self.head = nn.Conv2d(c, cfg.M * cfg.K, 1)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.group_embed.weight, std=0.02)
+        nn.init.zeros_(self.head.bias)
+        for blk in self.blocks:
+            nn.init.zeros_(blk[-1].bias)
+            blk[-1].weight.data.mul_(0.1)
+
+    def forward(self, tokens: torch.Tensor, g: int) -> torch.Tensor:
+        if not 1 <= g < len(self.cfg.groups):
+            raise ValueError(f"group {g} is not a channel-coded group (1..{len(self.cfg.groups) - 1})")
+        lo, hi = self.bounds[g], self.bounds[g + 1]
+        B, _, h, w = tokens.shape
+        K = self.cfg.K
+        e = self.embed(tokens[:, :lo].permute(0, 2, 3, 1) + self.offsets[:lo])  # [B, h, w, lo, c]
+        x = (e.mean(3) + self.group_embed.weight[g]).permute(0, 3, 1, 2)  # [B, c, h, w]
+        for blk in self.blocks:
+            x = x + blk(x)
+        x = F.gelu(x)
+        logits = F.conv2d(x, self.head.weight[lo * K : hi * K], self.head.bias[lo * K : hi * K])
+        return logits.view(B, hi - lo, K, h * w).permute(0, 3, 1, 2)  # [B, h*w, size_g, K]
+
+
+class LayeredEntropyModel(nn.Module):
+    """``base`` (a :class:`MaskedEntropyModel` over group 0) + ``channel``
+    (:class:`ChannelContextModel` for groups 1..G-1); ``cfg.groups`` lists the group sizes."""
+
+    def __init__(self, cfg: MIMConfig) -> None:
+        super().__init__()
+        if not cfg.groups or sum(cfg.groups) != cfg.M or min(cfg.groups) < 1:
+            raise ValueError(f"groups {cfg.groups} must be positive sizes summing to M={cfg.M}")
+        self.cfg = cfg
+        self.bounds = list(accumulate(cfg.groups, initial=0))
+        self.base = MaskedEntropyModel(replace(cfg, M=cfg.groups[0], groups=None))
+        self.channel = ChannelContextModel(cfg)
+
+    def forward(self, tokens, known, query, offset=(0, 0)):
+        """The base layer's staged call (see :class:`MaskedEntropyModel`): logits
+        [B, n_query, groups[0], K] from the group-0 tokens at the known positions."""
+        return self.base(tokens[:, : self.cfg.groups[0]], known, query, offset)
+
+    def group_logits(self, tokens: torch.Tensor, g: int) -> torch.Tensor:
+        """Logits [B, h*w, size_g, K] of group g >= 1 given the earlier groups' tokens."""
+        return self.channel(tokens, g)
+
+    def loss(self, tokens: torch.Tensor, generator: torch.Generator | None = None, offset=(0, 0)):
+        """Mean cross-entropy in nats per token over all sub-vectors (base: a random split of the
+        positions, as :func:`masked_token_loss`; other groups: every position) and stats in bits.
+        Under DDP, wrap a module whose ``forward`` calls this (see :class:`TrainingLoss`)."""
+        g0, K = self.cfg.groups[0], self.cfg.K
+        base_ce, _ = masked_token_loss(self.base, tokens[:, :g0], K, generator, offset)
+        total, count = base_ce * g0, g0
+        stats = {"base_bits": base_ce.item() / math.log(2)}
+        for g in range(1, len(self.cfg.groups)):
+            lo, hi = self.bounds[g], self.bounds[g + 1]
+            logits = self.channel(tokens, g)  # [B, hw, n, K]
+            target = tokens[:, lo:hi].flatten(2).transpose(1, 2)  # [B, hw, n]
+            ce = F.cross_entropy(logits.reshape(-1, K).float(), target.reshape(-1))
+            total, count = total + ce * (hi - lo), count + hi - lo
+            stats[f"group{g}_bits"] = ce.item() / math.log(2)
+        loss = total / count
+        stats["bits_per_token"] = loss.item() / math.log(2)
+        return loss, stats
+
+
+class TrainingLoss(nn.Module):
+    """``forward(tokens, generator, offset)`` = the model's loss: one module for DDP to wrap,
+    so that the gradients of every part synchronise."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens, generator=None, offset=(0, 0)):
+        if isinstance(self.model, LayeredEntropyModel):
+            return self.model.loss(tokens, generator, offset)
+        return masked_token_loss(self.model, tokens, self.model.cfg.K, generator, offset)
+
+
+def build_entropy_model(cfg: MIMConfig) -> nn.Module:
+    """The entropy model a config describes: layered when it lists groups."""
+    return LayeredEntropyModel(cfg) if cfg.groups else MaskedEntropyModel(cfg)

@@ -1,0 +1,152 @@
+"""Tests for codec.layered_codec: one nested model for every rate, quality layers, rate control
+(tiny untrained models)."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from codec import CodecError, bitstream
+from codec.entropy.schedule import CodingSchedule, position_order
+from codec.layered_codec import LayeredImageCodec, RatePoint
+from codec.models.layered import LayeredEntropyModel
+from codec.models.mim import MIMConfig
+from codec.models.pqvae import PQVAE, PQVAEConfig
+
+GROUPS = [1, 1, 2, 2]  # M = 6: layers end at 1, 2, 4, 6 sub-vectors
+
+
+def tiny_layered(seed=0) -> LayeredImageCodec:
+    torch.manual_seed(seed)
+    ae = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=24, M=6, K=16, nested=True))
+    ae.train()
+    ae(torch.rand(2, 3, 32, 32))  # codebooks from data
+    with torch.no_grad():
+        ae.fill.normal_()
+    em = LayeredEntropyModel(
+        MIMConfig(M=6, K=16, dim=32, depth=1, decoder_depth=1, heads=4, groups=GROUPS, channel_dim=16, channel_depth=1)
+    )
+    with torch.no_grad():  # an untrained model predicts uniformly: give the layers real work
+        em.channel.head.weight.normal_()
+    return LayeredImageCodec(ae, em, CodingSchedule(4, 2.2, "lds"), model_id=b"layr", amp="off")
+
+
+CODEC = tiny_layered()
+
+
+def image(seed=0, h=45, w=61):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def tokens_of(img):
+    return CODEC.autoencoder.encode(torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255)[0]
+
+
+def reference(img, m, extra=0):
+    """What the autoencoder makes of the image's tokens with m sub-vectors everywhere, m + 1 at
+    the first ``extra`` positions of the schedule's order."""
+    t = tokens_of(img)
+    _, h, w = t.shape
+    counts = torch.full((h * w,), m)
+    counts[torch.from_numpy(position_order(h, w, "lds")[:extra])] += 1
+    y = CODEC.autoencoder.decode(t[None], img.shape[:2], counts=counts.view(1, h, w))
+    return (y[0] * 255).round().byte().permute(1, 2, 0).numpy()
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 6])
+def test_round_trip_every_m(m):
+    img = image()
+    data = CODEC.compress(img, m=m)
+    h = bitstream.unpack(data)[0]
+    assert (h.version, h.m, h.extra, h.coded_layers) == (2, m, 0, [0, 1, 2, 3, 3, 4, 4][m])
+    np.testing.assert_array_equal(CODEC.decompress(data), reference(img, m))
+
+
+@settings(max_examples=15)
+@given(m=st.integers(1, 5), extra=st.integers(1, 149), seed=st.integers(0, 3))
+def test_fractional_rate_points_round_trip(m, extra, seed):
+    img = image(seed, 40, 60)  # token grid 10 x 15
+    data = CODEC.pack_tokens(tokens_of(img).numpy(), img.shape[:2], RatePoint(m, extra))
+    np.testing.assert_array_equal(CODEC.decompress(data), reference(img, m, extra))
+
+
+def test_sizes_grow_with_m():
+    img = image(3)
+    sizes = [len(CODEC.compress(img, m=m)) for m in range(1, 7)]
+    assert sizes == sorted(sizes) and sizes[0] < sizes[-1]
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+def test_truncated_file_is_the_lower_rate_file(layers):
+    img = image(5)
+    full = CODEC.compress(img)  # m = 6: 4 layers
+    cut = bitstream.truncate(full, layers)
+    m = [1, 2, 4, 6][layers - 1]
+    assert cut == CODEC.compress(img, m=m)  # byte for byte
+    np.testing.assert_array_equal(CODEC.decompress(full, layers=layers), CODEC.decompress(cut))
+
+
+def test_truncate_to_bytes_and_refusals():
+    img = image(6)
+    full = CODEC.compress(img)
+    sizes = [len(bitstream.truncate(full, n)) for n in (1, 2, 3, 4)]
+    assert sizes == sorted(sizes)
+    assert bitstream.truncate(full, max_bytes=sizes[2]) == bitstream.truncate(full, 3)
+    assert bitstream.truncate(full, max_bytes=sizes[2] - 1) == bitstream.truncate(full, 2)
+    assert bitstream.truncate(full, max_bytes=1) == bitstream.truncate(full, 1)  # at least one layer
+    with pytest.raises(CodecError, match="layers must be in 1..4"):
+        bitstream.truncate(full, 5)
+    with pytest.raises(CodecError, match="layers must be in"):
+        CODEC.decompress(full, layers=0)
+
+
+def test_size_never_exceeded_and_bpp_lands_near():
+    img = image(7, 64, 96)
+    lo, hi = len(CODEC.compress(img, m=1)), len(CODEC.compress(img))
+    for n in np.linspace(lo, hi, 7).astype(int):
+        data = CODEC.compress(img, size=int(n))
+        assert len(data) <= n
+        assert len(data) >= n - 24  # the best file not larger: within a symbol or two
+    with pytest.raises(CodecError, match="fits in"):
+        CODEC.compress(img, size=lo - 40)
+    pixels = 64 * 96
+    for target in np.linspace(lo, hi, 5)[1:-1] * 8 / pixels:
+        got = len(CODEC.compress(img, bpp=float(target))) * 8 / pixels
+        assert abs(got - target) / target < 0.05
+
+
+def test_quality_is_monotone():
+    img = image(8)
+    sizes = [len(CODEC.compress(img, quality=q)) for q in (0, 10, 25, 50, 75, 90, 100)]
+    assert sizes == sorted(sizes)
+    assert CODEC.compress(img, quality=100) == CODEC.compress(img)
+    assert CODEC.compress(img, quality=0) == CODEC.compress(img, m=1)
+
+
+def test_bad_rate_arguments():
+    img = image()
+    with pytest.raises(ValueError, match="at most one"):
+        CODEC.compress(img, m=2, bpp=0.1)
+    for kw in (dict(m=0), dict(m=7), dict(quality=101), dict(bpp=0.0), dict(bpp=-1.0)):
+        with pytest.raises(ValueError):
+            CODEC.compress(img, **kw)
+
+
+def test_corrupt_layer_is_detected():
+    img = image(9)
+    data = CODEC.compress(img)
+    header, payload = bitstream.unpack(data)
+    bad = dataclasses.replace(header, layer_crcs=(header.layer_crcs[0],) + tuple(c ^ 1 for c in header.layer_crcs[1:]))
+    with pytest.raises(CodecError, match="layer 1 fails its checksum"):
+        CODEC.decompress(bitstream.pack(bad, payload))
+
+
+def test_other_model_refused():
+    data = CODEC.compress(image())
+    other = tiny_layered(seed=1)
+    other.model_id = b"othr"
+    with pytest.raises(CodecError, match="made with model"):
+        other.decompress(data)
