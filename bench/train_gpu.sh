@@ -1,31 +1,39 @@
 #!/usr/bin/env bash
-# The GPU recipe: on one lent GPU, train the rate point(s) we ship in about 10 minutes
-# (bf16 autocast, batch 64 of 256 px crops, training photos preloaded onto the GPU,
-# a checkpoint every minute), then write small fp16 safetensors.
+# The GPU recipe: on one lent GPU, continue the flagship (the nested model of every rate) from
+# the committed bundle for a few minutes (bf16 autocast, batch 32 of 256 px crops, training
+# photos preloaded onto the GPU, a checkpoint every minute), fine-tune its entropy model on the
+# new tokens, and write one fp16 codec bundle.
 #
 #   bash bench/train_gpu.sh                      # on the GPU machine (see DESIGN.md, "Training")
-#   bash bench/train_gpu.sh --preset tiny --device cpu   # smoke run on a CPU (tests do this)
+#   INIT= bash bench/train_gpu.sh --preset tiny --device cpu   # smoke run on a CPU (tests do this)
 #
-# Extra arguments go to every `codec train` call (later flags win). Environment:
-#   DATA     training image folders (default: gpu_data, filled from ../shared/data by
+# Extra arguments go to both `codec train` calls (later flags win). Environment:
+#   DATA     training image folders (default: gpu_data/train, filled from ../shared/data by
 #            `make gpu-data`; only the checkout travels to the GPU machine)
 #   EVAL     evaluation folder (default: gpu_data/kodak; evaluation only)
-#   OUT      output folder (default: runs/gpu); MINUTES per rate point (default 8)
-#   POINTS   rate points "M:K ..." at stride 16 (default "8:256")
+#   OUT      output folder (default: runs/gpu); the bundle is OUT/flagship.safetensors
+#   INIT     bundle to continue from (default: codec/weights/flagship.safetensors; empty: fresh)
+#   AE_MINUTES, EM_MINUTES  minutes of each stage (default 7 and 2)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DATA=${DATA:-gpu_data/train}
 EVAL=${EVAL:-gpu_data/kodak}
 OUT=${OUT:-runs/gpu}
-MINUTES=${MINUTES:-8}
-POINTS=${POINTS:-"8:256"}
-for point in $POINTS; do
-  M=${point%%:*}; K=${point##*:}
-  name="pqvae-s16-m${M}-k${K}"
-  cmd=(-m codec train --preset gpu --out "$OUT/$name" --data "$DATA" --eval-data "$EVAL"
-       --M "$M" --K "$K" --max-minutes "$MINUTES" "$@")
-  echo "== $name: $PY ${cmd[*]}"
-  "$PY" "${cmd[@]}"
-  "$PY" -m codec export "$OUT/$name/checkpoint" -o "$OUT/$name.safetensors" --command-line "codec ${cmd[*]:2}"
-done
+INIT=${INIT-codec/weights/flagship.safetensors}
+AE_MINUTES=${AE_MINUTES:-7}
+EM_MINUTES=${EM_MINUTES:-2}
+init=()
+if [ -n "$INIT" ]; then init=(--init "$INIT"); fi
+ae=(-m codec train --preset flagship --batch 32 --crop 256 --late-crop 0 --lr-schedule constant --lr 2e-4
+    --data-on-device --ckpt-every-minutes 1 --eval-every 1000 --max-minutes "$AE_MINUTES"
+    --data "$DATA" --eval-data "$EVAL" --out "$OUT/ae" "${init[@]}" "$@")
+echo "== autoencoder: $PY ${ae[*]}"
+"$PY" "${ae[@]}"
+em=(-m codec train --stage entropy --autoencoder "$OUT/ae/checkpoint" --batch 64 --lr 3e-4
+    --ckpt-every-minutes 1 --eval-every 1000 --max-minutes "$EM_MINUTES"
+    --data "$DATA" --eval-data "$EVAL" --out "$OUT/em" "${init[@]}" "$@")
+echo "== entropy model: $PY ${em[*]}"
+"$PY" "${em[@]}"
+"$PY" -m codec export "$OUT/ae/checkpoint" --entropy "$OUT/em/checkpoint" -o "$OUT/flagship.safetensors" \
+  --command-line "codec ${ae[*]:2}; codec ${em[*]:2}"

@@ -168,3 +168,85 @@ def test_encode_a_prefix_of_the_stages(bundle, image, tmp_path, capsys):
         == 1
     )
     assert "--stages" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def layered_bundle(tmp_path_factory):
+    """A tiny nested model (M = 6, layers of 1, 1, 2, 2 sub-vectors) as a bundle."""
+    import json
+
+    from codec.models.layered import LayeredEntropyModel
+
+    d = tmp_path_factory.mktemp("layered")
+    torch.manual_seed(0)
+    acfg = PQVAEConfig(channels=[8, 16], latent_dim=24, M=6, K=16, nested=True)
+    ae = PQVAE(acfg)
+    ae(torch.rand(2, 3, 32, 32))
+    mcfg = MIMConfig(
+        M=6, K=16, dim=32, depth=1, heads=2, groups=[1, 1, 2, 2], channel_dim=16, channel_depth=1
+    )
+    em = LayeredEntropyModel(mcfg)
+    with torch.no_grad():
+        em.channel.head.weight.normal_()
+    for name, model, kind, cfg in (("ae", ae, "pqvae", acfg), ("em", em, "entropy", mcfg)):
+        save_file(
+            {k: v.contiguous() for k, v in model.state_dict().items()},
+            str(d / f"{name}.safetensors"),
+            metadata={"kind": kind, "config": json.dumps(cfg.to_dict())},
+        )
+    return save_bundle(d / "nested.safetensors", d / "ae.safetensors", d / "em.safetensors")
+
+
+def test_rate_control_and_layers_from_the_command_line(layered_bundle, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    src = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8)).save(src)
+    m = ["--model", str(layered_bundle)]
+    full, cut, small = tmp_path / "full.pqm", tmp_path / "cut.pqm", tmp_path / "small.pqm"
+    assert main(["encode", str(src), "-o", str(full), *m]) == 0
+    assert main(["encode", str(src), "-o", str(small), "--m", "2", *m]) == 0
+    assert main(["truncate", str(full), "-o", str(cut), "--layers", "2"]) == 0
+    assert cut.read_bytes() == small.read_bytes()  # a cut file is the lower-rate file
+    capsys.readouterr()
+    assert main(["info", str(full)]) == 0
+    info = capsys.readouterr().out
+    assert "version 2" in info and "m=6 sub-vectors of 6" in info and "4 of 4" in info
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert main(["decode", str(full), "-o", str(a), "--layers", "2", *m]) == 0
+    assert main(["decode", str(cut), "-o", str(b), *m]) == 0
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+    # rate control: --size never exceeded, --bpp near, --quality monotone; same as the API and Pillow
+    n = (len(small.read_bytes()) + len(full.read_bytes())) // 2
+    out = tmp_path / "size.pqm"
+    assert main(["encode", str(src), "-o", str(out), "--size", str(n), *m]) == 0
+    assert len(out.read_bytes()) <= n
+    img = Image.open(src)
+    assert out.read_bytes() == codec.compress(img, layered_bundle, size=n)
+    buf = io.BytesIO()
+    img.save(buf, format="PQM", model=str(layered_bundle), size=n)
+    assert buf.getvalue() == out.read_bytes()
+    bpp = 8 * n / (64 * 80)
+    got = 8 * len(codec.compress(img, layered_bundle, bpp=bpp)) / (64 * 80)
+    assert abs(got - bpp) / bpp < 0.05
+    sizes = [len(codec.compress(img, layered_bundle, quality=q)) for q in (0, 30, 60, 100)]
+    assert sizes == sorted(sizes)
+    assert np.array_equal(
+        np.asarray(codec.decompress(full.read_bytes(), layered_bundle, layers=2)), np.asarray(Image.open(b))
+    )
+    # refusals: one line, rc 1
+    for bad in (["--bpp", "0.1", "--m", "2"], ["--m", "9"], ["--size", "10"]):
+        assert main(["encode", str(src), "-o", str(tmp_path / "bad.pqm"), *bad, *m]) == 1
+    assert main(["truncate", str(full), "-o", str(tmp_path / "t.pqm"), "--layers", "7"]) == 1
+    assert main(["truncate", str(full), "-o", str(full), "--layers", "1"]) == 1  # never the input
+    assert main(["decode", str(full), "-o", str(tmp_path / "c.png"), "--layers", "9", *m]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+
+
+def test_rate_control_needs_a_nested_model(bundle, image, tmp_path):
+    assert (
+        main(["encode", str(image), "-o", str(tmp_path / "x.pqm"), "--bpp", "0.2", "--model", str(bundle)])
+        == 1
+    )
+    with pytest.raises(ValueError, match="one rate"):
+        codec.compress(Image.open(image), bundle, bpp=0.2)

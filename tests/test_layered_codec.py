@@ -27,7 +27,17 @@ def tiny_layered(seed=0) -> LayeredImageCodec:
     with torch.no_grad():
         ae.fill.normal_()
     em = LayeredEntropyModel(
-        MIMConfig(M=6, K=16, dim=32, depth=1, decoder_depth=1, heads=4, groups=GROUPS, channel_dim=16, channel_depth=1)
+        MIMConfig(
+            M=6,
+            K=16,
+            dim=32,
+            depth=1,
+            decoder_depth=1,
+            heads=4,
+            groups=GROUPS,
+            channel_dim=16,
+            channel_depth=1,
+        )
     )
     with torch.no_grad():  # an untrained model predicts uniformly: give the layers real work
         em.channel.head.weight.normal_()
@@ -139,7 +149,9 @@ def test_corrupt_layer_is_detected():
     img = image(9)
     data = CODEC.compress(img)
     header, payload = bitstream.unpack(data)
-    bad = dataclasses.replace(header, layer_crcs=(header.layer_crcs[0],) + tuple(c ^ 1 for c in header.layer_crcs[1:]))
+    bad = dataclasses.replace(
+        header, layer_crcs=(header.layer_crcs[0],) + tuple(c ^ 1 for c in header.layer_crcs[1:])
+    )
     with pytest.raises(CodecError, match="layer 1 fails its checksum"):
         CODEC.decompress(bitstream.pack(bad, payload))
 

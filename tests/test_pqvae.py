@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from codec.models.io import export_checkpoint, load_pqvae
-from codec.models.pqvae import PQVAE, PQVAEConfig
+from codec.models.pqvae import PQVAE, PQVAEConfig, ResBlock
 from codec.train import TrainConfig, train
 from codec.train.checkpoint import load_checkpoint
 from codec.train.config import PRESETS
@@ -171,7 +171,8 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
 
 
 def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
-    """bench/train_gpu.sh end to end (train + fp16 export) with the tiny preset on the CPU."""
+    """bench/train_gpu.sh end to end (autoencoder, entropy model, fp16 bundle) with the tiny
+    preset on the CPU."""
     import subprocess
     import sys
     from pathlib import Path
@@ -182,7 +183,7 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
         os.environ,
         OUT=str(tmp_path / "gpu"),
         PYTHON=sys.executable,
-        POINTS="2:16",
+        INIT="",
         DATA=str(data),
         EVAL=str(data),
     )
@@ -198,6 +199,16 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
             "off",
             "--threads",
             "1",
+            "--crop",
+            "32",
+            "--batch",
+            "2",
+            "--token-crop",
+            "8",
+            "--em-dim",
+            "32",
+            "--em-heads",
+            "4",
         ],
         cwd=root,
         env=env,
@@ -206,8 +217,10 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
         timeout=300,
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    m = load_pqvae(tmp_path / "gpu" / "pqvae-s16-m2-k16.safetensors")
-    assert m.cfg.M == 2 and m.cfg.K == 16
+    from codec.models.io import load_codec
+
+    c = load_codec(tmp_path / "gpu" / "flagship.safetensors")
+    assert c.autoencoder.cfg.M == 2 and c.autoencoder.cfg.K == 16
 
 
 def test_loss_options_fail_clearly(tmp_path, monkeypatch):
@@ -349,3 +362,86 @@ def test_spike_guard_skips_bad_steps(tmp_path):
     assert not torch.equal(seen[4], seen[5])
     rows = [json.loads(r) for r in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
     assert sum("skipped_spike" in r for r in rows) == 2
+
+
+def nested_model(M=4):
+    torch.manual_seed(0)
+    m = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=4 * M, M=M, K=16, nested=True))
+    m.train()
+    m(torch.rand(2, 3, 32, 32))  # codebooks from data
+    with torch.no_grad():
+        m.fill.normal_()
+    return m.eval()
+
+
+def test_nested_prefix_decodes_with_the_fill():
+    m = nested_model()
+    x = torch.rand(1, 3, 32, 40)
+    idx = m.encode(x)
+    for k in (1, 2, 3):
+        by_prefix = m.decode(idx[:, :k], (32, 40))
+        # the same as the per-position count map, and as the forward pass with prefix k
+        assert torch.equal(by_prefix, m.decode(idx, (32, 40), counts=torch.full((1, 8, 10), k)))
+        with torch.no_grad():
+            fwd = m(x, prefix=torch.tensor([k]))[0].clamp(0, 1)
+        assert torch.allclose(fwd, by_prefix, atol=1e-5)
+        # tokens past the prefix are never read
+        other = idx.clone()
+        other[:, k:] = (other[:, k:] + 1) % 16
+        assert torch.equal(m.decode(other[:, :k], (32, 40)), by_prefix)
+    assert not torch.equal(m.decode(idx[:, :1], (32, 40)), m.decode(idx, (32, 40)))
+    with pytest.raises(ValueError):
+        m.decode(idx[:, :0], (32, 40))
+
+
+def test_plain_model_refuses_prefixes():
+    m = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=16, M=4, K=16))
+    with pytest.raises(ValueError, match="nested"):
+        m(torch.rand(1, 3, 16, 16), prefix=torch.tensor([2]))
+    with pytest.raises(ValueError, match="not nested"):
+        m.decode(torch.zeros(1, 2, 4, 4, dtype=torch.long), (16, 16))
+    assert not hasattr(m, "fill")
+
+
+def test_random_prefix_covers_every_rate():
+    from codec.models.pqvae import random_prefix
+
+    c = random_prefix(4000, 6, 3, 3, torch.Generator().manual_seed(0))
+    assert c.shape == (4000, 3, 3) and int(c.min()) == 1 and int(c.max()) == 6
+    mixed = (c.flatten(1).max(1).values != c.flatten(1).min(1).values).float().mean()
+    assert 0.5 < float(mixed) < 1.0  # most images mix two counts (fractional prefixes)
+    assert abs(float(c.float().mean()) - 3.5) < 0.1  # r ~ U(1, 6): mean 3.5
+
+
+def test_stage_blocks():
+    cfg = PQVAEConfig(channels=[8, 16, 24], blocks=[1, 0, 2])
+    assert cfg.stage_blocks == [1, 0, 2]
+    m = PQVAE(cfg)
+    n = sum(isinstance(layer, ResBlock) for layer in m.decoder.net)
+    assert n == 3
+    with pytest.raises(ValueError, match="one count per stage"):
+        _ = PQVAEConfig(channels=[8, 16], blocks=[1, 2, 3]).stage_blocks
+
+
+def test_lr_schedule_and_late_crops():
+    cfg = TrainConfig(out="x", lr=1e-3, lr_schedule="cosine", lr_warmup_steps=10, steps=110, lr_min_ratio=0.1)
+    lrs = [cfg.lr_at(i) for i in range(110)]
+    assert lrs[0] == pytest.approx(1e-4) and lrs[9] == pytest.approx(1e-3)
+    assert all(a >= b for a, b in zip(lrs[9:], lrs[10:]))  # decays after the warm-up
+    assert lrs[-1] == pytest.approx(1e-4, rel=0.01)
+    assert TrainConfig(out="x").lr_at(57) == TrainConfig(out="x").lr
+    with pytest.raises(ValueError):
+        TrainConfig(out="x", lr_schedule="step").lr_at(0)
+    cfg = TrainConfig(out="x", crop=128, batch=8, late_crop=256, late_crop_from=0.8, steps=100)
+    assert cfg.crop_at(79) == (128, 8) and cfg.crop_at(80) == (256, 2)
+
+
+def test_runs_dir(monkeypatch, tmp_path):
+    from codec.train.config import runs_dir
+
+    monkeypatch.setenv("CODEC_RUNS", str(tmp_path / "r"))
+    assert runs_dir() == tmp_path / "r"
+    assert TrainConfig(stage="entropy").out == str(tmp_path / "r" / "entropy")
+    monkeypatch.delenv("CODEC_RUNS")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
+    assert runs_dir() == tmp_path / "c" / "codec" / "runs"

@@ -5,7 +5,8 @@ results.csv, an R-D plot per metric and a Markdown summary.
 
 Codec names: the classical ones of :mod:`codec.classical` (jpeg, jpeg444, webp, avif, jxl),
 ``ours`` (the default bundle; ``ours:NAME_OR_PATH`` for another), swept over the number of
-coded stages (a prefix of the stages is a real, smaller file); ``ours:A+B+...``: one rate
+coded stages (a prefix of the stages is a real, smaller file), or for a nested model over its
+sub-vectors per position m; ``ours:A+B+...``: one rate
 point per bundle, each coded whole; learned baselines trained by ``codec train --stage
 baseline``: ``hyperprior:RUN1+RUN2+...`` (each run folder one rate point; ``mbt:RUN1+...``
 names a curve of mbt2018-mean runs; each run's state says its architecture);
@@ -70,7 +71,20 @@ def make_codec(name: str) -> BenchCodec:
 
         specs = name.partition(":")[2].split("+") if ":" in name else [None]
         models = [get_codec(m) for m in specs]
-        if len(models) == 1:  # one model: a real curve of stage prefixes (progressive files)
+        if len(models) == 1 and hasattr(models[0], "plan"):  # a nested model: its own rate points
+            c = models[0]
+            M, g0 = c.autoencoder.cfg.M, c.groups[0]
+            points = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
+            grid = sorted({m for m in points if g0 <= m < M} | {M})
+            bc = BenchCodec(
+                name,
+                grid,
+                f"one nested model, m = {grid[0]}..{M} sub-vectors (model id {c.model_id.hex()}), "
+                "entropy model 1 thread",
+                lambda img, m: c.compress(img, m=m),
+                lambda data, m: c.decompress(data),
+            )
+        elif len(models) == 1:  # one model: a real curve of stage prefixes (progressive files)
             c = models[0]
             S = c.schedule.stages
             bc = BenchCodec(
