@@ -3,7 +3,7 @@
 Per model: each image is encoded, then decoded (fidelity decoder; and realism where the
 model has one); wall time per call, median and max over the images, at --threads threads.
 
-    python bench/zoo_timing.py [MODEL ...] [--kodak DIR] [--threads 2] [--images 24]
+    python bench/zoo_timing.py [MODEL ...] [--kodak DIR] [--threads 2] [--images 24] [--m 2,8,24]
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ def main() -> None:
     ap.add_argument("--kodak", default="../shared/data/kodak")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--m", default="2,8,24", help="nested models: the rate points (sub-vectors) to time")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     images = [load_rgb(p).permute(1, 2, 0).numpy() for p in list_images(args.kodak)[: args.images]]
@@ -41,18 +42,22 @@ def main() -> None:
     for name in args.models or shipped_models():
         codec = load_codec(resolve(name))
         codec.decompress(codec.compress(images[0][:256, :256]))  # warm-up
-        enc, dec, real = [], [], []
-        for img in images:
-            data, t = timed(codec.compress, img)
-            enc.append(t)
-            dec.append(timed(codec.decompress, data)[1])
-            if codec.realism_decoder is not None:
-                real.append(timed(codec.decompress, data, decoder="realism")[1])
-        r = f"{statistics.median(real):11.3f}" if real else f"{'-':>11s}"
-        print(
-            f"{name:20s} {statistics.median(enc):10.3f} {max(enc):6.3f} "
-            f"{statistics.median(dec):10.3f} {max(dec):6.3f} {r}"
-        )
+        # a nested model: every rate of --m (sub-vectors per position)
+        rates = [{"m": int(m)} for m in args.m.split(",")] if hasattr(codec, "plan") else [{}]
+        for rate in rates:
+            enc, dec, real = [], [], []
+            for img in images:
+                data, t = timed(codec.compress, img, **rate)
+                enc.append(t)
+                dec.append(timed(codec.decompress, data)[1])
+                if codec.realism_decoder is not None:
+                    real.append(timed(codec.decompress, data, decoder="realism")[1])
+            r = f"{statistics.median(real):11.3f}" if real else f"{'-':>11s}"
+            label = name + (f" m={rate['m']}" if rate else "")
+            print(
+                f"{label:20s} {statistics.median(enc):10.3f} {max(enc):6.3f} "
+                f"{statistics.median(dec):10.3f} {max(dec):6.3f} {r}"
+            )
 
 
 if __name__ == "__main__":

@@ -170,6 +170,26 @@ PRESETS: dict[str, dict] = {
         eval_images=24,
         ckpt_every_minutes=5.0,
     ),
+    # The flagship's entropy model (--autoencoder: the flagship): a small spatial base layer
+    # (one sub-vector of 8 bits per position) and the channel-conditional layers.
+    "flagship-entropy": dict(
+        stage="entropy",
+        em_dim=128,
+        em_depth=3,
+        em_decoder_depth=1,
+        em_heads=4,
+        em_channel_dim=128,
+        em_channel_depth=4,
+        batch=32,
+        lr=5e-4,
+        lr_schedule="cosine",
+        lr_warmup_steps=200,
+        steps=20_000,
+        eval_prefixes="2,6,12,24",
+        eval_every=1000,
+        eval_images=24,
+        data="../shared/data/train",
+    ),
     # Seconds on a CPU: tests and smoke runs.
     "tiny": dict(
         channels="8,16",

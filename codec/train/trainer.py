@@ -247,6 +247,7 @@ def fit(run: Run) -> dict:
         done = step + 1
         if rank == 0 and done % cfg.log_every == 0:
             row = {"step": done, "loss": value, **numbers, "time_s": round(time.time() - t_start, 1)}
+            row["threads"] = torch.get_num_threads() if run.device.type == "cpu" else 0
             log(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
         if rank == 0 and done % cfg.eval_every == 0:
