@@ -218,7 +218,8 @@ class NeuralCompression(torch.nn.Module):
 
     ``forward(x)``: x [B, 3, H, W], float in [0, 1] or uint8 -> ``(x_hat, bpp)``: x_hat like x
     (dtype, device), decoded from the tokens our file would hold (same encoder, float32; the
-    decoder in bf16 where ``amp`` = auto finds it pays: CUDA, AMX or AVX512-BF16 CPUs; "off" for float32);
+    decoder in bf16 where ``amp`` = auto finds it pays: CUDA, AMX or AVX512-BF16 CPUs; "off"
+    for float32);
     bpp float32 [B], each file's estimated size per pixel: the entropy model's ideal code
     length of the tokens under the model's schedule plus the header (within a few bytes of
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.
@@ -241,7 +242,15 @@ class NeuralCompression(torch.nn.Module):
         self.autoencoder = codec.autoencoder.float()
         self.entropy_model = codec.entropy_model.float()  # this codec is private: no copy needed
         self.schedule, self.estimate, self.amp = codec.schedule, estimate, amp
-        self._header = codec.header
+        self.layered = hasattr(codec, "plan")  # a nested model: files at its full rate
+        if self.layered:
+            from .layered_codec import RatePoint
+
+            G = len(codec.groups)
+            full = RatePoint(codec.autoencoder.cfg.M)
+            self._header = lambda size: codec.header_for(size, full, [b""] * G, [0] * G)
+        else:
+            self._header = codec.header
         self.requires_grad_(False).eval().to(device)
 
     def header_bytes(self, height: int, width: int) -> int:
@@ -261,7 +270,11 @@ class NeuralCompression(torch.nn.Module):
         tokens = self.autoencoder.encode(xf)  # float32: the tokens of the file
         with autocast(self.amp, device):  # the decoder in bf16 where it pays, as ImageCodec
             y = self.autoencoder.decode(tokens, (H, W)).float()
-        if self.estimate:
+        if self.estimate and self.layered:
+            from .models.layered import layered_schedule_bits
+
+            bits = layered_schedule_bits(self.entropy_model, tokens, self.schedule)
+        elif self.estimate:
             from .models.mim import schedule_bits
 
             bits = schedule_bits(self.entropy_model, tokens, self.schedule)

@@ -170,33 +170,6 @@ def test_encode_a_prefix_of_the_stages(bundle, image, tmp_path, capsys):
     assert "--stages" in capsys.readouterr().err
 
 
-@pytest.fixture(scope="module")
-def layered_bundle(tmp_path_factory):
-    """A tiny nested model (M = 6, layers of 1, 1, 2, 2 sub-vectors) as a bundle."""
-    import json
-
-    from codec.models.layered import LayeredEntropyModel
-
-    d = tmp_path_factory.mktemp("layered")
-    torch.manual_seed(0)
-    acfg = PQVAEConfig(channels=[8, 16], latent_dim=24, M=6, K=16, nested=True)
-    ae = PQVAE(acfg)
-    ae(torch.rand(2, 3, 32, 32))
-    mcfg = MIMConfig(
-        M=6, K=16, dim=32, depth=1, heads=2, groups=[1, 1, 2, 2], channel_dim=16, channel_depth=1
-    )
-    em = LayeredEntropyModel(mcfg)
-    with torch.no_grad():
-        em.channel.head.weight.normal_()
-    for name, model, kind, cfg in (("ae", ae, "pqvae", acfg), ("em", em, "entropy", mcfg)):
-        save_file(
-            {k: v.contiguous() for k, v in model.state_dict().items()},
-            str(d / f"{name}.safetensors"),
-            metadata={"kind": kind, "config": json.dumps(cfg.to_dict())},
-        )
-    return save_bundle(d / "nested.safetensors", d / "ae.safetensors", d / "em.safetensors")
-
-
 def test_rate_control_and_layers_from_the_command_line(layered_bundle, tmp_path, capsys):
     rng = np.random.default_rng(1)
     src = tmp_path / "in.png"

@@ -241,3 +241,19 @@ def test_neural_keeps_float_dtype_and_gives_the_raw_bound():
     assert not n.train().training  # stays frozen
     with pytest.raises(ValueError):
         n(torch.rand(3, 48, 64))
+
+
+def test_neural_with_a_nested_model_matches_its_full_rate_file(layered_bundle):
+    from codec.models.io import load_codec
+
+    n = NeuralCompression(layered_bundle, amp="off")
+    c = load_codec(layered_bundle)
+    c.amp = "off"  # float32 decoders on both sides: identical pixels
+    imgs = [photo(48, 64, s) for s in range(2)]
+    x = torch.from_numpy(np.stack(imgs)).permute(0, 3, 1, 2)
+    y, bpp = n(x)
+    for i, img in enumerate(imgs):
+        data = c.compress(img)  # the full rate: every sub-vector
+        real = len(data) * 8 / (48 * 64)
+        assert abs(float(bpp[i]) - real) < 0.02 * real + 24 / (48 * 64)
+        np.testing.assert_array_equal(y[i].permute(1, 2, 0).numpy(), c.decompress(data))

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .mim import MaskedEntropyModel, MIMConfig, masked_token_loss
+from .mim import MaskedEntropyModel, MIMConfig, masked_token_loss, schedule_bits
 
 
 class ChannelContextModel(nn.Module):
@@ -114,6 +114,20 @@ class LayeredEntropyModel(nn.Module):
         loss = total / count
         stats["bits_per_token"] = loss.item() / math.log(2)
         return loss, stats
+
+
+@torch.no_grad()
+def layered_schedule_bits(model: LayeredEntropyModel, tokens: torch.Tensor, schedule) -> torch.Tensor:
+    """Ideal code length in bits of each image's tokens int64 [B, M, h, w] at the full rate
+    (every sub-vector): the base layer under ``schedule`` plus every channel-coded group;
+    float32 [B] (batched :func:`~codec.models.mim.schedule_bits`)."""
+    bits = schedule_bits(model, tokens[:, : model.cfg.groups[0]], schedule)
+    for g in range(1, len(model.cfg.groups)):
+        lo, hi = model.bounds[g], model.bounds[g + 1]
+        logp = model.group_logits(tokens, g).float().log_softmax(-1)  # [B, hw, n, K]
+        sym = tokens[:, lo:hi].flatten(2).transpose(1, 2)  # [B, hw, n]
+        bits -= logp.gather(-1, sym[..., None]).sum((1, 2, 3)) / math.log(2)
+    return bits
 
 
 class TrainingLoss(nn.Module):
