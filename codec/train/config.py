@@ -147,16 +147,17 @@ PRESETS: dict[str, dict] = {
         warmup_ae_steps=500,
     ),
     # The flagship: one nested model for every rate (s=16, up to 24 sub-vectors of 16 dims,
-    # K=256: 0.03-0.75 bpp raw), capacity at strides 8 and 16 where it is cheap, a planned
-    # run with warm-up and cosine decay, larger crops for the last fifth. CPU: 1-2 threads.
+    # K=256: 0.03-0.75 bpp raw), a planned run with warm-up and cosine decay, larger crops for
+    # the last fifth. The architecture won a 25-minute equal-budget ablation against wider
+    # stride-8/16 stages with attention (docs/flagship.md). CPU: 1-2 threads.
     "flagship": dict(
-        channels="64,128,160,192",
-        blocks="1,1,2,2",
+        channels="64,96,128,192",
+        blocks="1",
         latent_dim=384,
         M=24,
         K=256,
         nested=True,
-        attention=True,
+        attention=False,
         eval_prefixes="2,6,12,24",
         crop=128,
         batch=8,
