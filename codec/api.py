@@ -53,10 +53,9 @@ def check_memory(height: int, width: int) -> None:
 
 @contextmanager
 def one_thread():
-    """Runs torch on one thread inside: the entropy model's logits must not depend on the
-    caller's thread count (torch's CPU GEMMs split sums over threads, so 1 and 2 threads give
-    different float results here). The ISA and BLAS still change them: a portable inference
-    of the entropy model is the cure (issue 15); the token checksum catches a mismatch."""
+    """Runs torch on one thread inside (files written before the portable inference: torch's
+    CPU GEMMs split sums over threads, so 1 and 2 threads give different logits here; the
+    instruction set and BLAS still change them, which only the portable inference cures)."""
     before = torch.get_num_threads()
     if before == 1:
         yield
@@ -71,8 +70,12 @@ def one_thread():
 class ImageCodec:
     """A trained PQ-VAE + entropy model + schedule; ``compress``/``decompress`` work on bytes.
 
-    The autoencoder may run on ``device`` (e.g. a GPU); the entropy model always runs on
-    the CPU in float32 (determinism between encoder and decoder). ``amp``: precision of the
+    The autoencoder may run on ``device`` (e.g. a GPU); the entropy model runs on the CPU in
+    the portable C++ inference (:mod:`codec.entropy.portable`: the same logits on every
+    machine, so a file decodes anywhere; header flag ``FLAG_PORTABLE``). Files without that
+    flag (written before it existed) are decoded with the torch model on one thread, which
+    reproduces their logits only on a machine like the encoder's. ``portable=False`` writes
+    such files (tests of the old path). ``amp``: precision of the
     autoencoder's decoder (auto: bf16 on CUDA and CPUs with AMX or AVX512-BF16, 1.7x faster
     on an AMX CPU for a 0.002 dB change; off: float32). It changes pixels, never tokens: the
     encoder runs in float32.
@@ -87,8 +90,11 @@ class ImageCodec:
         device: str | torch.device = "cpu",
         amp: str = "auto",
         realism_decoder: torch.nn.Module | None = None,
+        portable: bool = True,
     ) -> None:
         self.autoencoder = autoencoder.to(device).eval()
+        self.portable = portable
+        self._portable = None
         # A second decoder of the same tokens (trained with the VQ-conditioned discriminator):
         # files say the model offers it (header flag); ``decompress(decoder="realism")`` uses it.
         self.realism_decoder = realism_decoder.to(device).eval() if realism_decoder is not None else None
@@ -102,10 +108,32 @@ class ImageCodec:
             raise ValueError("autoencoder and entropy model disagree on M, K")
 
     # -- tokens <-> payload -------------------------------------------------------------
+    def portable_models(self) -> dict:
+        """The C++ inference of the entropy model (built on first use): ``base`` (the masked
+        transformer) and, for layered models, ``channel``."""
+        if self._portable is None:
+            from .entropy.portable import PortableChannel, PortableTransformer
+
+            em = self.entropy_model
+            params = {k: v.float().numpy() for k, v in em.state_dict().items()}
+            if getattr(em.cfg, "groups", None):
+                self._portable = {
+                    "base": PortableTransformer(em.base.cfg.to_dict(), params, "base."),
+                    "channel": PortableChannel(em.cfg.to_dict(), params, "channel."),
+                }
+            else:
+                self._portable = {"base": PortableTransformer(em.cfg.to_dict(), params)}
+        return self._portable
+
     @torch.no_grad()
-    def _stage_logits(self, tokens: torch.Tensor, known: torch.Tensor, pos: torch.Tensor) -> np.ndarray:
+    def _stage_logits(
+        self, tokens: torch.Tensor, known: torch.Tensor, pos: torch.Tensor, portable: bool = True
+    ) -> np.ndarray:
         """float32 [n * M, K] logits of the flat positions ``pos`` given the tokens at the flat
         positions ``known`` (in coding order: both sides pass the same tensors)."""
+        if portable:
+            logits = self.portable_models()["base"].logits(tokens.numpy(), known.numpy(), pos.numpy())
+            return logits.reshape(-1, logits.shape[-1])
         with one_thread():
             logits = self.entropy_model(tokens[None], known[None], pos[None])[0]  # [n, M, K]
         return logits.reshape(-1, logits.shape[-1]).numpy()
@@ -116,9 +144,12 @@ class ImageCodec:
         schedule: CodingSchedule | None = None,
         estimate: bool = True,
         stages: int | None = None,
+        portable: bool | None = None,
     ) -> tuple[bytes, float]:
         """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``).
-        ``stages``: code only the first stages (a smaller file that decodes progressively)."""
+        ``stages``: code only the first stages (a smaller file that decodes progressively);
+        ``portable``: the portable inference (default: this codec's ``portable``)."""
+        portable = self.portable if portable is None else portable
         from .entropy import information_content
 
         M, h, w = tokens.shape
@@ -130,7 +161,7 @@ class ImageCodec:
             if n == 0:
                 continue
             pos = order[done : done + n]
-            logits = self._stage_logits(tok, order[:done], pos)
+            logits = self._stage_logits(tok, order[:done], pos, portable)
             symbols = flat[:, pos].T.reshape(-1).numpy()  # [n, M] row-major
             enc.encode_logits(symbols, logits)
             if estimate:  # a second quantization pass: skipped when only the bytes are wanted
@@ -144,9 +175,11 @@ class ImageCodec:
         shape: tuple[int, int, int],
         schedule: CodingSchedule | None = None,
         stages: int | None = None,
+        portable: bool | None = None,
     ) -> np.ndarray:
         """Payload -> tokens int64 [M, h, w]. With ``stages`` < S, only the first stages are
         decoded and the other positions get the model's most likely tokens."""
+        portable = self.portable if portable is None else portable
         M, h, w = shape
         tok = torch.zeros(M, h, w, dtype=torch.int64)
         flat = tok.view(M, h * w)
@@ -156,14 +189,13 @@ class ImageCodec:
             if n == 0:
                 continue
             pos = order[done : done + n]
-            logits = self._stage_logits(tok, order[:done], pos)
+            logits = self._stage_logits(tok, order[:done], pos, portable)
             flat[:, pos] = torch.from_numpy(dec.decode_logits(logits).astype(np.int64)).reshape(n, M).T
             done += n
         if done < h * w:
             rest = order[done:]
-            with torch.no_grad(), one_thread():
-                guess = self.entropy_model(tok[None], order[None, :done], rest[None])[0].argmax(-1)  # [n, M]
-            flat[:, rest] = guess.T
+            guess = self._stage_logits(tok, order[:done], rest, portable).reshape(len(rest), M, -1).argmax(-1)
+            flat[:, rest] = torch.from_numpy(guess.T.astype(np.int64))
         return tok.numpy()
 
     # -- images <-> bytes ---------------------------------------------------------------
@@ -210,6 +242,12 @@ class ImageCodec:
         crc = bitstream.token_checksum(coded_tokens(tokens, self.schedule, present))
         return bitstream.pack(self.header(size, crc, stages), payload)
 
+    def flags(self) -> int:
+        """Header flags of this codec's files."""
+        return (bitstream.FLAG_REALISM if self.realism_decoder is not None else 0) | (
+            bitstream.FLAG_PORTABLE if self.portable else 0
+        )
+
     def header(
         self, size: tuple[int, int], token_crc: int = 0, stages: int | None = None
     ) -> bitstream.Header:
@@ -217,7 +255,7 @@ class ImageCodec:
         cfg, s = self.autoencoder.cfg, self.schedule
         present = s.stages if stages is None else stages
         return bitstream.Header(
-            flags=bitstream.FLAG_REALISM if self.realism_decoder is not None else 0,
+            flags=self.flags(),
             height=size[0],
             width=size[1],
             channels=3,
@@ -260,7 +298,8 @@ class ImageCodec:
         check_memory(header.height, header.width)
         schedule = CodingSchedule(header.stages, header.alpha, header.order)
         todo = present if stages is None else stages
-        tokens = self.decode_tokens(payload, header.token_shape, schedule, todo)
+        portable = bool(header.flags & bitstream.FLAG_PORTABLE)
+        tokens = self.decode_tokens(payload, header.token_shape, schedule, todo, portable)
         if (
             todo == present
             and bitstream.token_checksum(coded_tokens(tokens, schedule, present)) != header.token_crc

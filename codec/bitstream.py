@@ -4,7 +4,9 @@ Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal
 
     magic        3   b"PQM"
     version      1   1
-    flags        1   bit 0: the model offers a realism decoder; other bits must be 0
+    flags        1   bit 0: the model offers a realism decoder; bit 1: the entropy model's
+                     logits come from the portable inference (codec.entropy.portable: a file
+                     that decodes on every machine); other bits must be 0
     model_id     4   first 4 bytes of a SHA-256 over what defines the model's tokens (0 for none)
     height       varint  image rows, pixels
     width        varint  image columns, pixels
@@ -65,7 +67,8 @@ MAX_IMAGE_PIXELS: int = 178_956_970
 
 ORDERS = ("raster", "permutation", "lds")
 FLAG_REALISM = 1
-_KNOWN_FLAGS = FLAG_REALISM
+FLAG_PORTABLE = 2
+_KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE
 
 
 @dataclass(frozen=True)

@@ -54,8 +54,10 @@ class LayeredImageCodec(ImageCodec):
 
     # -- the entropy model's calls ---------------------------------------------------------
     @torch.no_grad()
-    def _group_logits(self, tokens: torch.Tensor, g: int) -> np.ndarray:
+    def _group_logits(self, tokens: torch.Tensor, g: int, portable: bool = True) -> np.ndarray:
         """float32 [h*w, size_g, K] logits of group g >= 1 given tokens [>= b_g, h, w]."""
+        if portable:
+            return self.portable_models()["channel"].logits(tokens[: self.bounds[g]].numpy(), g)
         with one_thread():
             return self.entropy_model.group_logits(tokens[None, : self.bounds[g]], g)[0].numpy()
 
@@ -72,13 +74,13 @@ class LayeredImageCodec(ImageCodec):
         M, h, w = tokens.shape
         tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
         g0 = self.groups[0]
-        base, _ = self.encode_tokens(tokens[:g0], estimate=False)
+        base, _ = self.encode_tokens(tokens[:g0], estimate=False)  # portable as self.portable
         streams = [base]
         crcs = [bitstream.token_checksum(tokens[:g0])]
         order = position_order(h, w, self.schedule.order)
         flat = tokens.reshape(M, h * w)
         for g in range(1, self._layers(point)):
-            logits = self._group_logits(tok, g)
+            logits = self._group_logits(tok, g, self.portable)
             full, partial = self._layer_symbols(g, point, order)
             sym_full = flat[full].T  # [hw, n]
             sym_part = flat[full.stop, partial] if len(partial) else np.zeros(0, np.int64)
@@ -102,13 +104,14 @@ class LayeredImageCodec(ImageCodec):
         schedule = CodingSchedule(header.stages, header.alpha, header.order)
         tokens = np.zeros((M, h, w), dtype=np.int64)
         starts = list(accumulate(header.layer_bytes, initial=0))
-        tokens[:g0] = self.decode_tokens(payload[: starts[1]], (g0, h, w), schedule)
+        portable = bool(header.flags & bitstream.FLAG_PORTABLE)
+        tokens[:g0] = self.decode_tokens(payload[: starts[1]], (g0, h, w), schedule, portable=portable)
         self._check_layer(bitstream.token_checksum(tokens[:g0]), header, 0)
         order = position_order(h, w, header.order)
         flat = tokens.reshape(M, h * w)
         tok = torch.from_numpy(tokens)  # shares memory with `tokens`
         for g in range(1, layers):
-            logits = self._group_logits(tok, g)
+            logits = self._group_logits(tok, g, portable)
             full, partial = self._layer_symbols(g, point, order)
             n = full.stop - full.start
             dec = RangeDecoder(payload[starts[g] : starts[g + 1]])
@@ -149,7 +152,7 @@ class LayeredImageCodec(ImageCodec):
         flat = tokens.reshape(M, h * w)
         for g in range(1, len(self.groups)):
             lo, hi = self.bounds[g], self.bounds[g + 1]
-            logits = self._group_logits(tok, g)  # [hw, n, K]
+            logits = self._group_logits(tok, g, self.portable)  # [hw, n, K]
             sym = flat[lo:hi].T.reshape(-1)
             costs[lo:hi] = symbol_bits(sym, logits.reshape(-1, self.cfg_K)).reshape(h * w, hi - lo).T
         return base_bits, costs
@@ -213,7 +216,7 @@ class LayeredImageCodec(ImageCodec):
     def header_for(self, size: tuple[int, int], point: RatePoint, streams: list[bytes], crcs: list[int]):
         cfg, s = self.autoencoder.cfg, self.schedule
         return bitstream.Header(
-            flags=bitstream.FLAG_REALISM if self.realism_decoder is not None else 0,
+            flags=self.flags(),
             height=size[0],
             width=size[1],
             channels=3,

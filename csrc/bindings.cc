@@ -4,6 +4,8 @@
 #include <nanobind/nanobind.h>
 #include <nanobind/ndarray.h>
 #include <nanobind/stl/optional.h>
+#include <nanobind/stl/string.h>
+#include <nanobind/stl/vector.h>
 
 #include <cstring>
 #include <memory>
@@ -13,6 +15,8 @@
 #include <vector>
 
 #include "batch.h"
+#include "portable.h"
+#include "portable_selftest.h"
 #include "range_coder.h"
 
 namespace nb = nanobind;
@@ -53,6 +57,23 @@ struct PyDecoder {
     dec = std::make_unique<rc::Decoder>(reinterpret_cast<const uint8_t*>(data.data()), data.size());
   }
 };
+
+using FloatOut = nb::ndarray<nb::numpy, float>;
+
+FloatOut new_float_array(std::initializer_list<size_t> shape, float** data) {
+  size_t n = 1;
+  for (size_t s : shape) n *= s;
+  auto* buf = new float[n ? n : 1];
+  nb::capsule owner(buf, [](void* p) noexcept { delete[] static_cast<float*>(p); });
+  *data = buf;
+  return FloatOut(buf, shape, owner);
+}
+
+std::vector<int64_t> shape_of(const CArray<float>& a) {
+  std::vector<int64_t> s;
+  for (size_t i = 0; i < a.ndim(); ++i) s.push_back(static_cast<int64_t>(a.shape(i)));
+  return s;
+}
 
 }  // namespace
 
@@ -142,4 +163,64 @@ NB_MODULE(_rangecoder, m) {
            },
            "tables"_a, "index"_a.none(), "n"_a, "precision"_a)
       .def_prop_ro("position", [](const PyDecoder& self) { return self.dec->position(); });
+
+  m.def(
+      "portable_selftest",
+      [](int threads) {
+        nb::gil_scoped_release release;
+        return pie::selftest_hash(threads);
+      },
+      "threads"_a = 1);
+
+  // Portable inference of the entropy models (csrc/portable.h): bit-identical logits on
+  // every machine.  Parameters by their torch state_dict names, then finalize().
+  nb::class_<pie::MaskedTransformer>(m, "MaskedTransformer")
+      .def(nb::init<int, int, int, int, int, int, int>(), "M"_a, "K"_a, "dim"_a, "depth"_a,
+           "decoder_depth"_a, "heads"_a, "mlp_ratio"_a)
+      .def("set",
+           [](pie::MaskedTransformer& self, const std::string& name, CArray<float> a) {
+             self.set(name, a.data(), shape_of(a));
+           },
+           "name"_a, "array"_a)
+      .def("finalize", &pie::MaskedTransformer::finalize)
+      .def("forward",
+           [](const pie::MaskedTransformer& self, CArray<int32_t, nb::ndim<3>> tokens,
+              CArray<int64_t, nb::ndim<1>> known, CArray<int64_t, nb::ndim<1>> query, int oy, int ox,
+              int threads) {
+             if (tokens.shape(0) != static_cast<size_t>(self.M))
+               throw std::invalid_argument("tokens must be [M, h, w]");
+             float* out;
+             const size_t nq = query.shape(0);
+             FloatOut result = new_float_array({nq, static_cast<size_t>(self.M), static_cast<size_t>(self.K)}, &out);
+             nb::gil_scoped_release release;
+             self.forward(tokens.data(), static_cast<int>(tokens.shape(1)), static_cast<int>(tokens.shape(2)),
+                          known.data(), static_cast<int64_t>(known.shape(0)), query.data(),
+                          static_cast<int64_t>(nq), oy, ox, out, threads);
+             return result;
+           },
+           "tokens"_a, "known"_a, "query"_a, "oy"_a, "ox"_a, "threads"_a);
+
+  nb::class_<pie::ChannelConv>(m, "ChannelConv")
+      .def(nb::init<int, int, int, int, std::vector<int>>(), "M"_a, "K"_a, "channels"_a, "depth"_a,
+           "groups"_a)
+      .def("set",
+           [](pie::ChannelConv& self, const std::string& name, CArray<float> a) {
+             self.set(name, a.data(), shape_of(a));
+           },
+           "name"_a, "array"_a)
+      .def("finalize", &pie::ChannelConv::finalize)
+      .def("forward",
+           [](const pie::ChannelConv& self, CArray<int32_t, nb::ndim<3>> tokens, int g, int threads) {
+             if (g < 1 || g + 1 >= static_cast<int>(self.bounds.size()))
+               throw std::invalid_argument("group must be in 1..G-1");
+             const size_t h = tokens.shape(1), w = tokens.shape(2);
+             const size_t n = static_cast<size_t>(self.bounds[g + 1] - self.bounds[g]);
+             float* out;
+             FloatOut result = new_float_array({h * w, n, static_cast<size_t>(self.K)}, &out);
+             nb::gil_scoped_release release;
+             self.forward(tokens.data(), static_cast<int>(tokens.shape(0)), static_cast<int>(h),
+                          static_cast<int>(w), g, out, threads);
+             return result;
+           },
+           "tokens"_a, "g"_a, "threads"_a);
 }

@@ -1,0 +1,11 @@
+// A fixed workload for the portable inference: models with pseudo-random weights (a
+// 64-bit LCG, no library RNG), fixed tokens and positions; returns a 64-bit FNV-1a hash
+// of the bits of all logits.  Two builds (another instruction set, compiler, architecture
+// or thread count) agree on it exactly when they compute bit-identical logits.
+#pragma once
+
+#include <cstdint>
+
+namespace pie {
+uint64_t selftest_hash(int threads);
+}

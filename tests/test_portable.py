@@ -1,0 +1,229 @@
+"""Tests for codec.entropy.portable: the entropy models' logits (hence the range coder's
+distributions, hence the files) are the same on every machine, thread count and library."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from codec import _rangecoder
+from codec.entropy.portable import PortableChannel, PortableTransformer
+from codec.models.layered import LayeredEntropyModel
+from codec.models.mim import MaskedEntropyModel, MIMConfig
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE = ROOT / "codec" / "data" / "sample.png"  # Kodak kodim23, 768 x 512
+
+
+def numpy_params(model: torch.nn.Module) -> dict:
+    return {k: v.detach().float().numpy() for k, v in model.state_dict().items()}
+
+
+def randomized(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model.eval()
+
+
+def test_transformer_matches_torch():
+    # head dim 32 and 276 positions: the vector paths, their blocks of keys and their tails
+    cfg = MIMConfig(M=2, K=64, dim=64, depth=2, decoder_depth=1, heads=2)
+    m = randomized(MaskedEntropyModel(cfg))
+    p = PortableTransformer(cfg.to_dict(), numpy_params(m))
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, 64, (2, 12, 23))
+    perm = rng.permutation(276)
+    for n_known in (0, 1, 130, 275):
+        known, query = perm[:n_known], perm[n_known:]
+        with torch.no_grad():
+            ref = m(
+                torch.from_numpy(tok)[None],
+                torch.from_numpy(known)[None],
+                torch.from_numpy(query)[None],
+                (3, 5),
+            )
+        got = p.logits(tok, known, query, (3, 5))
+        assert got.shape == (len(query), 2, 64) and got.dtype == np.float32
+        np.testing.assert_allclose(got, ref[0].numpy(), atol=2e-5 * max(1.0, float(ref.abs().max())))
+
+
+def test_channel_model_matches_torch():
+    cfg = MIMConfig(M=6, K=32, dim=32, heads=2, groups=[1, 2, 3], channel_dim=24, channel_depth=2)
+    m = randomized(LayeredEntropyModel(cfg))
+    p = PortableChannel(cfg.to_dict(), numpy_params(m.channel))
+    tok = np.random.default_rng(1).integers(0, 32, (6, 9, 17))
+    for g in (1, 2):
+        with torch.no_grad():
+            ref = m.group_logits(torch.from_numpy(tok)[None], g)[0].numpy()
+        got = p.logits(tok, g)
+        assert got.shape == ref.shape
+        np.testing.assert_allclose(got, ref, atol=2e-5 * max(1.0, float(np.abs(ref).max())))
+
+
+def shipped_default():
+    from codec.zoo import get_codec
+
+    return get_codec("default")
+
+
+def test_shipped_model_matches_torch_and_ignores_threads_at_kodak_size():
+    c = shipped_default()
+    pm = c.portable_models()["base"]
+    rng = np.random.default_rng(2)
+    tok = rng.integers(0, 256, (8, 32, 48))
+    perm = rng.permutation(32 * 48)
+    known, query = perm[:700], perm[700:]
+    outs = []
+    for threads in (1, 2, 3):
+        pm.threads = threads
+        outs.append(pm.logits(tok, known, query))
+    for o in outs[1:]:
+        assert np.array_equal(o, outs[0])  # bit for bit
+    with torch.no_grad():
+        ref = c.entropy_model(
+            torch.from_numpy(tok)[None], torch.from_numpy(known)[None], torch.from_numpy(query)[None]
+        )
+    np.testing.assert_allclose(outs[0], ref[0].numpy(), atol=1e-4)
+
+
+def test_bad_inputs_are_refused():
+    cfg = MIMConfig(M=1, K=16, dim=16, depth=1, decoder_depth=1, heads=2)
+    params = numpy_params(MaskedEntropyModel(cfg))
+    p = PortableTransformer(cfg.to_dict(), params)
+    with pytest.raises(ValueError, match="token out of range"):
+        p.logits(np.full((1, 3, 3), 16), np.arange(3), np.arange(3, 9))
+    with pytest.raises(ValueError, match="position out of range"):
+        p.logits(np.zeros((1, 3, 3)), np.arange(3), np.array([9]))
+    with pytest.raises(ValueError, match="was not given"):
+        PortableTransformer(cfg.to_dict(), {k: v for k, v in params.items() if k != "head.bias"})
+    with pytest.raises(ValueError, match="shape"):
+        PortableTransformer(cfg.to_dict(), {**params, "head.bias": np.zeros(3, np.float32)})
+
+
+def test_selftest_is_thread_independent():
+    h = _rangecoder.portable_selftest(1)
+    assert all(_rangecoder.portable_selftest(t) == h for t in (2, 3, 8))
+
+
+# -- other builds: instruction sets, compilers, architectures ------------------------------------
+SOURCES = ["csrc/portable.cc", "csrc/portable_selftest.cc", "tests/native/portable_main.cc"]
+FLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi", "-Icsrc", "-pthread"]
+
+
+def build_and_run(cxx: list[str], exe: Path, extra: list[str], run_prefix: list[str] = ()) -> str:
+    p = subprocess.run(
+        [*cxx, *FLAGS, *extra, *SOURCES, "-o", str(exe)], cwd=ROOT, capture_output=True, text=True
+    )
+    assert p.returncode == 0, p.stderr[-2000:]
+    out = subprocess.run([*run_prefix, str(exe)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    a, b = out.stdout.split()
+    assert a == b  # 1 and 3 threads
+    return a
+
+
+def extension_hash() -> str:
+    return f"{_rangecoder.portable_selftest(1):016x}"
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="x86-64 instruction sets")
+def test_baseline_x86_64_and_native_builds_agree_with_the_extension(tmp_path):
+    ext = extension_hash()
+    # baseline x86-64 (SSE2, no AVX, no clones), the native CPU, and no optimisation at all
+    assert build_and_run(["g++"], tmp_path / "base", ["-march=x86-64", "-DPIE_NO_CLONES"]) == ext
+    assert build_and_run(["g++"], tmp_path / "native", ["-march=native", "-DPIE_NO_CLONES"]) == ext
+    assert build_and_run(["g++"], tmp_path / "o0", ["-O0"]) == ext
+    if shutil.which("clang++"):
+        assert build_and_run(["clang++"], tmp_path / "clang", ["-march=native", "-ffp-model=precise"]) == ext
+
+
+@pytest.mark.skipif(
+    shutil.which("aarch64-linux-gnu-g++") is None or shutil.which("qemu-aarch64") is None,
+    reason="needs aarch64-linux-gnu-g++ and qemu-aarch64 (Debian: g++-aarch64-linux-gnu, qemu-user)",
+)
+def test_aarch64_build_under_qemu_agrees(tmp_path):
+    got = build_and_run(["aarch64-linux-gnu-g++"], tmp_path / "arm", ["-static"], ["qemu-aarch64"])
+    assert got == extension_hash()
+
+
+# -- whole files across settings, in subprocesses ----------------------------------------------------
+ENCODE_DECODE = r"""
+import json, os, sys
+import torch
+torch.backends.mkldnn.enabled = os.environ["MKLDNN"] == "1"
+from PIL import Image
+from codec.zoo import get_codec
+c = get_codec("default")
+out = {}
+if sys.argv[1] == "encode":
+    data = c.compress(Image.open(sys.argv[2]))
+    open(sys.argv[3], "wb").write(data)
+else:  # the tokens only (what must not depend on the machine), checked against the file's CRC
+    from codec import bitstream
+    from codec.entropy.schedule import CodingSchedule
+    for f in sys.argv[2:]:
+        h, payload = bitstream.unpack(open(f, "rb").read())
+        assert h.flags & bitstream.FLAG_PORTABLE
+        schedule = CodingSchedule(h.stages, h.alpha, h.order)
+        tokens = c.decode_tokens(payload, h.token_shape, schedule, portable=True)
+        out[f] = bitstream.token_checksum(tokens) == h.token_crc
+print(json.dumps({"threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.enabled, **out}))
+"""
+
+
+def settings() -> list[dict]:
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    isas = ["default", "avx2"] + (["avx512"] if "avx512f" in flags else [])
+    combos = [
+        (1, "default", "1"),
+        (2, "avx2", "0"),
+        (3, "avx512", "1"),
+        (2, "default", "0"),
+        (1, "avx512", "0"),
+        (3, "avx2", "1"),
+    ]
+    return [
+        {"OMP_NUM_THREADS": str(t), "ATEN_CPU_CAPABILITY": isa, "MKLDNN": mk}
+        for t, isa, mk in combos
+        if isa in isas
+    ]
+
+
+@pytest.mark.skipif(os.uname().machine != "x86_64", reason="ATEN_CPU_CAPABILITY values are x86-64's")
+def test_files_decode_across_threads_instruction_sets_and_mkldnn(tmp_path):
+    """Each setting encodes Kodak's kodim23 with the shipped default model; every setting then
+    decodes every file (the token checksum proves identical tokens)."""
+    runs = settings()
+    files = []
+    for i, env in enumerate(runs):
+        f = tmp_path / f"s{i}.pqm"
+        p = subprocess.run(
+            [sys.executable, "-c", ENCODE_DECODE, "encode", str(SAMPLE), str(f)],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, (env, p.stderr[-2000:])
+        files.append(str(f))
+    for env in runs:
+        p = subprocess.run(
+            [sys.executable, "-c", ENCODE_DECODE, "decode", *files],
+            env={**os.environ, **env},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert p.returncode == 0, (env, p.stderr[-2000:])
+        report = json.loads(p.stdout.strip().splitlines()[-1])
+        assert report["mkldnn"] == (env["MKLDNN"] == "1")
+        assert all(report[f] is True for f in files)
