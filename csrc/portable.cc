@@ -2,9 +2,16 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <cstring>
+#include <functional>
+#include <mutex>
 #include <stdexcept>
 #include <thread>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 #if defined(__SSE__) || defined(_M_X64)
 #include <xmmintrin.h>
@@ -46,29 +53,96 @@ class FlushDenormals {
   uint64_t saved_ = 0;
 };
 
+long current_pid() {
+#if defined(__unix__) || defined(__APPLE__)
+  return static_cast<long>(getpid());
+#else
+  return 0;
+#endif
+}
+
+// A persistent pool of worker threads (spawning threads per operation cost more than the
+// operations). run(t, fn) calls fn(part) for part in [0, t): part 0 on the caller, the others
+// on workers; one job at a time (callers from several threads queue on a mutex).
+class Pool {
+ public:
+  static Pool& instance() {
+    // Never destroyed (workers may outlive static destructors). A forked child (DataLoader
+    // workers) has none of the parent's threads: it gets a pool of its own.
+    static std::mutex guard;
+    static Pool* pool = nullptr;
+    static long owner = 0;
+    std::lock_guard<std::mutex> lk(guard);
+    const long pid = current_pid();
+    if (pool == nullptr || owner != pid) {
+      pool = new Pool();
+      owner = pid;
+    }
+    return *pool;
+  }
+
+  void run(int t, const std::function<void(int)>& fn) {
+    std::lock_guard<std::mutex> job_lock(job_mutex_);
+    {
+      std::lock_guard<std::mutex> lk(m_);
+      while (static_cast<int>(workers_.size()) < t - 1) workers_.emplace_back([this] { loop(); });
+      job_ = &fn;
+      parts_ = t;
+      next_ = 1;
+      pending_ = t - 1;
+      ++generation_;
+    }
+    cv_.notify_all();
+    fn(0);
+    std::unique_lock<std::mutex> lk(m_);
+    done_.wait(lk, [this] { return pending_ == 0; });
+    job_ = nullptr;
+  }
+
+ private:
+  void loop() {
+    uint64_t seen = 0;
+    std::unique_lock<std::mutex> lk(m_);
+    for (;;) {
+      cv_.wait(lk, [&] { return generation_ != seen; });
+      seen = generation_;
+      while (job_ && next_ < parts_) {
+        const int part = next_++;
+        const std::function<void(int)>* fn = job_;
+        lk.unlock();
+        (*fn)(part);
+        lk.lock();
+        if (--pending_ == 0) done_.notify_all();
+      }
+    }
+  }
+
+  std::mutex job_mutex_, m_;
+  std::condition_variable cv_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  int parts_ = 0, next_ = 0, pending_ = 0;
+  uint64_t generation_ = 0;
+};
+
 // Runs fn(begin, end) over [0, n) in contiguous parts, one per thread: a row is always
 // computed whole by one thread, so the thread count never changes a result.
 template <class Fn>
 void parallel_rows(int64_t n, double work_per_row, int threads, Fn fn) {
   int64_t t = std::max(1, threads);
-  t = std::min<int64_t>(t, std::max<int64_t>(1, static_cast<int64_t>(n * work_per_row / 2e5)));
+  t = std::min<int64_t>(t, std::max<int64_t>(1, static_cast<int64_t>(n * work_per_row / 1e5)));
   t = std::min<int64_t>(t, std::max<int64_t>(1, n));
-  auto run = [&fn](int64_t b, int64_t e) {
-    FlushDenormals flush;
-    fn(b, e);
-  };
   if (t <= 1) {
-    run(0, n);
+    fn(int64_t{0}, n);  // the caller set the flush mode
     return;
   }
-  std::vector<std::thread> pool;
   const int64_t chunk = (n + t - 1) / t;
-  for (int64_t i = 1; i < t; ++i) {
+  const std::function<void(int)> part = [&](int i) {
+    FlushDenormals flush;
     const int64_t b = std::min(n, i * chunk), e = std::min(n, b + chunk);
-    pool.emplace_back([=, &run] { run(b, e); });
-  }
-  run(0, std::min(n, chunk));
-  for (auto& th : pool) th.join();
+    if (b < e) fn(b, e);
+  };
+  Pool::instance().run(static_cast<int>(t), part);
 }
 
 inline float bits_to_float(uint32_t u) {

@@ -227,3 +227,24 @@ def test_files_decode_across_threads_instruction_sets_and_mkldnn(tmp_path):
         report = json.loads(p.stdout.strip().splitlines()[-1])
         assert report["mkldnn"] == (env["MKLDNN"] == "1")
         assert all(report[f] is True for f in files)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_forked_child_gets_its_own_threads():
+    """DataLoader workers fork: the child must not wait on the parent's worker threads."""
+    h = _rangecoder.portable_selftest(2)  # the parent's pool exists now
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os._exit(0 if _rangecoder.portable_selftest(2) == h else 3)
+    deadline = 60
+    import time
+
+    t0 = time.time()
+    while time.time() - t0 < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.WEXITSTATUS(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, 9)
+    pytest.fail("the forked child hung")
