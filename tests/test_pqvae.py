@@ -445,3 +445,16 @@ def test_runs_dir(monkeypatch, tmp_path):
     monkeypatch.delenv("CODEC_RUNS")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "c"))
     assert runs_dir() == tmp_path / "c" / "codec" / "runs"
+
+
+def test_the_best_evaluation_is_kept(tmp_path):
+    cfg = tiny_cfg(tmp_path, steps=20, eval_every=5, warmup_ae_steps=0)
+    train(cfg)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "log.jsonl").read_text().splitlines()]
+    evals = [r for r in rows if "psnr" in r]
+    assert len(evals) == 4
+    best = max(evals, key=lambda r: r["psnr"])
+    state = json.loads((tmp_path / "run" / "best" / "state.json").read_text())
+    assert state["step"] == best["step"] and state["metrics"]["psnr"] == best["psnr"]
+    # the best folder is a checkpoint: it loads
+    assert load_pqvae(tmp_path / "run" / "best").cfg.M == cfg.M

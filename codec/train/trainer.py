@@ -196,7 +196,7 @@ def fit(run: Run) -> dict:
         with log_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def save(step: int, metrics: dict | None) -> None:
+    def save(step: int, metrics: dict | None, folder: Path = ckpt_dir) -> None:
         if rank == 0:
             state = {
                 "step": step,
@@ -205,7 +205,14 @@ def fit(run: Run) -> dict:
                 "loss_ema": loss_ema,
                 **run.state,
             }
-            save_checkpoint(ckpt_dir, run.model, run.opt, state)
+            save_checkpoint(folder, run.model, run.opt, state)
+
+    # The best evaluation so far (Kodak PSNR) is kept in OUT/best: a run that diverges
+    # (bf16 Adam did, twice) resumes from there instead of from its damaged last state.
+    best_file = out / "best" / "state.json"
+    best_psnr = (
+        (json.loads(best_file.read_text()).get("metrics") or {}).get("psnr") if best_file.exists() else None
+    )
 
     t_start = last_ckpt = time.time()
     metrics: dict | None = None
@@ -256,6 +263,9 @@ def fit(run: Run) -> dict:
                 metrics = {"step": done, **m}
                 log(metrics)
                 tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+                if m.get("psnr") is not None and (best_psnr is None or m["psnr"] > best_psnr):
+                    best_psnr = m["psnr"]
+                    save(done, metrics, out / "best")
                 if cfg.plot:
                     plot_log(log_path, out / "curves.png")
         out_of_time = bool(interrupted) or (
