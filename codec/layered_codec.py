@@ -266,7 +266,7 @@ class LayeredImageCodec(ImageCodec):
             check_memory(H, W)
         out = []
         for x in xs:
-            xt = torch.from_numpy(x).permute(2, 0, 1)[None].float().div(255)
+            xt = torch.tensor(x).permute(2, 0, 1)[None].float().div(255)  # a copy: x may be read-only
             tokens = self.autoencoder.encode(xt.to(self.device))[0].cpu().numpy()
             hw = x.shape[:2]
             if size is None:
