@@ -198,14 +198,7 @@ def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes
         return _pack_v2(header, payload)
     head = b"".join(
         [
-            MAGIC,
-            bytes([VERSION, header.flags]),
-            header.model_id,
-            _varint(header.height),
-            _varint(header.width),
-            bytes([header.channels, header.stride]),
-            _varint(header.M),
-            _varint(header.K),
+            *_common_fields(header),
             bytes([header.stages, header.stages_present]),
             _varint(round(header.alpha * 1000)),
             bytes([ORDERS.index(header.order)]),
@@ -217,18 +210,25 @@ def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes
     return head + crc.to_bytes(4, "little") + bytes(payload)
 
 
+def _common_fields(header: Header) -> list[bytes]:
+    """The fields both versions start with: magic, version and flags up to K."""
+    return [
+        MAGIC,
+        bytes([header.version, header.flags]),
+        header.model_id,
+        _varint(header.height),
+        _varint(header.width),
+        bytes([header.channels, header.stride]),
+        _varint(header.M),
+        _varint(header.K),
+    ]
+
+
 def _pack_v2(header: Header, payload: bytes) -> bytes:
     _check(sum(header.layer_bytes) == len(payload), "layer sizes do not add up to the payload")
     head = b"".join(
         [
-            MAGIC,
-            bytes([2, header.flags]),
-            header.model_id,
-            _varint(header.height),
-            _varint(header.width),
-            bytes([header.channels, header.stride]),
-            _varint(header.M),
-            _varint(header.K),
+            *_common_fields(header),
             bytes([len(header.groups)]),
             *(_varint(g) for g in header.groups),
             _varint(header.m),

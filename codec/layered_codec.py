@@ -15,7 +15,7 @@ every position (positions row-major, sub-vectors of a position together), then s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import accumulate
 
 import numpy as np
@@ -214,20 +214,9 @@ class LayeredImageCodec(ImageCodec):
 
     # -- images <-> bytes ---------------------------------------------------------------------
     def header_for(self, size: tuple[int, int], point: RatePoint, streams: list[bytes], crcs: list[int]):
-        cfg, s = self.autoencoder.cfg, self.schedule
-        return bitstream.Header(
-            flags=self.flags(),
-            height=size[0],
-            width=size[1],
-            channels=3,
-            stride=cfg.stride,
-            M=cfg.M,
-            K=cfg.K,
-            stages=s.stages,
-            stages_present=s.stages,
-            alpha=s.alpha,
-            order=s.order,
-            model_id=self.model_id,
+        """The version-2 header of a file of this model at ``point`` with these layer streams."""
+        return replace(
+            self.header(size),
             groups=self.groups,
             m=point.m,
             extra=point.extra,

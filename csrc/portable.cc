@@ -645,11 +645,6 @@ MaskedTransformer::MaskedTransformer(int M_, int K_, int dim_, int depth, int de
   params_.declare("head.bias", {int64_t{M} * K});
 }
 
-void MaskedTransformer::set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
-  params_.set(name, data, shape);
-  ready_ = false;
-}
-
 void MaskedTransformer::finalize() {
   params_.check_complete();
   const int d = dim, hidden = mlp_ratio * dim;
@@ -739,11 +734,6 @@ ChannelConv::ChannelConv(int M_, int K_, int channels_, int depth, std::vector<i
   }
   params_.declare("head.weight", {int64_t{M} * K, c, 1, 1});
   params_.declare("head.bias", {int64_t{M} * K});
-}
-
-void ChannelConv::set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
-  params_.set(name, data, shape);
-  ready_ = false;
 }
 
 void ChannelConv::finalize() {

@@ -51,6 +51,20 @@ class Params {
   std::map<std::string, Entry> entries_;
 };
 
+/// A model whose parameters are set by name (torch state_dict names), then finalize().
+class ParamModule {
+ public:
+  /// std::invalid_argument for an unknown name or another shape.
+  void set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+    params_.set(name, data, shape);
+    ready_ = false;
+  }
+
+ protected:
+  Params params_;
+  bool ready_ = false;
+};
+
 /// A linear map y = x W^T + b with W stored transposed ([in][out]) for output-vectorised loops.
 struct Linear {
   int in = 0, out = 0;
@@ -70,11 +84,10 @@ struct Block {
 
 /// codec.models.mim.MaskedEntropyModel (MAE-style: a transformer over the known positions,
 /// cross-attention blocks for the queried ones).
-class MaskedTransformer {
+class MaskedTransformer : public ParamModule {
  public:
+  /// Parameters (set()) by their torch state_dict names: embed.weight, encoder.0.q.weight, ...
   MaskedTransformer(int M, int K, int dim, int depth, int decoder_depth, int heads, int mlp_ratio);
-  /// Parameters by their torch state_dict names (embed.weight, encoder.0.q.weight, ...).
-  void set(const std::string& name, const float* data, const std::vector<int64_t>& shape);
   /// Checks every parameter was given and prepares the transposed weights.
   void finalize();
   /// Logits [nq][M][K] of the flat positions ``query`` of an h x w grid given the tokens
@@ -85,9 +98,7 @@ class MaskedTransformer {
   int M, K, dim, heads, mlp_ratio;
 
  private:
-  Params params_;
   int depth_, decoder_depth_;
-  bool ready_ = false;
   std::vector<float> embed_, context_token_, mask_token_;
   std::vector<Block> encoder_, decoder_;
   LayerNorm encoder_norm_, norm_;
@@ -96,10 +107,9 @@ class MaskedTransformer {
 
 /// codec.models.layered.ChannelContextModel: logits of sub-vector group g from the groups
 /// before it, by a small conv network over the token grid.
-class ChannelConv {
+class ChannelConv : public ParamModule {
  public:
   ChannelConv(int M, int K, int channels, int depth, std::vector<int> groups);
-  void set(const std::string& name, const float* data, const std::vector<int64_t>& shape);
   void finalize();
   /// Logits [h*w][size_g][K] of group g (1 <= g < G) given tokens [rows][h][w] (int32,
   /// rows >= first sub-vector of g; only those before it are read).
@@ -108,9 +118,7 @@ class ChannelConv {
   std::vector<int> bounds;  // [0, g0, g0 + g1, ..., M]
 
  private:
-  Params params_;
   int depth_;
-  bool ready_ = false;
   std::vector<float> embed_, group_embed_;
   std::vector<Linear> conv3_, conv1_;  // conv3_: 3x3 convolutions as [9 * c][c] maps
   Linear head_;                        // [c][M * K]
