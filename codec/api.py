@@ -219,22 +219,23 @@ class ImageCodec:
         """Several images -> their .pqm bytes. Images of one size go through the autoencoder
         as one batch (useful on a GPU); the entropy model codes each image on its own. The
         bytes are those of :meth:`compress` on each image alone (tested)."""
-        xs = [to_uint8_rgb(im) for im in images]
-        limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        for x in xs:
-            H, W = x.shape[:2]
-            if H * W > limit:
-                raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
-            check_memory(H, W)
+        xs = checked_images(images, max_pixels)
+        tokens = self.tokenize(xs)
+        if stages is not None and not 0 <= stages <= self.schedule.stages:
+            raise ValueError(f"stages must be in 0..{self.schedule.stages}, got {stages}")
+        return [self._pack(x.shape[:2], t, stages) for x, t in zip(xs, tokens)]
+
+    @torch.no_grad()
+    def tokenize(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        """Tokens int64 [M, h, w] of uint8 images [H, W, 3]; images of one size go through the
+        encoder as one batch."""
         tokens: list[np.ndarray | None] = [None] * len(xs)
         for shape in dict.fromkeys(x.shape for x in xs):
             idx = [i for i, x in enumerate(xs) if x.shape == shape]
             xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
             for i, t in zip(idx, self.autoencoder.encode(xt.to(self.device)).cpu().numpy()):
                 tokens[i] = t
-        if stages is not None and not 0 <= stages <= self.schedule.stages:
-            raise ValueError(f"stages must be in 0..{self.schedule.stages}, got {stages}")
-        return [self._pack(x.shape[:2], t, stages) for x, t in zip(xs, tokens)]
+        return tokens
 
     def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:
         payload, _ = self.encode_tokens(tokens, estimate=False, stages=stages)
@@ -316,6 +317,19 @@ class ImageCodec:
             else:
                 y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
         return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
+
+def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarray]:
+    """uint8 [H, W, 3] arrays of the images (see :func:`to_uint8_rgb`); CodecError, before any
+    work, for an image over ``max_pixels`` (default MAX_IMAGE_PIXELS) or the available memory."""
+    xs = [to_uint8_rgb(im) for im in images]
+    limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
+    for x in xs:
+        H, W = x.shape[:2]
+        if H * W > limit:
+            raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
+        check_memory(H, W)
+    return xs
 
 
 def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> np.ndarray:

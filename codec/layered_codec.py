@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .api import ImageCodec, check_memory, one_thread, to_uint8_rgb
+from .api import ImageCodec, check_memory, checked_images, one_thread
 from .entropy import RangeDecoder, RangeEncoder, symbol_bits
 from .entropy.schedule import CodingSchedule, position_order
 from .errors import CodecError
@@ -246,17 +246,9 @@ class LayeredImageCodec(ImageCodec):
             raise ValueError(
                 "a layered model codes every stage; choose the rate with m, bpp, size or quality"
             )
-        xs = [to_uint8_rgb(im) for im in images]
-        limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
-        for x in xs:
-            H, W = x.shape[:2]
-            if H * W > limit:
-                raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
-            check_memory(H, W)
+        xs = checked_images(images, max_pixels)
         out = []
-        for x in xs:
-            xt = torch.tensor(x).permute(2, 0, 1)[None].float().div(255)  # a copy: x may be read-only
-            tokens = self.autoencoder.encode(xt.to(self.device))[0].cpu().numpy()
+        for x, tokens in zip(xs, self.tokenize(xs)):
             hw = x.shape[:2]
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, m=m, bpp=bpp, quality=quality)))
