@@ -128,12 +128,13 @@ def describe() -> list[dict]:
             realism = any(k.startswith("realism_decoder.") for k in f.keys())
         cfg = json.loads(meta.get("autoencoder_config", "{}"))
         stride = PQVAEConfig(**cfg).stride if cfg else None
+        prefix = "1-" if cfg.get("nested") else ""  # a nested model: any prefix of its sub-vectors
         rows.append(
             {
                 "name": name,
                 "file": entry["file"],
                 "bytes": path.stat().st_size,
-                "grid": f"s{stride} M{cfg.get('M')} K{cfg.get('K')}" if cfg else "?",
+                "grid": f"s{stride} M{prefix}{cfg.get('M')} K{cfg.get('K')}" if cfg else "?",
                 "decoders": "fidelity, realism" if realism else "fidelity",
                 "kodak": entry.get("kodak", {}),
                 "description": entry.get("description", ""),

@@ -58,3 +58,13 @@ def test_build_and_bad_groups():
     for groups in ([1, 1, 2], [0, 6], []):
         with pytest.raises(ValueError):
             LayeredEntropyModel(MIMConfig(M=6, K=16, dim=32, heads=4, groups=groups))
+
+
+def test_all_groups_at_once_equals_one_at_a_time():
+    torch.manual_seed(1)
+    m = LayeredEntropyModel(CFG).eval()
+    for p in m.parameters():
+        p.data.normal_(0, 0.3)
+    tok = torch.randint(0, 16, (3, 6, 5, 7))
+    for g, logits in enumerate(m.channel.all_groups(tok), start=1):
+        torch.testing.assert_close(logits, m.group_logits(tok, g), atol=1e-5, rtol=1e-5)

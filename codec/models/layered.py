@@ -62,16 +62,38 @@ class ChannelContextModel(nn.Module):
     def forward(self, tokens: torch.Tensor, g: int) -> torch.Tensor:
         if not 1 <= g < len(self.cfg.groups):
             raise ValueError(f"group {g} is not a channel-coded group (1..{len(self.cfg.groups) - 1})")
-        lo, hi = self.bounds[g], self.bounds[g + 1]
-        B, _, h, w = tokens.shape
-        K = self.cfg.K
+        lo = self.bounds[g]
         e = self.embed(tokens[:, :lo].permute(0, 2, 3, 1) + self.offsets[:lo])  # [B, h, w, lo, c]
-        x = (e.mean(3) + self.group_embed.weight[g]).permute(0, 3, 1, 2)  # [B, c, h, w]
+        return self._logits(e.mean(3) + self.group_embed.weight[g], [g])[0]
+
+    def all_groups(self, tokens: torch.Tensor) -> list[torch.Tensor]:
+        """Logits of every group g >= 1 (the list of ``forward(tokens, g)``), from one pass of
+        the embeddings and one batched pass of the network (training)."""
+        G = len(self.cfg.groups)
+        e = self.embed(
+            tokens[:, : self.bounds[G - 1]].permute(0, 2, 3, 1) + self.offsets[: self.bounds[G - 1]]
+        )
+        prefix = e.cumsum(3)  # [B, h, w, n, c]: sums of the first j + 1 embeddings
+        x = [
+            prefix[:, :, :, self.bounds[g] - 1] / self.bounds[g] + self.group_embed.weight[g]
+            for g in range(1, G)
+        ]
+        return self._logits(torch.cat(x), list(range(1, G)))
+
+    def _logits(self, x: torch.Tensor, groups: list[int]) -> list[torch.Tensor]:
+        """x [len(groups) * B, h, w, c] (the inputs of these groups, stacked) -> their logits."""
+        K = self.cfg.K
+        x = x.permute(0, 3, 1, 2)  # [., c, h, w]
         for blk in self.blocks:
             x = x + blk(x)
         x = F.gelu(x)
-        logits = F.conv2d(x, self.head.weight[lo * K : hi * K], self.head.bias[lo * K : hi * K])
-        return logits.view(B, hi - lo, K, h * w).permute(0, 3, 1, 2)  # [B, h*w, size_g, K]
+        out = []
+        for xg, g in zip(x.chunk(len(groups)), groups):
+            lo, hi = self.bounds[g], self.bounds[g + 1]
+            B, _, h, w = xg.shape
+            logits = F.conv2d(xg, self.head.weight[lo * K : hi * K], self.head.bias[lo * K : hi * K])
+            out.append(logits.view(B, hi - lo, K, h * w).permute(0, 3, 1, 2))  # [B, h*w, size_g, K]
+        return out
 
 
 class LayeredEntropyModel(nn.Module):
@@ -104,9 +126,8 @@ class LayeredEntropyModel(nn.Module):
         base_ce, _ = masked_token_loss(self.base, tokens[:, :g0], K, generator, offset)
         total, count = base_ce * g0, g0
         stats = {"base_bits": base_ce.item() / math.log(2)}
-        for g in range(1, len(self.cfg.groups)):
+        for g, logits in enumerate(self.channel.all_groups(tokens), start=1):  # [B, hw, n, K] each
             lo, hi = self.bounds[g], self.bounds[g + 1]
-            logits = self.channel(tokens, g)  # [B, hw, n, K]
             target = tokens[:, lo:hi].flatten(2).transpose(1, 2)  # [B, hw, n]
             ce = F.cross_entropy(logits.reshape(-1, K).float(), target.reshape(-1))
             total, count = total + ce * (hi - lo), count + hi - lo
