@@ -28,9 +28,11 @@ def check_output(path: str, force: bool, inputs: list[str]) -> None:
         raise CodecError(f"{path} exists (use --force to replace it)")
 
 
-def write_output(path: str, data: bytes) -> None:
-    """Writes ``data`` to ``path`` ('-': stdout) through a temporary file and a rename, so a
-    failure never leaves a half-written file."""
+def write_output(path: str, data: bytes, force: bool = False) -> None:
+    """Writes ``data`` to ``path`` ('-': stdout) through a temporary file, so a failure never
+    leaves a half-written file. Without ``force`` the name is claimed atomically (a hard link
+    that fails if the name exists): of two processes writing one new name, one refuses.
+    Errors name ``path``, never the temporary file."""
     if path == "-":
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
@@ -39,7 +41,14 @@ def write_output(path: str, data: bytes) -> None:
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     try:
         tmp.write_bytes(data)
-        os.replace(tmp, out)
+        if force:
+            os.replace(tmp, out)
+        else:
+            os.link(tmp, out)  # FileExistsError if another writer got there first
+    except FileExistsError:
+        raise CodecError(f"{path} exists (use --force to replace it)") from None
+    except OSError as e:
+        raise CodecError(f"cannot write {path}: {e.strerror or e}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -51,7 +60,13 @@ def _outputs(inputs: list[str], output: str, ext: str) -> list[str]:
         raise CodecError(f"several inputs need -o to be an existing folder, not {output}")
     if "-" in inputs:
         raise CodecError("'-' (stdin) can only be the single input")
-    return [str(Path(output) / (Path(i).stem + ext)) for i in inputs]
+    outs = [str(Path(output) / (Path(i).stem + ext)) for i in inputs]
+    seen: dict[str, str] = {}
+    for i, o in zip(inputs, outs):  # a/x.png and b/x.png (or x.png and x.jpg) -> one out/x.pqm
+        if o in seen:
+            raise CodecError(f"{seen[o]} and {i} would both be written to {o}: code them separately")
+        seen[o] = i
+    return outs
 
 
 def _checked_outputs(args: argparse.Namespace, ext: str) -> list[str]:
@@ -87,7 +102,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             data = codec.compress(img, stages=args.stages, **rate)
         except ValueError as e:
             raise CodecError(str(e)) from None
-        write_output(dst, data)
+        write_output(dst, data, args.force)
         if dst != "-":
             bpp = 8 * len(data) / (img.width * img.height)
             print(f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp", file=sys.stderr)
@@ -115,7 +130,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
         buf = io.BytesIO()
         fmt = "PNG" if dst == "-" else (Image.registered_extensions().get(Path(dst).suffix.lower()) or "PNG")
         Image.fromarray(pixels).save(buf, format=fmt)
-        write_output(dst, buf.getvalue())
+        write_output(dst, buf.getvalue(), args.force)
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -125,7 +140,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
         print(run_lossless_demo(args.image, threads=args.threads).report())
         return
     check_output(args.output, args.force, [args.image] if args.image else [])
-    print(run_demo(args.image, args.model, args.output, threads=args.threads).report())
+    print(run_demo(args.image, args.model, args.output, threads=args.threads, force=args.force).report())
 
 
 def _cmd_bench(args: argparse.Namespace) -> None:
@@ -224,7 +239,7 @@ def _cmd_truncate(args: argparse.Namespace) -> None:
     header, _ = bitstream.unpack(data)
     max_bytes = None if args.bpp is None else int(args.bpp * header.height * header.width / 8)
     out = bitstream.truncate(data, args.layers, max_bytes)
-    write_output(args.output, out)
+    write_output(args.output, out, args.force)
     if args.output != "-":
         cut = bitstream.unpack(out)[0]
         bpp = 8 * len(out) / (header.height * header.width)

@@ -202,10 +202,12 @@ def run_demo(
     output: str | Path = "codec-demo.png",
     threads: int | None = None,
     runs: int = 3,
+    force: bool = True,
 ) -> DemoResult:
     """Compresses and decompresses ``image`` (default: the bundled sample) with ``model``
     (default: the bundled model), times both (median of ``runs``, after one warm-up), and
-    compares with JPEG and WebP at the same size. Writes the reconstruction to ``output``."""
+    compares with JPEG and WebP at the same size. Writes the reconstruction to ``output``
+    (replacing an existing file only with ``force``)."""
     import io
     import statistics
 
@@ -236,7 +238,7 @@ def run_demo(
         t_dec.append(t2 - t1)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="PNG")
-    write_output(str(output), buf.getvalue())
+    write_output(str(output), buf.getvalue(), force)
     others = []
     for name in ("jpeg", "webp"):
         fit = classical.fit_size(img, name, len(data))

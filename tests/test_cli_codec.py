@@ -223,3 +223,40 @@ def test_rate_control_needs_a_nested_model(bundle, image, tmp_path):
     )
     with pytest.raises(ValueError, match="one rate"):
         codec.compress(Image.open(image), bundle, bpp=0.2)
+
+
+def test_inputs_that_would_share_an_output_are_refused_before_any_work(bundle, tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    img = Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    img.save(tmp_path / "a" / "x.png")
+    img.save(tmp_path / "b" / "x.png")
+    img.save(tmp_path / "a" / "y.png")
+    img.save(tmp_path / "a" / "y.jpg")
+    for pair in (["a/x.png", "b/x.png"], ["a/y.png", "a/y.jpg"]):
+        args = [str(tmp_path / p) for p in pair]
+        assert main(["encode", *args, "-o", str(out), "--model", str(bundle)]) == 1
+        err = capsys.readouterr().err
+        assert "would both be written to" in err and args[0] in err and args[1] in err
+        assert list(out.iterdir()) == []  # nothing written
+
+
+def test_a_new_output_name_is_claimed_atomically(tmp_path):
+    """Two writers of one new name without --force: the second refuses (it would have replaced
+    the first's file); with --force it replaces; no temporary file is left behind."""
+    from codec.cli import write_output
+    from codec.errors import CodecError
+
+    target = tmp_path / "x.pqm"
+    write_output(str(target), b"first")
+    with pytest.raises(CodecError, match="exists"):
+        write_output(str(target), b"second")
+    assert target.read_bytes() == b"first"
+    write_output(str(target), b"third", force=True)
+    assert target.read_bytes() == b"third"
+    with pytest.raises(CodecError, match=r"cannot write .*nowhere"):
+        write_output(str(tmp_path / "nowhere" / "x.pqm"), b"data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pqm"]
