@@ -326,6 +326,8 @@ def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarr
     limit = bitstream.MAX_IMAGE_PIXELS if max_pixels is None else max_pixels
     for x in xs:
         H, W = x.shape[:2]
+        if H == 0 or W == 0:
+            raise CodecError(f"the image is empty ({W}x{H} pixels)")
         if H * W > limit:
             raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
         check_memory(H, W)
@@ -343,16 +345,55 @@ def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> n
 
 
 def to_uint8_rgb(image) -> np.ndarray:
-    """uint8 [H, W, 3] from a PIL image (any mode: converted to RGB, alpha dropped) or an
-    array/tensor [H, W, 3] uint8; anything else raises ValueError."""
+    """uint8 [H, W, 3] from a PIL image or an array/tensor [H, W, 3] uint8; anything else
+    raises ValueError. PIL images are shown as a viewer would: the EXIF orientation applied,
+    an embedded ICC profile converted to sRGB, 16-bit and 32-bit integer modes scaled to 8
+    bits, float images (mode F) taken as [0, 1] (or [0, 255] when larger values occur),
+    palette, grayscale and RGBA converted to RGB (alpha dropped)."""
     try:
         from PIL import Image
-
-        if isinstance(image, Image.Image):
-            return np.array(image.convert("RGB"))
     except ImportError:  # pragma: no cover
-        pass
+        Image = None
+    if Image is not None and isinstance(image, Image.Image):
+        return pil_to_rgb(image)
     x = image.numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
     if x.dtype != np.uint8 or x.ndim != 3 or x.shape[2] != 3:
         raise ValueError(f"expected a PIL image or uint8 [H, W, 3], got {x.dtype} {x.shape}")
     return np.ascontiguousarray(x)
+
+
+def pil_to_rgb(img) -> np.ndarray:
+    """See :func:`to_uint8_rgb` (PIL images)."""
+    import io
+
+    from PIL import ImageOps
+
+    img = ImageOps.exif_transpose(img)  # a portrait photo stays upright
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        a = np.asarray(img, dtype=np.float64)
+        if img.mode == "F":
+            if not np.isfinite(a).all() or a.min() < 0 or a.max() > 255:
+                raise ValueError("a float image (mode F) must hold values in [0, 1] or [0, 255]")
+            scale = 255.0 if a.max() <= 1.0 else 1.0
+        elif img.mode.startswith("I;16") or (a.size and a.max() > 255):
+            if a.size and (a.min() < 0 or a.max() > 65535):
+                raise ValueError("a 32-bit integer image must hold values in [0, 65535]")
+            scale = 255.0 / 65535.0
+        else:
+            scale = 1.0
+        gray = np.clip(np.round(a * scale), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(gray[..., None], 3, axis=2))
+    rgb = img.convert("RGB")
+    icc = img.info.get("icc_profile")
+    if icc:
+        try:
+            from PIL import ImageCms
+        except ImportError:  # Pillow without colour management
+            ImageCms = None
+        if ImageCms is not None:
+            try:
+                src = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+                rgb = ImageCms.profileToProfile(rgb, src, ImageCms.createProfile("sRGB"))
+            except (ImageCms.PyCMSError, OSError, ValueError):
+                pass  # a profile that does not fit: the pixels as they are
+    return np.array(rgb)

@@ -75,6 +75,18 @@ def shipped_path(name: str) -> Path:
     return path
 
 
+def is_shipped_file(path: str | Path) -> bool:
+    """True if ``path`` is the file of a shipped model, verified against its SHA-256
+    (CodecError if it differs); False for any other file."""
+    path = Path(path).resolve()
+    for name, entry in manifest().items():
+        f = weights_dir() / entry["file"]
+        if f.is_file() and f.resolve() == path:
+            shipped_path(name)
+            return True
+    return False
+
+
 def default_model_path() -> Path:
     env = os.environ.get("CODEC_MODEL")
     if env:

@@ -212,3 +212,40 @@ def test_files_with_a_prefix_of_the_stages():
         c.decompress(c.compress(img, stages=2), stages=3)
     with pytest.raises(ValueError):
         c.compress(img, stages=5)
+
+
+def test_images_are_taken_as_a_viewer_shows_them():
+    """EXIF orientation applied, 16-bit and float images scaled to 8 bits, an ICC profile
+    converted to sRGB, empty images refused before any work."""
+    import io
+
+    from PIL import Image, ImageCms
+
+    from codec.api import checked_images, to_uint8_rgb
+
+    base = np.zeros((16, 32, 3), dtype=np.uint8)
+    base[:8, :8] = (255, 0, 0)  # a red block top left, as stored
+    exif = Image.Exif()
+    exif[0x0112] = 6  # the viewer rotates by 90 degrees clockwise
+    buf = io.BytesIO()
+    Image.fromarray(base).save(buf, format="JPEG", exif=exif, quality=95)
+    shown = to_uint8_rgb(Image.open(buf))
+    assert shown.shape == (32, 16, 3)
+    assert shown[:8, 8:, 0].mean() > 200 and shown[:8, :8, 0].mean() < 50  # now top right
+    # 16-bit grayscale: 65535 is white, 32768 mid-grey (not everything above 255 clipped to white)
+    g16 = Image.new("I;16", (3, 1))
+    g16.putdata([0, 32768, 65535])
+    out = to_uint8_rgb(g16)
+    assert out[0, :, 0].tolist() == [0, 128, 255] and out.shape == (1, 3, 3)
+    out = to_uint8_rgb(Image.fromarray(np.array([[0.0, 0.5, 1.0]], dtype=np.float32)))
+    assert out[0, :, 0].tolist() == [0, 128, 255]
+    with pytest.raises(ValueError, match="float image"):
+        to_uint8_rgb(Image.fromarray(np.array([[-1.0, 300.0]], dtype=np.float32)))
+    # an embedded profile is applied (converted to sRGB): an sRGB one changes (nearly) nothing
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    tagged = Image.new("RGB", (2, 2), (10, 200, 30))
+    tagged.info["icc_profile"] = srgb  # an sRGB profile: (nearly) unchanged
+    assert np.abs(to_uint8_rgb(tagged).astype(int) - [10, 200, 30]).max() <= 2
+    for empty in (np.zeros((0, 5, 3), np.uint8), Image.new("RGB", (0, 5))):
+        with pytest.raises(CodecError, match="empty"):
+            checked_images([empty])

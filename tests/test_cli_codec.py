@@ -260,3 +260,35 @@ def test_a_new_output_name_is_claimed_atomically(tmp_path):
     with pytest.raises(CodecError, match=r"cannot write .*nowhere"):
         write_output(str(tmp_path / "nowhere" / "x.pqm"), b"data")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.pqm"]
+
+
+def test_a_damaged_bundle_given_by_path_is_refused(bundle, image, tmp_path, capsys):
+    """One flipped byte in the decoder's weights (or any tensor, or the metadata) is found by
+    the content hash the bundle carries; a bundle without one is refused unless shipped."""
+    from safetensors import safe_open
+
+    from codec.errors import CodecError
+    from codec.models.io import CONTENT_KEY
+
+    raw = bytearray(bundle.read_bytes())
+    with safe_open(str(bundle), "pt") as f:
+        meta = f.metadata()
+    assert CONTENT_KEY in meta
+    header_len = int.from_bytes(raw[:8], "little")
+    damaged = tmp_path / "damaged.safetensors"
+    raw[8 + header_len + len(raw[8 + header_len :]) // 2] ^= 0x10  # a byte in the tensor data
+    damaged.write_bytes(bytes(raw))
+    with pytest.raises(CodecError, match="damaged"):
+        load_codec(damaged)
+    assert main(["encode", str(image), "-o", str(tmp_path / "x.pqm"), "--model", str(damaged)]) == 1
+    assert "damaged" in capsys.readouterr().err
+    # the same file without its hash: refused (it is not a shipped file)
+    with safe_open(str(bundle), "pt") as f:
+        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    save_file(
+        tensors,
+        str(tmp_path / "old.safetensors"),
+        metadata={k: v for k, v in meta.items() if k != CONTENT_KEY},
+    )
+    with pytest.raises(CodecError, match="no content hash"):
+        load_codec(tmp_path / "old.safetensors")

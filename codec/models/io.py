@@ -79,6 +79,42 @@ def model_id(path: str | Path) -> bytes:
         return h.digest()[:4]
 
 
+CONTENT_KEY = "content_sha256"
+
+
+def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
+    """SHA-256 (hex) over a bundle's metadata (but this hash) and every tensor's name, dtype,
+    shape and bytes: stored in the bundle, checked when it is loaded."""
+    h = hashlib.sha256()
+    for key in sorted(meta):
+        if key != CONTENT_KEY:
+            h.update(f"{key}={meta[key]}\n".encode())
+    for name in sorted(tensors):
+        t = tensors[name].contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def verify_bundle(path: Path) -> None:
+    """CodecError unless the bundle's content matches the hash stored in it (or, for a bundle
+    written before bundles carried one, unless it is a shipped file whose SHA-256 matches)."""
+    from safetensors.torch import load_file
+
+    from ..errors import CodecError
+
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if CONTENT_KEY not in meta:
+        from ..zoo import is_shipped_file
+
+        if is_shipped_file(path):  # checked against zoo.json (CodecError if it differs)
+            return
+        raise CodecError(f"{path} carries no content hash (written by an older codec): re-export it")
+    if content_hash(load_file(str(path)), meta) != meta[CONTENT_KEY]:
+        raise CodecError(f"{path} is damaged: its content does not match the hash stored in it")
+
+
 def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     with safe_open(str(path), "pt") as f:
         return {
@@ -143,6 +179,7 @@ def save_bundle(
         **{f"entropy_model_{k}": v for k, v in em_info.items()},
         **extra,
     }
+    meta[CONTENT_KEY] = content_hash(tensors, meta)
     output = Path(output)
     tmp = output.with_name(output.name + ".tmp")
     save_file(tensors, str(tmp), metadata=meta)
@@ -163,6 +200,7 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
         meta = f.metadata()
     if meta.get("kind") != "codec":
         raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
+    verify_bundle(path)
     ae = PQVAE(PQVAEConfig(**json.loads(meta["autoencoder_config"])))
     ae.load_state_dict(_load_tensors(path, "autoencoder."))
     em = build_entropy_model(MIMConfig(**json.loads(meta["mim_config"])))
