@@ -1,5 +1,5 @@
-"""Refreshes the SHA-256 and size of every entry of codec/weights/zoo.json from its file
-(after a model is re-exported), and lists files in codec/weights/ that have no entry.
+"""Refreshes the SHA-256, size and model id of every entry of codec/weights/zoo.json from
+its file (after a model is re-exported), and lists files in codec/weights/ that have no entry.
 
     python bench/zoo_manifest.py
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 
+from codec.models.io import model_id
 from codec.zoo import MANIFEST, sha256_file, weights_dir
 
 
@@ -17,6 +18,7 @@ def main() -> None:
     for name, entry in doc["models"].items():
         f = weights_dir() / entry["file"]
         entry["sha256"], entry["bytes"] = sha256_file(f), f.stat().st_size
+        entry["model_id"] = model_id(f).hex()  # what .pqm headers name: decoders find the model
         print(f"{name:24s} {entry['bytes'] / 1e6:6.2f} MB  {entry['sha256'][:16]}")
     files = {e["file"] for e in doc["models"].values()}
     for f in sorted(weights_dir().glob("*.safetensors")):

@@ -36,13 +36,15 @@ def compress(
 
 
 def decompress(data: bytes, model=None, stages: int | None = None, layers: int | None = None):
-    """.pqm bytes -> PIL RGB image. ``stages``: decode only that many stages (progressive,
-    version-1 files); ``layers``: decode only the first quality layers (layered files)."""
+    """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
+    ``$CODEC_MODEL``, else the shipped model whose id the file names). ``stages``: decode
+    only that many stages (progressive, version-1 files); ``layers``: decode only the first
+    quality layers (layered files)."""
     from PIL import Image
 
-    from .zoo import get_codec
+    from .zoo import codec_for_file
 
-    codec = get_codec(model)
+    codec = codec_for_file(data, model)
     if layers is not None:
         if not hasattr(codec, "plan"):
             raise CodecError("layers= needs a layered file and model")

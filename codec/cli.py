@@ -113,12 +113,12 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     from PIL import Image
 
-    from .zoo import get_codec
+    from .zoo import codec_for_file
 
     outs = _checked_outputs(args, ".png")
-    codec = get_codec(args.model)
     for src, dst in zip(args.inputs, outs):
         data = _read(src)
+        codec = codec_for_file(data, args.model)  # the file's own model unless --model names one
         extra = {}
         if args.layers is not None:
             if not hasattr(codec, "plan"):
@@ -316,7 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")
     de.add_argument("inputs", nargs="+")
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
-    de.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
+    de.add_argument(
+        "--model", help="model bundle (default: $CODEC_MODEL, else the shipped model the file names)"
+    )
     de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
     de.add_argument("--layers", type=int, default=None, help="layered files: decode only the first L layers")
     de.add_argument(

@@ -29,9 +29,9 @@ class PqmImageFile(ImageFile.ImageFile):
 
     def load(self):
         if self._pqm is not None:
-            from .zoo import get_codec
+            from .zoo import codec_for_file
 
-            pixels = get_codec().decompress(self._pqm)
+            pixels = codec_for_file(self._pqm).decompress(self._pqm)  # the file's own model
             self.im = Image.fromarray(pixels).im
             self._pqm = None
         return Image.Image.load(self)

@@ -109,6 +109,26 @@ def get_codec(model: str | Path | None = None, device: str = "cpu"):
     return _load(str(resolve(model)), device)
 
 
+def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "cpu"):
+    """The codec that decodes the .pqm ``data``: ``model`` if given; else ``$CODEC_MODEL`` if
+    set; else the shipped model whose id the header names (zoo.json lists each model's id).
+    CodecError naming the needed id and the installed models when none has it."""
+    from . import bitstream
+
+    if model is not None or os.environ.get("CODEC_MODEL"):
+        return get_codec(model, device)
+    header, _ = bitstream.unpack(data)
+    wanted = header.model_id.hex()
+    for name, entry in manifest().items():
+        if entry.get("model_id") == wanted and (weights_dir() / entry["file"]).is_file():
+            return get_codec(name, device)
+    installed = ", ".join(f"{n} ({manifest()[n].get('model_id', '?')})" for n in shipped_models()) or "none"
+    raise CodecError(
+        f"file made with model {wanted}, which is not installed (installed: {installed}); "
+        "pass its bundle with --model / model="
+    )
+
+
 def resolve(model: str | Path | None = None) -> Path:
     """The bundle file for ``model``: an existing path, else a shipped name (verified), else
     None for the default (see module doc)."""

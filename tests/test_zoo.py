@@ -63,6 +63,7 @@ def test_manifest_matches_the_shipped_files():
     for name, e in entries.items():
         path = weights_dir() / e["file"]
         assert sha256_file(path) == e["sha256"] and path.stat().st_size == e["bytes"], name
+        assert get_codec(name).model_id.hex() == e["model_id"], name
         assert e["recipe"] and all(line.startswith("codec ") for line in e["recipe"]), name
         assert e["kodak"]["bpp"] > 0 and e["kodak"]["psnr"] > 10, name
 
@@ -107,3 +108,32 @@ def test_codec_models_lists_names_rates_and_sizes(capsys):
     rows = json.loads(capsys.readouterr().out)
     assert [r["name"] for r in rows] == shipped_models()
     assert sorted(r["kodak"]["bpp"] for r in rows) == [r["kodak"]["bpp"] for r in rows]
+
+
+def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
+    """decode, codec.decompress and Image.open find the shipped model the header names."""
+    from codec.cli import main
+    from codec.errors import CodecError
+
+    monkeypatch.delenv("CODEC_MODEL", raising=False)
+    img = np.asarray(Image.open(sample_image_path()).convert("RGB"))[:64, :96]
+    other = "extreme-s32-m1-k16"
+    data = get_codec(other).compress(img)
+    expect = get_codec(other).decompress(data)
+    assert np.array_equal(np.asarray(codec.decompress(data)), expect)
+    f = tmp_path / "x.pqm"
+    f.write_bytes(data)
+    assert np.array_equal(np.asarray(Image.open(f)), expect)
+    assert main(["decode", str(f), "-o", str(tmp_path / "x.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "x.png")), expect)
+    # naming another model is still refused; an unknown model id is named with what is installed
+    assert main(["decode", str(f), "-o", str(tmp_path / "y.png"), "--model", "default"]) == 1
+    assert "made with model" in capsys.readouterr().err
+    from codec import bitstream
+
+    h, payload = bitstream.unpack(data)
+    import dataclasses
+
+    alien = bitstream.pack(dataclasses.replace(h, model_id=b"\x00\x01\x02\x03"), payload)
+    with pytest.raises(CodecError, match="00010203, which is not installed .*default"):
+        codec.decompress(alien)
