@@ -79,7 +79,7 @@ def _checked_outputs(args: argparse.Namespace, ext: str) -> list[str]:
 def _cmd_encode(args: argparse.Namespace) -> None:
     import io
 
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     from .zoo import get_codec
 
@@ -93,9 +93,16 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     if rate and not hasattr(codec, "plan"):
         raise CodecError("this model codes at one rate: --bpp/--size/--quality/--m need a nested model")
     for src, dst in zip(args.inputs, outs):
+        raw = _read(src)
+        if not raw:
+            raise CodecError(f"{'stdin' if src == '-' else src}: empty input, no image")
         try:
-            img = Image.open(io.BytesIO(_read(src)))
+            img = Image.open(io.BytesIO(raw))
             img.load()
+        except Image.DecompressionBombError as e:
+            raise CodecError(f"{src}: {e}") from None
+        except UnidentifiedImageError:
+            raise CodecError(f"{src}: not an image Pillow can read (unknown format)") from None
         except (OSError, SyntaxError, ValueError) as e:
             raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
         try:
@@ -116,8 +123,14 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     from .zoo import codec_for_file
 
     outs = _checked_outputs(args, ".png")
+    for dst in outs:  # a format Pillow cannot write is refused before any decoding
+        fmt = "PNG" if dst == "-" else Image.registered_extensions().get(Path(dst).suffix.lower(), "PNG")
+        if fmt not in Image.SAVE:
+            raise CodecError(f"{dst}: Pillow cannot write {fmt} files; use .png, .webp, .tif, ...")
     for src, dst in zip(args.inputs, outs):
         data = _read(src)
+        if not data:
+            raise CodecError(f"{'stdin' if src == '-' else src}: empty input, not a .pqm file")
         codec = codec_for_file(data, args.model)  # the file's own model unless --model names one
         extra = {}
         if args.layers is not None:
@@ -381,13 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Runs one subcommand. Errors the user can act on (bad input, bad arguments, missing or
+    damaged files) print one line and return 1; Ctrl-C returns 130; never a traceback."""
+    command = "codec"
     try:
+        args = build_parser().parse_args(argv)
+        command = f"codec {args.command}"
         args.func(args)
-    except (CodecError, OSError) as e:
-        print(f"codec {args.command}: error: {e}", file=sys.stderr)
+    except (CodecError, OSError, ValueError) as e:
+        print(f"{command}: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print(f"{command}: interrupted", file=sys.stderr)
         return 130
     return 0
 

@@ -100,7 +100,12 @@ def default_model_path() -> Path:
 def _load(path: str, device: str):
     from .models.io import load_codec
 
-    return load_codec(path, device)
+    try:
+        return load_codec(path, device)
+    except CodecError:
+        raise
+    except Exception as e:  # a malformed file: any of safetensors', json's, torch's errors
+        raise CodecError(f"{path} is not a usable model bundle ({type(e).__name__}: {e})") from None
 
 
 def get_codec(model: str | Path | None = None, device: str = "cpu"):

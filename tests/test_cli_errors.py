@@ -1,0 +1,97 @@
+"""Every subcommand against a table of bad inputs: exit status 1, one line on stderr, never a
+traceback (the CLI's promise; tests/test_cli_codec.py covers the good paths)."""
+
+import io
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+
+from codec.cli import main
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, layered_bundle):
+    d = tmp_path_factory.mktemp("bad")
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (24, 40, 3), dtype=np.uint8)).save(d / "ok.png")
+    (d / "empty.png").write_bytes(b"")
+    (d / "text.png").write_text("not an image")
+    (d / "text.pqm").write_text("not a pqm file at all")
+    (d / "model.txt.safetensors").write_text("not a model")
+    import torch
+
+    save_file({"x": torch.zeros(2)}, str(d / "nometa.safetensors"))
+    save_file(
+        {"x": torch.zeros(2)},
+        str(d / "badjson.safetensors"),
+        metadata={"kind": "codec", "autoencoder_config": "{"},
+    )
+    raw = layered_bundle.read_bytes()
+    (d / "truncated.safetensors").write_bytes(raw[: len(raw) // 2])
+    assert main(["encode", str(d / "ok.png"), "-o", str(d / "ok.pqm"), "--model", str(layered_bundle)]) == 0
+    data = (d / "ok.pqm").read_bytes()
+    (d / "cut.pqm").write_bytes(data[:-5])
+    assert main(["encode", str(d / "ok.png"), "-o", str(d / "v1.pqm"), "--model", "default"]) == 0
+    return d, layered_bundle
+
+
+CASES = [
+    ("encode", ["encode", "{d}/missing.png", "-o", "{d}/o1.pqm"]),
+    ("encode", ["encode", "{d}/empty.png", "-o", "{d}/o2.pqm"]),
+    ("encode", ["encode", "{d}/text.png", "-o", "{d}/o3.pqm"]),
+    ("encode", ["encode", "-", "-o", "{d}/o4.pqm"]),  # empty stdin
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o5.pqm", "--model", "{d}/missing.safetensors"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o6.pqm", "--model", "{d}/model.txt.safetensors"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o7.pqm", "--model", "{d}/nometa.safetensors"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o8.pqm", "--model", "{d}/badjson.safetensors"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o9.pqm", "--model", "{d}/truncated.safetensors"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o10.pqm", "--model", "default", "--bpp", "0.2"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o11.pqm", "--model", "{bundle}", "--m", "99"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o12.pqm", "--model", "{bundle}", "--quality", "101"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/ok.png"]),  # the input itself
+    ("decode", ["decode", "{d}/missing.pqm", "-o", "{d}/p1.png"]),
+    ("decode", ["decode", "{d}/empty.png", "-o", "{d}/p2.png"]),
+    ("decode", ["decode", "{d}/text.pqm", "-o", "{d}/p3.png"]),
+    ("decode", ["decode", "{d}/cut.pqm", "-o", "{d}/p4.png", "--model", "{bundle}"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p5.psd", "--model", "{bundle}"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p6.png", "--model", "{bundle}", "--layers", "0"]),
+    ("decode", ["decode", "{d}/v1.pqm", "-o", "{d}/p7.png", "--layers", "1"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p8.png", "--model", "{d}/badjson.safetensors"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p9.png"]),  # its model is not installed
+    ("info", ["info", "{d}/missing.pqm"]),
+    ("info", ["info", "{d}/text.pqm"]),
+    ("info", ["info", "{d}/empty.png"]),
+    ("truncate", ["truncate", "{d}/v1.pqm", "-o", "{d}/t1.pqm", "--layers", "1"]),
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t2.pqm", "--layers", "0"]),
+    ("truncate", ["truncate", "{d}/text.pqm", "-o", "{d}/t3.pqm", "--bpp", "0.1"]),
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t4.pqm"]),  # neither --layers nor --bpp
+    ("export", ["export", "{d}/missing-checkpoint", "-o", "{d}/e1.safetensors"]),
+    ("train", ["train", "--stage", "bogus", "--out", "{d}/run"]),
+    ("bench", ["bench", "--codecs", "bogus", "--dataset", "{d}", "--out", "{d}/bench"]),
+    ("demo", ["demo", "--image", "{d}/text.png", "-o", "{d}/demo.png"]),
+]
+
+
+@pytest.mark.parametrize("name,argv", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_bad_input_gives_one_line_and_status_1(files, name, argv, capsys, monkeypatch):
+    d, bundle = files
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
+    monkeypatch.delenv("CODEC_MODEL", raising=False)
+    args = [a.format(d=d, bundle=bundle) for a in argv]
+    rc = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 1, (args, err)
+    assert len(err) == 1 and err[0].startswith(f"codec {name}: error: "), err
+    assert "Traceback" not in err[0] and "BytesIO" not in err[0] and ".tmp-" not in err[0]
+
+
+def test_huge_images_are_refused_in_one_line(files, capsys, monkeypatch):
+    """Pillow's decompression-bomb error (an image over its pixel limit) is a one-line error."""
+    d, _ = files
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # the 24 x 40 test image is a 'bomb' now
+    assert main(["encode", str(d / "ok.png"), "-o", str(d / "bomb.pqm")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("codec encode: error: ") and "pixels" in err[0]
