@@ -45,3 +45,24 @@ def test_info_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "version 7" in err
     assert main(["info", str(tmp_path / "missing.pqm")]) == 1
     assert "No such file" in capsys.readouterr().err
+
+
+def test_the_parser_does_not_import_torch_and_every_train_flag_has_help():
+    """codec --help must be quick (no torch import); codec train --help explains every flag."""
+    import subprocess
+    import sys
+
+    code = "import sys, codec.cli; codec.cli.build_parser(); print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.strip() == "False", out.stderr[-1000:]
+    import argparse
+    import dataclasses
+
+    from codec.train.config import TrainConfig, add_flags
+
+    p = argparse.ArgumentParser()
+    add_flags(p)
+    helps = {a.dest: a.help for a in p._actions}
+    for f in dataclasses.fields(TrainConfig):
+        h = helps[f.name]
+        assert "(default: " in h and not h.startswith(f.name.replace("_", " ") + " ("), (f.name, h)

@@ -9,8 +9,6 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..models.pqvae import PQVAEConfig
-
 
 def runs_dir() -> Path:
     """Where run folders live by default: ``$CODEC_RUNS``, else the user cache
@@ -24,73 +22,69 @@ def runs_dir() -> Path:
 
 @dataclass
 class TrainConfig:
-    out: str = ""  # run folder: checkpoint, log.jsonl, plots (default: runs_dir() / stage)
+    out: str = ""  # run folder: checkpoint, log.jsonl, plots
     stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline, realism
     autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
     data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
     eval_data: str = "../shared/data/kodak"  # evaluation only, never trained on
     max_train_images: int = 0  # 0: all
-    eval_images: int = 24
+    eval_images: int = 24  # evaluation images (the first of eval_data)
     # model (see PQVAEConfig)
-    channels: str = "64,96,128,192"
+    channels: str = "64,96,128,192"  # channels per downsampling stage (stride 2 ** count)
     blocks: str = "1"  # residual blocks per stage: one count, or one per stage (high resolution first)
-    latent_dim: int = 256
-    M: int = 8
-    K: int = 256
-    attention: bool = False
-    restart_threshold: float = 0.5
+    latent_dim: int = 256  # D, split into M sub-vectors
+    M: int = 8  # sub-vectors per latent position
+    K: int = 256  # codewords per codebook
+    attention: bool = False  # self-attention at the lowest resolution
+    restart_threshold: float = 0.5  # EMA usage below which a codeword restarts
     nested: bool = False  # nested dropout: every prefix of m sub-vectors decodes (one model, all rates)
     eval_prefixes: str = ""  # nested models: evaluate at these m (default: 2, M/2, M)
     # entropy model (--stage entropy)
-    em_dim: int = 192
+    em_dim: int = 192  # transformer width
     em_depth: int = 4  # encoder blocks over the known positions
     em_decoder_depth: int = 2  # cross-attention blocks of the queries
-    em_heads: int = 6
-    em_groups: str = (
-        ""  # layered model (nested autoencoders): group sizes, e.g. 1,1,2,2,2,4,4,4,4 (default for nested)
-    )
+    em_heads: int = 6  # attention heads
+    em_groups: str = ""  # nested autoencoders: sizes of the layers, e.g. 1,1,2,2,2,4,4,4,4 (the default)
     em_channel_dim: int = 128  # layered: channels of the conv model of groups >= 1
     em_channel_depth: int = 4  # layered: its residual blocks
     token_crop: int = 16  # training crops of the token grid, positions per side
     token_span: int = 64  # crops get a random position-encoding offset in [0, span - crop]
     # learned baselines (--stage baseline): CompressAI architectures, trained the same way
     arch: str = "bmshj2018-hyperprior"  # or mbt2018-mean
-    baseline_N: int = 128
-    baseline_M: int = 192
+    baseline_N: int = 128  # CompressAI's N (channels of the transforms)
+    baseline_M: int = 192  # CompressAI's M (latent channels)
     rd_lambda: float = 0.0067  # loss = lambda * 255^2 * MSE + bpp (CompressAI's quality 3)
     # realism decoder (--stage realism): frozen encoder/quantizer, decoder + discriminator
     label_model: str = ""  # the frozen M=1 VQ-VAE that labels 8x8 patches (checkpoint or exported file)
     discriminator: str = "vq"  # vq (K+1 classes, ILLM) or binary (the ablation)
-    disc_channels: str = "64,128,256,256"
+    disc_channels: str = "64,128,256,256"  # discriminator U-Net channels per level
     adv_weight: float = 0.008  # ILLM
     mse_weight: float = 150.0  # ILLM's distortion scale
     d_lr_scale: float = 4.0  # discriminator lr = d_lr_scale * lr (ILLM: 4e-4 vs 1e-4)
     # optimisation
-    crop: int = 128
-    batch: int = 8
-    lr: float = 4e-4
+    crop: int = 128  # training crops, pixels per side
+    batch: int = 8  # crops per step (per process)
+    lr: float = 4e-4  # learning rate (the peak of a cosine schedule)
     lr_schedule: str = "constant"  # constant, or cosine: linear warm-up, then cosine decay to `steps`
-    lr_warmup_steps: int = 0
+    lr_warmup_steps: int = 0  # cosine: steps of linear warm-up
     lr_min_ratio: float = 0.05  # cosine: the last step's lr as a share of lr
     late_crop: int = 0  # larger crops late in training (batch shrunk to keep pixels per step); 0: off
     late_crop_from: float = 0.8  # share of `steps` after which late_crop is used
-    steps: int = 100_000
+    steps: int = 100_000  # the planned length of the run (a cosine schedule ends here)
     warmup_ae_steps: int = 300  # steps without quantization, then k-means codebook init
     msssim_weight: float = 0.0  # loss += w * (1 - MS-SSIM); needs crop >= 161
     lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
-    grad_clip: float = 1.0
+    grad_clip: float = 1.0  # gradient-norm clip (0: off)
     spike_factor: float = 10.0  # skip steps whose loss exceeds this x its running mean (0: off)
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0: no limit
     # bookkeeping
-    seed: int = 0
-    log_every: int = 25
-    eval_every: int = 500
-    ckpt_every_minutes: float = 5.0
-    plot: bool = False
-    resume: bool = False
-    init: str = (
-        ""  # warm start: weights whose names and shapes match (checkpoint folder, exported file, bundle)
-    )
+    seed: int = 0  # seeds the model, the batches and every random draw
+    log_every: int = 25  # steps between log.jsonl rows
+    eval_every: int = 500  # steps between evaluations (the best is kept in OUT/best)
+    ckpt_every_minutes: float = 5.0  # minutes between checkpoints
+    plot: bool = False  # write curves.png after each evaluation (needs matplotlib)
+    resume: bool = False  # continue OUT/checkpoint (its weights, optimizer and step)
+    init: str = ""  # warm start from matching weights (checkpoint folder, exported file, bundle)
     # hardware
     device: str = "auto"  # auto, cpu, cuda
     amp: str = "auto"  # auto (bf16 on CUDA and on CPUs with AMX or AVX512-BF16), bf16, fp16, off
@@ -101,7 +95,11 @@ class TrainConfig:
         if not self.out:
             self.out = str(runs_dir() / self.stage)
 
-    def model_config(self) -> PQVAEConfig:
+    def model_config(self):
+        """The autoencoder's :class:`~codec.models.pqvae.PQVAEConfig` (torch loads here, not
+        when the CLI builds its flags)."""
+        from ..models.pqvae import PQVAEConfig
+
         blocks = [int(b) for b in str(self.blocks).split(",")]
         return PQVAEConfig(
             channels=[int(c) for c in self.channels.split(",")],
@@ -221,16 +219,38 @@ def default_groups(M: int) -> list[int]:
     return groups
 
 
+def field_help() -> dict[str, str]:
+    """Each TrainConfig field's comment in this file (its help text), and the section it sits in."""
+    import inspect
+    import re
+
+    out, section = {}, ""
+    for line in inspect.getsource(TrainConfig).splitlines():
+        s = line.strip()
+        if s.startswith("#"):
+            section = s.lstrip("# ")
+            continue
+        m = re.match(r"(\w+): [^=]+=\s*(.*?)(?:#\s*(.*))?$", s)
+        if m and m.group(1) not in ("def", "return"):
+            out[m.group(1)] = m.group(3) or section
+    return out
+
+
 def add_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (--name value; booleans as --name / --no-name)."""
+    """One flag per TrainConfig field (--name value; booleans as --name / --no-name), each with
+    its comment from the dataclass and its default."""
     parser.add_argument("--preset", choices=sorted(PRESETS), help="start from a named set of overrides")
+    helps = field_help()
     for f in dataclasses.fields(TrainConfig):
         flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        shown = "runs_dir()/STAGE" if f.name == "out" else repr(default)
+        text = f"{helps.get(f.name) or f.name.replace('_', ' ')} (default: {shown})".replace("%", "%%")
         if f.type in ("bool", bool):
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None)
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
         else:
             typ = {"int": int, "float": float, "str": str}.get(str(f.type), str)
-            parser.add_argument(flag, type=typ, default=None, metavar=f.name.upper())
+            parser.add_argument(flag, type=typ, default=None, metavar=f.name.upper(), help=text)
 
 
 def from_args(args: argparse.Namespace) -> TrainConfig:
