@@ -81,9 +81,14 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
     from PIL import Image, UnidentifiedImageError
 
-    from .zoo import get_codec
+    from . import bitstream
+    from .zoo import codec_for_file, get_codec
 
     outs = _checked_outputs(args, ".pqm")
+    for dst in outs:
+        ext = Path(dst).suffix.lower()
+        if dst != "-" and ext != ".pqm" and ext in Image.registered_extensions():
+            raise CodecError(f"{dst}: codec encode writes .pqm files; name the output .pqm")
     codec = get_codec(args.model)
     if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
         raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
@@ -96,15 +101,21 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         raw = _read(src)
         if not raw:
             raise CodecError(f"{'stdin' if src == '-' else src}: empty input, no image")
-        try:
-            img = Image.open(io.BytesIO(raw))
-            img.load()
-        except Image.DecompressionBombError as e:
-            raise CodecError(f"{src}: {e}") from None
-        except UnidentifiedImageError:
-            raise CodecError(f"{src}: not an image Pillow can read (unknown format)") from None
-        except (OSError, SyntaxError, ValueError) as e:
-            raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
+        if raw[:3] == b"PQM":  # decode it (with --model if it made the file, else its own model)
+            print(f"note: {src} is a .pqm file: decoding it and coding its pixels again", file=sys.stderr)
+            header, _ = bitstream.unpack(raw)
+            made_by = codec if header.model_id == codec.model_id else codec_for_file(raw)
+            img = Image.fromarray(made_by.decompress(raw))
+        else:
+            try:
+                img = Image.open(io.BytesIO(raw))
+                img.load()
+            except Image.DecompressionBombError as e:
+                raise CodecError(f"{src}: {e}") from None
+            except UnidentifiedImageError:
+                raise CodecError(f"{src}: not an image Pillow can read (unknown format)") from None
+            except (OSError, SyntaxError, ValueError) as e:
+                raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
         try:
             data = codec.compress(img, stages=args.stages, **rate)
         except ValueError as e:
@@ -156,6 +167,18 @@ def _cmd_demo(args: argparse.Namespace) -> None:
     print(run_demo(args.image, args.model, args.output, threads=args.threads, force=args.force).report())
 
 
+def default_dataset() -> str:
+    """Kodak for ``codec bench``: ``$CODEC_KODAK``, else the project's shared data beside this
+    source checkout, else ``../shared/data/kodak`` from the working directory."""
+    candidates = [os.environ.get("CODEC_KODAK", "")]
+    candidates += [str(Path(__file__).resolve().parents[2] / "shared" / "data" / "kodak")]
+    candidates += ["../shared/data/kodak"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return c
+    raise CodecError("no Kodak folder found: give --dataset DIR (or set CODEC_KODAK)")
+
+
 def _cmd_bench(args: argparse.Namespace) -> None:
     from .bench.run import run_bench
 
@@ -164,7 +187,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         return float(lo), float(hi)
 
     summary = run_bench(
-        args.dataset,
+        default_dataset() if args.dataset is None else args.dataset,
         [c for c in args.codecs.split(",") if c],
         args.out,
         pair(args.bpp_range),
@@ -364,7 +387,9 @@ def build_parser() -> argparse.ArgumentParser:
     i.set_defaults(func=_cmd_info)
 
     b = sub.add_parser("bench", help="rate-distortion benchmark against classical codecs (BD-rate, plots)")
-    b.add_argument("--dataset", default="../shared/data/kodak", help="a folder of images (default: Kodak)")
+    b.add_argument(
+        "--dataset", default=None, help="a folder of images (default: Kodak: $CODEC_KODAK or the shared data)"
+    )
     b.add_argument("--codecs", default="ours,jpeg,jpeg444,webp,avif,jxl", help="comma-separated")
     b.add_argument("--out", default="bench/results/rd", help="results folder (a rerun resumes)")
     b.add_argument("--bpp-range", default="0.05,1.0", help="sweep range, bpp")

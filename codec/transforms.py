@@ -20,8 +20,14 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision import tv_tensors
-from torchvision.transforms.v2 import Transform
+
+try:
+    from torchvision import tv_tensors
+    from torchvision.transforms.v2 import Transform
+except ImportError as e:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        "codec.transforms needs torchvision (transforms v2): pip install 'codec[augment]'"
+    ) from e
 
 from . import bitstream, classical
 from .hardware import autocast
@@ -94,8 +100,8 @@ class RandomCompression(Transform):
     one draw.
 
     ``seed``: None draws from torch's global generator (which DataLoader seeds per worker);
-    an int gives a private generator, reproducible, seeded by (seed, DataLoader worker id)
-    so workers differ. Picklable (the generator's state travels with it).
+    an int gives a private generator, reproducible, seeded by (seed, DataLoader worker id and
+    its per-epoch seed) so workers and epochs differ. Picklable (the generator's state travels with it).
     """
 
     def __init__(
@@ -126,16 +132,19 @@ class RandomCompression(Transform):
             raise ValueError(f"seed must be None or an int >= 0, got {seed!r}")
         self.codecs, self.bpp, self.quality, self.p, self.seed = codecs, (lo, hi), quality, float(p), seed
         self._gen: torch.Generator | None = None
-        self._gen_worker: int | None = None
+        self._gen_worker: tuple[int, int] | None = None
 
     # -- randomness -------------------------------------------------------------------
     def _generator(self) -> torch.Generator | None:
         if self.seed is None:
             return None
         info = torch.utils.data.get_worker_info()
-        worker = info.id if info is not None else None
+        # DataLoader gives each worker of each epoch its own seed (base seed + worker id, the
+        # base drawn from the main process's generator): mixing it in makes epochs differ and
+        # keeps them reproducible under torch.manual_seed, persistent workers or not.
+        worker = (info.id, info.seed) if info is not None else None
         if self._gen is None or self._gen_worker != worker:
-            entropy = [self.seed] if worker is None else [self.seed, worker + 1]
+            entropy = [self.seed] if worker is None else [self.seed, worker[0] + 1, worker[1] % 2**63]
             seed = int(np.random.SeedSequence(entropy).generate_state(1)[0])
             self._gen = torch.Generator().manual_seed(seed)
             self._gen_worker = worker

@@ -52,6 +52,7 @@ CASES = [
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o11.pqm", "--model", "{bundle}", "--m", "99"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o12.pqm", "--model", "{bundle}", "--quality", "101"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/ok.png"]),  # the input itself
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/out.webp"]),  # a .pqm under an image name
     ("decode", ["decode", "{d}/missing.pqm", "-o", "{d}/p1.png"]),
     ("decode", ["decode", "{d}/empty.png", "-o", "{d}/p2.png"]),
     ("decode", ["decode", "{d}/text.pqm", "-o", "{d}/p3.png"]),
@@ -95,3 +96,26 @@ def test_huge_images_are_refused_in_one_line(files, capsys, monkeypatch):
     assert main(["encode", str(d / "ok.png"), "-o", str(d / "bomb.pqm")]) == 1
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("codec encode: error: ") and "pixels" in err[0]
+
+
+def test_re_encoding_a_pqm_says_so(files, capsys):
+    d, bundle = files
+    out = d / "again.pqm"
+    assert main(["encode", str(d / "ok.pqm"), "-o", str(out), "--model", str(bundle)]) == 0
+    assert "is a .pqm file: decoding it" in capsys.readouterr().err
+    assert out.read_bytes()[:3] == b"PQM"
+
+
+def test_bench_finds_kodak_without_the_working_directory(tmp_path, monkeypatch):
+    from codec.cli import default_dataset
+    from codec.errors import CodecError
+
+    monkeypatch.setenv("CODEC_KODAK", str(tmp_path))
+    assert default_dataset() == str(tmp_path)
+    monkeypatch.setenv("CODEC_KODAK", str(tmp_path / "missing"))
+    monkeypatch.chdir(tmp_path)
+    import codec.cli
+
+    monkeypatch.setattr(codec.cli, "__file__", str(tmp_path / "a" / "b" / "cli.py"))
+    with pytest.raises(CodecError, match="give --dataset"):
+        default_dataset()

@@ -187,14 +187,19 @@ def test_dataloader_workers_differ_and_repeat():
         def __getitem__(self, i):
             return inputs()["uint8"]
 
-    def run():
+    def run(epochs=1):
+        torch.manual_seed(0)  # what a training script does; DataLoader draws worker seeds from it
         t = RandomCompression(("jpeg", "webp"), bpp=(0.3, 3.0), seed=5)
-        return list(torch.utils.data.DataLoader(_Mapped(Same(), t), batch_size=None, num_workers=2))
+        loader = torch.utils.data.DataLoader(_Mapped(Same(), t), batch_size=None, num_workers=2)
+        return [list(loader) for _ in range(epochs)]
 
-    first, second = run(), run()
-    assert all(torch.equal(u, v) for u, v in zip(first, second))
+    first, second = run(2), run(2)
+    for a, b in zip(first, second):  # reproducible, epoch by epoch
+        assert all(torch.equal(u, v) for u, v in zip(a, b))
     # worker 0 gets items 0, 2, ...; worker 1 items 1, 3, ...: same seed, different streams
-    assert not torch.equal(first[0], first[1])
+    assert not torch.equal(first[0][0], first[0][1])
+    # and the next epoch (new worker processes) draws anew
+    assert not all(torch.equal(u, v) for u, v in zip(first[0], first[1]))
 
 
 class _Mapped(torch.utils.data.Dataset):
