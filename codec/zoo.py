@@ -53,14 +53,37 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
+def _cache_file() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(cache) / "codec" / "verified.json"
+
+
 @functools.lru_cache(maxsize=16)
 def _verified(path: str, size: int, mtime_ns: int, expected: str) -> None:
+    """Hashes a shipped file once per (path, size, mtime): remembered per process and in the
+    user's cache (``~/.cache/codec/verified.json``), so a CLI call does not rehash it."""
+    key, stamp = path, [size, mtime_ns, expected]
+    try:
+        known = json.loads(_cache_file().read_text())
+    except (OSError, ValueError):
+        known = {}
+    if known.get(key) == stamp:
+        return
     got = sha256_file(path)
     if got != expected:
         raise CodecError(
             f"shipped model file {path} is damaged or was replaced: SHA-256 {got[:16]}..., "
             f"expected {expected[:16]}... (reinstall the package)"
         )
+    try:  # best effort: a read-only home just means hashing again next time
+        known[key] = stamp
+        f = _cache_file()
+        f.parent.mkdir(parents=True, exist_ok=True)
+        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(known))
+        os.replace(tmp, f)
+    except OSError:
+        pass
 
 
 def shipped_path(name: str) -> Path:

@@ -137,3 +137,18 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
     alien = bitstream.pack(dataclasses.replace(h, model_id=b"\x00\x01\x02\x03"), payload)
     with pytest.raises(CodecError, match="00010203, which is not installed .*default"):
         codec.decompress(alien)
+
+
+def test_a_shipped_file_is_hashed_once_per_user_cache(tmp_path, monkeypatch):
+    from codec import zoo
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    calls = []
+    real = zoo.sha256_file
+    monkeypatch.setattr(zoo, "sha256_file", lambda p: calls.append(p) or real(p))
+    zoo._verified.cache_clear()
+    zoo.shipped_path("extreme-s32-m1-k16")
+    assert len(calls) == 1 and (tmp_path / "codec" / "verified.json").exists()
+    zoo._verified.cache_clear()  # a new process: the user cache remembers
+    zoo.shipped_path("extreme-s32-m1-k16")
+    assert len(calls) == 1

@@ -64,19 +64,26 @@ def model_id(path: str | Path) -> bytes:
     """4-byte model id written into .pqm headers: the start of a SHA-256 over what defines the
     tokens and the bitstream (a bundle's encoder, quantizer, entropy model, configs and
     schedule; not its decoders). Other files: the whole file's SHA-256."""
+    from safetensors.torch import load_file
+
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-        if meta.get("kind") != "codec":
-            return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
-        h = hashlib.sha256()
-        for key in ("autoencoder_config", "mim_config", "schedule"):
-            h.update(f"{key}={meta[key]}\n".encode())
-        for name in sorted(f.keys()):
-            if not name.startswith(_RENDERING):
-                t = f.get_tensor(name).contiguous()
-                h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-                h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-        return h.digest()[:4]
+    if meta.get("kind") != "codec":
+        return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
+    return bundle_model_id(load_file(str(path)), meta)
+
+
+def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
+    """:func:`model_id` of a bundle from its tensors and metadata (already read)."""
+    h = hashlib.sha256()
+    for key in ("autoencoder_config", "mim_config", "schedule"):
+        h.update(f"{key}={meta[key]}\n".encode())
+    for name in sorted(tensors):
+        if not name.startswith(_RENDERING):
+            t = tensors[name].contiguous()
+            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.digest()[:4]
 
 
 CONTENT_KEY = "content_sha256"
@@ -96,9 +103,10 @@ def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def verify_bundle(path: Path) -> None:
+def verify_bundle(path: Path, tensors: dict[str, torch.Tensor] | None = None) -> None:
     """CodecError unless the bundle's content matches the hash stored in it (or, for a bundle
-    written before bundles carried one, unless it is a shipped file whose SHA-256 matches)."""
+    written before bundles carried one, unless it is a shipped file whose SHA-256 matches).
+    ``tensors``: the file's tensors when already read."""
     from safetensors.torch import load_file
 
     from ..errors import CodecError
@@ -111,7 +119,7 @@ def verify_bundle(path: Path) -> None:
         if is_shipped_file(path):  # checked against zoo.json (CodecError if it differs)
             return
         raise CodecError(f"{path} carries no content hash (written by an older codec): re-export it")
-    if content_hash(load_file(str(path)), meta) != meta[CONTENT_KEY]:
+    if content_hash(load_file(str(path)) if tensors is None else tensors, meta) != meta[CONTENT_KEY]:
         raise CodecError(f"{path} is damaged: its content does not match the hash stored in it")
 
 
@@ -189,6 +197,8 @@ def save_bundle(
 
 def load_codec(path: str | Path, device: str | torch.device = "cpu"):
     """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
+    from safetensors.torch import load_file
+
     from ..api import ImageCodec
     from ..entropy.schedule import CodingSchedule
     from ..layered_codec import LayeredImageCodec
@@ -200,16 +210,25 @@ def load_codec(path: str | Path, device: str | torch.device = "cpu"):
         meta = f.metadata()
     if meta.get("kind") != "codec":
         raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
-    verify_bundle(path)
+    raw = load_file(str(path))  # read once: checked, hashed for the id, then loaded
+    verify_bundle(path, raw)
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {
+            k[len(prefix) :]: (v.float() if v.is_floating_point() else v)
+            for k, v in raw.items()
+            if k.startswith(prefix)
+        }
+
     ae = PQVAE(PQVAEConfig(**json.loads(meta["autoencoder_config"])))
-    ae.load_state_dict(_load_tensors(path, "autoencoder."))
+    ae.load_state_dict(part("autoencoder."), assign=True)
     em = build_entropy_model(MIMConfig(**json.loads(meta["mim_config"])))
-    em.load_state_dict(_load_tensors(path, "entropy_model."))
+    em.load_state_dict(part("entropy_model."), assign=True)
     schedule = CodingSchedule(**json.loads(meta["schedule"]))
-    realism = _load_tensors(path, "realism_decoder.")
+    realism = part("realism_decoder.")
     decoder = None
     if realism:
         decoder = copy.deepcopy(ae.decoder)
-        decoder.load_state_dict(realism)
+        decoder.load_state_dict(realism, assign=True)
     cls = LayeredImageCodec if em.cfg.groups else ImageCodec
-    return cls(ae, em, schedule, model_id=model_id(path), device=device, realism_decoder=decoder)
+    return cls(ae, em, schedule, model_id=bundle_model_id(raw, meta), device=device, realism_decoder=decoder)
