@@ -209,7 +209,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(rows, indent=1))
         return
-    fmt = "{:20s} {:>8s} {:>7s} {:>8s} {:>8s}  {:13s} {}"
+    fmt = "{:20s} {:>8s} {:>7s} {:>8s} {:>8s}  {:15s} {}"
     print(fmt.format("name", "bpp*", "PSNR*", "MS-SSIM*", "size", "grid", "decoders"))
     for r in rows:
         k = r["kodak"]
