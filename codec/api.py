@@ -271,6 +271,19 @@ class ImageCodec:
             token_crc=token_crc,
         )
 
+    def unpack_own(self, data: bytes, decoder: str, max_pixels: int | None) -> tuple[bitstream.Header, bytes]:
+        """(header, payload) of a file this model made, for ``decoder``; CodecError otherwise."""
+        if decoder not in ("fidelity", "realism"):
+            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
+        if decoder == "realism" and self.realism_decoder is None:
+            raise CodecError("this model has no realism decoder (decoders: fidelity)")
+        header, payload = bitstream.unpack(data, max_pixels=max_pixels)
+        if header.model_id != self.model_id:
+            raise CodecError(
+                f"file made with model {header.model_id.hex()}, this is model {self.model_id.hex()}"
+            )
+        return header, payload
+
     @torch.no_grad()
     def decompress(
         self,
@@ -281,16 +294,8 @@ class ImageCodec:
     ) -> np.ndarray:
         """.pqm bytes -> uint8 [H, W, 3]. Raises CodecError for any file this model cannot decode.
         ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same tokens)."""
-        if decoder not in ("fidelity", "realism"):
-            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
-        if decoder == "realism" and self.realism_decoder is None:
-            raise CodecError("this model has no realism decoder (decoders: fidelity)")
-        header, payload = bitstream.unpack(data, max_pixels=max_pixels)
+        header, payload = self.unpack_own(data, decoder, max_pixels)
         cfg = self.autoencoder.cfg
-        if header.model_id != self.model_id:
-            raise CodecError(
-                f"file made with model {header.model_id.hex()}, this is model {self.model_id.hex()}"
-            )
         if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
             raise CodecError("file's stride/M/K do not match the model")
         present = header.stages_present

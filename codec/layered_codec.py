@@ -280,17 +280,9 @@ class LayeredImageCodec(ImageCodec):
     ) -> np.ndarray:
         """.pqm bytes -> uint8 [H, W, 3]; ``layers``: decode only the first layers (a coarser image,
         exactly the file cut there by ``codec truncate``)."""
-        if decoder not in ("fidelity", "realism"):
-            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
-        if decoder == "realism" and self.realism_decoder is None:
-            raise CodecError("this model has no realism decoder (decoders: fidelity)")
         if stages is not None:
             raise CodecError("layered files decode by layers, not stages (use layers=)")
-        header, payload = bitstream.unpack(data, max_pixels=max_pixels)
-        if header.model_id != self.model_id:
-            raise CodecError(
-                f"file made with model {header.model_id.hex()}, this is model {self.model_id.hex()}"
-            )
+        header, payload = self.unpack_own(data, decoder, max_pixels)
         cfg = self.autoencoder.cfg
         if (header.stride, header.M, header.K, header.groups) != (cfg.stride, cfg.M, cfg.K, self.groups):
             raise CodecError("file's stride/M/K/groups do not match the model")
