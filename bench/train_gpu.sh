@@ -10,7 +10,7 @@
 # Extra arguments go to both `codec train` calls (later flags win). Environment:
 #   DATA     training image folders (default: gpu_data/train, filled from ../shared/data by
 #            `make gpu-data`; only the checkout travels to the GPU machine)
-#   EVAL     evaluation folder (default: gpu_data/kodak; evaluation only)
+#   EVAL     held-out evaluation folder (default: gpu_data/held_out, BSDS500 test)
 #   OUT      output folder (default: runs/gpu); the bundle is OUT/flagship.safetensors
 #   INIT     bundle to continue from (default: codec/weights/flagship.safetensors; empty: fresh)
 #   AE_MINUTES, EM_MINUTES  minutes of each stage (default 7 and 2)
@@ -18,7 +18,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 DATA=${DATA:-gpu_data/train}
-EVAL=${EVAL:-gpu_data/kodak}
+EVAL=${EVAL:-gpu_data/held_out}
 OUT=${OUT:-runs/gpu}
 INIT=${INIT-codec/weights/flagship.safetensors}
 AE_MINUTES=${AE_MINUTES:-7}
@@ -30,7 +30,8 @@ ae=(-m codec train --preset flagship --batch 32 --crop 256 --late-crop 0 --lr-sc
     --data "$DATA" --eval-data "$EVAL" --out "$OUT/ae" "${init[@]}" "$@")
 echo "== autoencoder: $PY ${ae[*]}"
 "$PY" "${ae[@]}"
-em=(-m codec train --stage entropy --autoencoder "$OUT/ae/checkpoint" --batch 64 --lr 3e-4
+em=(-m codec train --preset flagship-entropy --stage entropy --autoencoder "$OUT/ae/checkpoint" --batch 64 --lr 3e-4
+    --lr-schedule constant
     --ckpt-every-minutes 1 --eval-every 1000 --max-minutes "$EM_MINUTES"
     --data "$DATA" --eval-data "$EVAL" --out "$OUT/em" "${init[@]}" "$@")
 echo "== entropy model: $PY ${em[*]}"

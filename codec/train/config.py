@@ -20,13 +20,20 @@ def runs_dir() -> Path:
     return Path(cache) / "codec" / "runs"
 
 
+# Training photos and the held-out photos that training runs evaluate on (and keep their
+# best state by). Kodak is the benchmark set: never trained on, and never used to choose
+# among checkpoints either.
+TRAIN_PHOTOS = "../shared/data/train/bsds500/train,../shared/data/train/bsds500/val,../shared/data/train/sun_hays80"
+HELD_OUT_PHOTOS = "../shared/data/train/bsds500/test"
+
+
 @dataclass
 class TrainConfig:
     out: str = ""  # run folder: checkpoint, log.jsonl, plots
     stage: str = "autoencoder"  # autoencoder (PQ-VAE), entropy (masked entropy model), baseline, realism
     autoencoder: str = ""  # --stage entropy: the frozen PQ-VAE (exported .safetensors or checkpoint folder)
-    data: str = "../shared/data/train,../shared/data/imagenette/train"  # comma-separated folders
-    eval_data: str = "../shared/data/kodak"  # evaluation only, never trained on
+    data: str = TRAIN_PHOTOS + ",../shared/data/imagenette/train"  # comma-separated folders
+    eval_data: str = HELD_OUT_PHOTOS  # evaluation during training (never trained on; not Kodak)
     max_train_images: int = 0  # 0: all
     eval_images: int = 24  # evaluation images (the first of eval_data)
     # model (see PQVAEConfig)
@@ -187,7 +194,7 @@ PRESETS: dict[str, dict] = {
         eval_prefixes="2,6,12,24",
         eval_every=1000,
         eval_images=24,
-        data="../shared/data/train",
+        data=TRAIN_PHOTOS,
     ),
     # Seconds on a CPU: tests and smoke runs.
     "tiny": dict(

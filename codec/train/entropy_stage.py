@@ -2,7 +2,7 @@
 
 Every training image is tokenized once by the frozen autoencoder; batches are random
 crops of those token grids (a pure function of seed, step and rank, so resumable), with
-a mask ratio ~ U(0, 1) per crop. Evaluation codes the Kodak tokens with the real schedule
+a mask ratio ~ U(0, 1) per crop. Evaluation codes the held-out tokens (eval_data) with the real schedule
 and reports the estimated bits per pixel (the information content the range coder
 reaches within a few bytes), beside the raw bound M * log2(K) / s^2.
 """
@@ -47,13 +47,13 @@ class TokenCrops:
         return torch.stack(random_crops(self.grids, size, crop, seed, step, rank)).long()
 
 
-def evaluate_layered(codec: LayeredImageCodec, kodak: list, cfg: TrainConfig, ae, model, device) -> dict:
-    """Estimated bpp of the Kodak token grids at the rate points m of ``eval_prefixes``
+def evaluate_layered(codec: LayeredImageCodec, eval_tokens: list, cfg: TrainConfig, ae, model, device) -> dict:
+    """Estimated bpp of the held-out token grids at the rate points m of ``eval_prefixes``
     (default 2, M/2, M) and at the full rate."""
     M = ae.cfg.M
     ms = sorted({int(m) for m in cfg.eval_prefixes.split(",")} if cfg.eval_prefixes else {2, M // 2, M})
     bits, pixels = dict.fromkeys(ms, 0.0), 0
-    for t in kodak:
+    for t in eval_tokens:
         base, per = codec.symbol_costs(t.long().numpy())
         for m in ms:
             bits[m] += base + per[:m].sum()
@@ -92,7 +92,7 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
     if cfg.max_train_images:
         files = files[: cfg.max_train_images]
     data = TokenCrops(tokenize(ae, [load_rgb(f) for f in files], device, rank == 0), cfg.token_crop)
-    kodak = (
+    eval_tokens = (
         tokenize(ae, [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]], device, False)
         if rank == 0
         else []
@@ -114,15 +114,15 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         return loss, stats
 
     def evaluate(done: int) -> dict | None:
-        if not kodak:
+        if not eval_tokens:
             return None
         if mcfg.groups:
             return evaluate_layered(
-                LayeredImageCodec(ae.cpu(), model.cpu().float()), kodak, cfg, ae, model, device
+                LayeredImageCodec(ae.cpu(), model.cpu().float()), eval_tokens, cfg, ae, model, device
             )
         codec = ImageCodec(ae.cpu(), model)
         bits, pixels = 0.0, 0
-        for t in kodak:
+        for t in eval_tokens:
             bits += codec.encode_tokens(t.long().numpy())[1]
             pixels += t.shape[1] * t.shape[2] * ae.stride**2
         model.to(device).train()

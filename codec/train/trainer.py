@@ -130,7 +130,7 @@ def plot_log(log_path: Path, out_png: Path) -> None:
 @dataclasses.dataclass
 class TrainResult:
     model: PQVAE  # the trained model (this rank's copy; identical on every rank)
-    metrics: dict  # the last Kodak evaluation ({} if none ran)
+    metrics: dict  # the last evaluation on eval_data ({} if none ran)
 
 
 @dataclasses.dataclass
@@ -207,12 +207,13 @@ def fit(run: Run) -> dict:
             }
             save_checkpoint(folder, run.model, run.opt, state)
 
-    # The best evaluation so far (Kodak PSNR) is kept in OUT/best: a run that diverges
-    # (bf16 Adam did, twice) resumes from there instead of from its damaged last state.
+    # The best evaluation so far (PSNR on the held-out eval_data) is kept in OUT/best: a run
+    # that diverges (bf16 Adam did, twice) resumes from there instead of from its damaged last
+    # state. A best state measured on other evaluation images does not count.
     best_file = out / "best" / "state.json"
-    best_psnr = (
-        (json.loads(best_file.read_text()).get("metrics") or {}).get("psnr") if best_file.exists() else None
-    )
+    best_state = json.loads(best_file.read_text()) if best_file.exists() else {}
+    same_eval = (best_state.get("config") or {}).get("eval_data") == cfg.eval_data
+    best_psnr = (best_state.get("metrics") or {}).get("psnr") if same_eval else None
 
     t_start = last_ckpt = time.time()
     metrics: dict | None = None
