@@ -23,7 +23,7 @@ def runs_dir() -> Path:
 # Training photos and the held-out photos that training runs evaluate on (and keep their
 # best state by). Kodak is the benchmark set: never trained on, and never used to choose
 # among checkpoints either.
-TRAIN_PHOTOS = "../shared/data/train/bsds500/train,../shared/data/train/bsds500/val,../shared/data/train/sun_hays80"
+TRAIN_PHOTOS = ",".join(f"../shared/data/train/{f}" for f in ("bsds500/train", "bsds500/val", "sun_hays80"))
 HELD_OUT_PHOTOS = "../shared/data/train/bsds500/test"
 
 

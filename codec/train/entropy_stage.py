@@ -47,7 +47,9 @@ class TokenCrops:
         return torch.stack(random_crops(self.grids, size, crop, seed, step, rank)).long()
 
 
-def evaluate_layered(codec: LayeredImageCodec, eval_tokens: list, cfg: TrainConfig, ae, model, device) -> dict:
+def evaluate_layered(
+    codec: LayeredImageCodec, eval_tokens: list, cfg: TrainConfig, ae, model, device
+) -> dict:
     """Estimated bpp of the held-out token grids at the rate points m of ``eval_prefixes``
     (default 2, M/2, M) and at the full rate."""
     M = ae.cfg.M
