@@ -42,6 +42,10 @@ same fields up to ``K``, then::
 A version-2 file cut after layer l (header rewritten by ``codec truncate``) is the file the
 encoder writes for m = the sub-vectors of layers 0..l.
 
+The checksums detect damage, not deliberate edits: a header rewritten with a new CRC
+that keeps the token grid (a width of 760 instead of 768 with stride 16) decodes as that
+crop of the image; one that changes the grid fails the token checksums.
+
 :func:`unpack` is strict: wrong magic, unknown version, truncation, trailing bytes, a
 checksum mismatch, out-of-range fields or an image over :data:`MAX_IMAGE_PIXELS` raise
 :class:`~codec.CodecError` with the reason, before anything is allocated for the image.

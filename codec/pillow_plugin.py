@@ -1,6 +1,11 @@
 """Pillow plugin: after ``import codec``, ``Image.open("x.pqm")`` decodes and
 ``img.save("x.pqm")`` encodes, with the default model bundle (see :mod:`codec.zoo`).
-Decoding happens on first access to the pixels, not on open."""
+Decoding happens on first access to the pixels, not on open.
+
+Saving to a path: Pillow opens (and so truncates) the file before any format plugin runs,
+and leaves it behind if the plugin fails (documented in ``Image.save``; its own PNG writer
+does the same). Where an existing file must survive a failed save, save to a ``BytesIO``
+or use ``codec.compress`` / ``codec encode``, which write nothing until the file is whole."""
 
 from __future__ import annotations
 

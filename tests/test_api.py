@@ -166,6 +166,23 @@ def test_token_checksum_mismatch_is_refused():
         c.decompress(bitstream.pack(header, bitstream.unpack(other)[1]))
 
 
+def test_a_forged_size_decodes_only_as_a_crop_of_the_same_grid():
+    """A header re-checksummed with another image size: a size on another token grid fails
+    the token checksum; one on the same grid decodes as that crop (bitstream docstring)."""
+    import dataclasses
+
+    from codec import bitstream
+
+    c = tiny_codec()
+    data = c.compress(np.random.default_rng(7).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    header, payload = bitstream.unpack(data)
+    for height, width in [(32, 52), (36, 48), (28, 48), (32, 40)]:  # grid 8x12 -> another
+        with pytest.raises(CodecError, match="checksum"):
+            c.decompress(bitstream.pack(dataclasses.replace(header, height=height, width=width), payload))
+    crop = c.decompress(bitstream.pack(dataclasses.replace(header, width=45), payload))
+    np.testing.assert_array_equal(crop, c.decompress(data)[:, :45])
+
+
 def test_bf16_decoder_changes_pixels_only_slightly():
     img = np.random.default_rng(9).integers(0, 256, (32, 40, 3), dtype=np.uint8)
     exact, fast = tiny_codec(amp="off"), tiny_codec(amp="bf16")

@@ -119,3 +119,32 @@ def test_bench_finds_kodak_without_the_working_directory(tmp_path, monkeypatch):
     monkeypatch.setattr(codec.cli, "__file__", str(tmp_path / "a" / "b" / "cli.py"))
     with pytest.raises(CodecError, match="give --dataset"):
         default_dataset()
+
+
+@pytest.mark.parametrize("delay", [0.4, 1.2, 2.5])
+def test_ctrl_c_at_any_moment_is_one_line_and_leaves_nothing(tmp_path, delay):
+    """SIGINT while the CLI starts (torch import, model load) or works: exit status 130 or a
+    finished file, one line, no traceback, no half-written output or temporary file."""
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "codec" / "data" / "sample.png"
+    out = tmp_path / "out.pqm"
+    p = subprocess.Popen(
+        [sys.executable, "-m", "codec", "encode", str(src), "-o", str(out)],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        text=True,
+    )
+    time.sleep(delay)
+    p.send_signal(signal.SIGINT)
+    err = p.communicate(timeout=120)[1]
+    assert "Traceback" not in err, err
+    if p.returncode == 130:
+        assert err.strip() == "codec encode: interrupted"
+        assert list(tmp_path.iterdir()) == []
+    else:  # it finished before the signal arrived
+        assert p.returncode == 0 and out.read_bytes()[:3] == b"PQM"
+        assert [f.name for f in tmp_path.iterdir()] == ["out.pqm"]
