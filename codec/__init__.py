@@ -18,6 +18,7 @@ def compress(
     size: int | None = None,
     quality: float | None = None,
     m: int | None = None,
+    effort: int = 0,
 ) -> bytes:
     """RGB image (PIL image, or uint8 array/tensor [H, W, 3]; other PIL modes are converted
     to RGB, alpha dropped) -> .pqm bytes. ``model``: a bundle path (default: see codec.zoo).
@@ -25,6 +26,8 @@ def compress(
     Rate control (nested models, at most one): ``bpp`` (the nearest file size the model
     offers), ``size`` (the best file not larger than that many bytes), ``quality`` (0-100,
     monotone in rate) or ``m`` (sub-vectors per position). Without one: the model's full rate.
+    ``effort`` (0..9, as cjxl's): encode time spent on a better token grid for the same
+    decoder (:mod:`codec.effort`; 0 is the encoder network alone).
     """
     from .zoo import get_codec
 
@@ -32,7 +35,7 @@ def compress(
     rate = {k: v for k, v in dict(bpp=bpp, size=size, quality=quality, m=m).items() if v is not None}
     if rate and not hasattr(codec, "plan"):
         raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
-    return codec.compress(image, **rate)
+    return codec.compress(image, effort=effort, **rate)
 
 
 def decompress(data: bytes, model=None, stages: int | None = None, layers: int | None = None):

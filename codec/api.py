@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import bitstream
+from .effort import effort_steps, refine_tokens
 from .entropy import RangeDecoder, RangeEncoder
 from .entropy.schedule import CodingSchedule
 from .errors import CodecError
@@ -200,7 +201,9 @@ class ImageCodec:
 
     # -- images <-> bytes ---------------------------------------------------------------
     @torch.no_grad()
-    def compress(self, image, max_pixels: int | None = None, stages: int | None = None) -> bytes:
+    def compress(
+        self, image, max_pixels: int | None = None, stages: int | None = None, effort: int = 0
+    ) -> bytes:
         """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes.
 
         Grayscale, palette and RGBA PIL images are converted to RGB (alpha is dropped); arrays
@@ -209,32 +212,43 @@ class ImageCodec:
         refused with CodecError before any work (tiled coding is not implemented).
         ``stages`` < S writes only the first stages (a smaller, coarser file: the decoder
         predicts the rest, as ``decompress(stages=)`` does with a full file).
+        ``effort`` 0..9: encode time spent on a better token grid (:mod:`codec.effort`); the
+        decoder and the file format are the same at every effort.
         """
-        return self.compress_batch([image], max_pixels, stages)[0]
+        return self.compress_batch([image], max_pixels, stages, effort=effort)[0]
 
     @torch.no_grad()
     def compress_batch(
-        self, images: list, max_pixels: int | None = None, stages: int | None = None
+        self, images: list, max_pixels: int | None = None, stages: int | None = None, effort: int = 0
     ) -> list[bytes]:
         """Several images -> their .pqm bytes. Images of one size go through the autoencoder
         as one batch (useful on a GPU); the entropy model codes each image on its own. The
         bytes are those of :meth:`compress` on each image alone (tested)."""
         xs = checked_images(images, max_pixels)
-        tokens = self.tokenize(xs)
+        tokens = self.tokenize(xs, effort)
         if stages is not None and not 0 <= stages <= self.schedule.stages:
             raise ValueError(f"stages must be in 0..{self.schedule.stages}, got {stages}")
         return [self._pack(x.shape[:2], t, stages) for x, t in zip(xs, tokens)]
 
     @torch.no_grad()
-    def tokenize(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+    def tokenize(self, xs: list[np.ndarray], effort: int = 0, counts: list | None = None) -> list[np.ndarray]:
         """Tokens int64 [M, h, w] of uint8 images [H, W, 3]; images of one size go through the
-        encoder as one batch."""
+        encoder as one batch. ``effort`` > 0 refines each grid (:func:`codec.effort.refine_tokens`)
+        for the decode with ``counts[i]`` (int64 [h, w], nested models) sub-vectors."""
+        steps = effort_steps(effort)
         tokens: list[np.ndarray | None] = [None] * len(xs)
         for shape in dict.fromkeys(x.shape for x in xs):
             idx = [i for i, x in enumerate(xs) if x.shape == shape]
             xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
-            for i, t in zip(idx, self.autoencoder.encode(xt.to(self.device)).cpu().numpy()):
-                tokens[i] = t
+            xt = xt.to(self.device)
+            if steps:
+                c = None if counts is None else torch.stack([counts[i] for i in idx]).to(self.device)
+                with torch.enable_grad():
+                    t = refine_tokens(self.autoencoder, xt, steps, c, self.amp)
+            else:
+                t = self.autoencoder.encode(xt)
+            for i, ti in zip(idx, t.cpu().numpy()):
+                tokens[i] = ti
         return tokens
 
     def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:

@@ -117,7 +117,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             except (OSError, SyntaxError, ValueError) as e:
                 raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
         try:
-            data = codec.compress(img, stages=args.stages, **rate)
+            data = codec.compress(img, stages=args.stages, effort=args.effort, **rate)
         except ValueError as e:
             raise CodecError(str(e)) from None
         write_output(dst, data, args.force)
@@ -341,6 +341,14 @@ def build_parser() -> argparse.ArgumentParser:
     en.add_argument("--force", action="store_true", help="replace existing output files")
     en.add_argument(
         "--stages", type=int, help="write only the first stages: a smaller file, decoded progressively"
+    )
+    en.add_argument(
+        "--effort",
+        type=int,
+        default=0,
+        choices=range(10),
+        metavar="0..9",
+        help="encode time for a better token grid, same decoder (0: fastest, default; 9: about 20x slower)",
     )
     rate = en.add_argument_group("rate control (nested models; at most one)")
     rate.add_argument("--bpp", type=float, help="target bits per pixel: the nearest file the model offers")

@@ -23,6 +23,7 @@ import torch
 
 from . import bitstream
 from .api import ImageCodec, check_memory, checked_images, one_thread
+from .effort import effort_steps
 from .entropy import RangeDecoder, RangeEncoder, symbol_bits
 from .entropy.schedule import CodingSchedule, position_order
 from .errors import CodecError
@@ -36,6 +37,12 @@ class RatePoint:
 
     m: int
     extra: int = 0
+
+    def counts(self, h: int, w: int, order: str) -> torch.Tensor:
+        """Sub-vectors coded at each position: int64 ``[h, w]``."""
+        counts = torch.full((h * w,), self.m, dtype=torch.int64)
+        counts[torch.from_numpy(position_order(h, w, order)[: self.extra])] += 1
+        return counts.view(h, w)
 
 
 class LayeredImageCodec(ImageCodec):
@@ -239,17 +246,25 @@ class LayeredImageCodec(ImageCodec):
         bpp: float | None = None,
         size: int | None = None,
         quality: float | None = None,
+        effort: int = 0,
     ) -> list[bytes]:
         """Images -> .pqm bytes at the rate asked (see :meth:`plan`); ``size``: the file is
-        never larger than ``size`` bytes (CodecError if even the base layer is larger)."""
+        never larger than ``size`` bytes (CodecError if even the base layer is larger).
+        ``effort`` > 0: the token grid is refined for the rate point planned from the
+        encoder's grid, then the point is planned again from the refined grid."""
         if stages is not None:
             raise ValueError(
                 "a layered model codes every stage; choose the rate with m, bpp, size or quality"
             )
+        effort_steps(effort)  # ValueError for an effort out of range, before any work
         xs = checked_images(images, max_pixels)
         out = []
         for x, tokens in zip(xs, self.tokenize(xs)):
             hw = x.shape[:2]
+            if effort:
+                _, h, w = tokens.shape
+                first = self.plan(tokens, hw, m=m, bpp=bpp, max_bytes=size, quality=quality)
+                tokens = self.tokenize([x], effort, [first.counts(h, w, self.schedule.order)])[0]
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, m=m, bpp=bpp, quality=quality)))
                 continue
@@ -266,7 +281,8 @@ class LayeredImageCodec(ImageCodec):
         return out
 
     def compress(self, image, max_pixels: int | None = None, stages: int | None = None, **rate) -> bytes:
-        """One image -> .pqm bytes; ``rate``: m=, bpp=, size= or quality= (see :meth:`plan`)."""
+        """One image -> .pqm bytes; ``rate``: m=, bpp=, size= or quality= (see :meth:`plan`),
+        and effort= (0..9)."""
         return self.compress_batch([image], max_pixels, stages, **rate)[0]
 
     @torch.no_grad()
@@ -294,11 +310,9 @@ class LayeredImageCodec(ImageCodec):
         check_memory(header.height, header.width)
         tokens = self.decode_layers(header, payload, len(header.layer_bytes))
         M, h, w = header.token_shape
-        counts = torch.full((h * w,), header.m, dtype=torch.int64)
-        counts[torch.from_numpy(position_order(h, w, header.order)[: header.extra])] += 1
         n = min(M, header.m + 1)
         t = torch.from_numpy(tokens[:n])[None].to(self.device)
-        counts = counts.view(1, h, w).to(self.device)
+        counts = RatePoint(header.m, header.extra).counts(h, w, header.order)[None].to(self.device)
         with autocast(self.amp, self.device):
             z = self.autoencoder.latent(t, counts)
             dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder

@@ -1,0 +1,105 @@
+"""Tests for codec.effort: refined token grids, never worse in distortion, decoded by the
+unchanged decoder (tiny untrained models; every shipped model at effort 9 on a crop)."""
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from test_api import tiny_codec
+from test_layered_codec import tiny_layered
+
+import codec
+from codec.demo import sample_image_path
+from codec.effort import EFFORT_STEPS, effort_steps, refine_tokens
+from codec.layered_codec import RatePoint
+from codec.zoo import get_codec, shipped_models
+
+IMG = np.asarray(Image.open(sample_image_path()).convert("RGB"))[160:224, 300:396]  # 64 x 96
+
+
+def as_batch(img: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(img.copy()).permute(2, 0, 1)[None].float() / 255
+
+
+def decode_mse(ae, tokens, img, counts=None) -> float:
+    y = ae.decode(tokens, img.shape[:2], counts=counts)
+    return float(((y - as_batch(img)) ** 2).mean())
+
+
+def test_zero_steps_is_the_encoder_and_steps_never_hurt():
+    c = tiny_codec(amp="off")
+    x = as_batch(IMG)
+    t0 = refine_tokens(c.autoencoder, x, 0, amp="off")
+    assert torch.equal(t0, c.autoencoder.encode(x))
+    mse0 = decode_mse(c.autoencoder, t0, IMG)
+    for steps in (1, 4, 12):
+        t = refine_tokens(c.autoencoder, x, steps, amp="off")
+        assert t.shape == t0.shape and t.dtype == torch.int64
+        assert decode_mse(c.autoencoder, t, IMG) <= mse0 + 1e-7
+    assert not torch.equal(t, t0)  # the search moved some tokens
+    assert decode_mse(c.autoencoder, t, IMG) < mse0
+    assert all(p.requires_grad for p in c.autoencoder.parameters())  # left as found
+
+
+def test_nested_refinement_is_for_the_coded_prefix():
+    """With per-position counts the error measured is the one of the file's decode."""
+    c = tiny_layered()
+    x = as_batch(IMG)
+    _, _, h, w = c.autoencoder.encode(x).shape
+    counts = RatePoint(2, 5).counts(h, w, c.schedule.order)[None]
+    t0 = refine_tokens(c.autoencoder, x, 0, counts, amp="off")
+    t = refine_tokens(c.autoencoder, x, 10, counts, amp="off")
+    prefix = slice(0, 3)
+    assert decode_mse(c.autoencoder, t[:, prefix], IMG, counts) < decode_mse(
+        c.autoencoder, t0[:, prefix], IMG, counts
+    )
+
+
+def test_effort_files_decode_with_the_same_decoder_and_rate_control_holds():
+    v1 = tiny_codec(amp="off")
+    img = IMG[:40, :56]
+    for effort in (0, 3):
+        assert v1.decompress(v1.compress(img, effort=effort)).shape == img.shape
+    c = tiny_layered()
+    a, b = c.compress(img, m=3), c.compress(img, m=3, effort=4)
+    assert a != b and c.decompress(b).shape == img.shape  # decompress checks the token CRCs
+    budget = len(a)
+    assert len(c.compress(img, size=budget, effort=4)) <= budget
+
+
+def test_effort_out_of_range_is_refused_before_work():
+    assert [effort_steps(e) for e in range(10)] == list(EFFORT_STEPS)
+    for bad in (-1, 10, 2.5, "3"):
+        with pytest.raises(ValueError, match="effort"):
+            effort_steps(bad)
+    with pytest.raises(ValueError, match="effort"):
+        tiny_layered().compress(IMG, effort=10)
+
+
+@pytest.mark.parametrize("name", shipped_models())
+def test_effort_9_files_of_every_shipped_model_decode(name):
+    c = get_codec(name)
+    data = codec.compress(IMG, name, effort=9)
+    assert data != codec.compress(IMG, name)
+    out = np.asarray(codec.decompress(data)).astype(np.float64)  # token CRCs checked
+    ref = np.asarray(codec.decompress(codec.compress(IMG, name))).astype(np.float64)
+    mse = [np.mean((o - IMG) ** 2) for o in (out, ref)]
+    assert out.shape == IMG.shape and mse[0] < mse[1] * 1.02  # bf16 decode: about no worse
+    del c
+
+
+def test_cli_and_pillow_take_an_effort(tmp_path, capsys):
+    from codec.cli import main
+
+    src = tmp_path / "in.png"
+    Image.fromarray(IMG).save(src)
+    assert main(["encode", str(src), "-o", str(tmp_path / "e.pqm"), "--effort", "2"]) == 0
+    assert (tmp_path / "e.pqm").read_bytes() == codec.compress(IMG, effort=2)
+    with pytest.raises(SystemExit):  # argparse: "invalid choice", one usage line
+        main(["encode", str(src), "-o", str(tmp_path / "f.pqm"), "--effort", "12"])
+    assert not (tmp_path / "f.pqm").exists()
+    buf = io.BytesIO()
+    Image.fromarray(IMG).save(buf, format="PQM", effort=2)
+    assert buf.getvalue() == codec.compress(IMG, effort=2)
