@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from codec.bench.bdrate import bd_rate
-from codec.models.io import load_codec
-from codec.train.data import list_images, load_rgb
-from codec.zoo import resolve
+from codec.imageio import list_images, load_rgb
+from codec.zoo import load_codec, resolve
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:

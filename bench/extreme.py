@@ -18,9 +18,9 @@ from classical import to_tensor
 from PIL import Image, ImageDraw
 
 from codec import bitstream
+from codec.imageio import list_images
 from codec.metrics import psnr
-from codec.models.io import load_codec
-from codec.train.data import list_images
+from codec.zoo import load_codec
 
 
 def thumb(img: np.ndarray, width: int) -> Image.Image:

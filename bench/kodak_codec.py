@@ -23,9 +23,9 @@ from classical import at_bpp, rd_curve, to_tensor
 from PIL import Image
 
 from codec import bitstream
+from codec.imageio import list_images
 from codec.metrics import ms_ssim, psnr
-from codec.models.io import load_codec
-from codec.train.data import list_images
+from codec.zoo import load_codec
 
 
 def main() -> None:

@@ -17,9 +17,8 @@ import time
 import numpy as np
 import torch
 
-from codec.models.io import load_codec
-from codec.train.data import list_images, load_rgb
-from codec.zoo import resolve
+from codec.imageio import list_images, load_rgb
+from codec.zoo import load_codec, resolve
 
 
 def stage_calls(c, tokens: np.ndarray):

@@ -15,9 +15,8 @@ import statistics
 
 import torch
 
-from codec.models.io import load_codec
-from codec.train.data import list_images, load_rgb
-from codec.zoo import resolve
+from codec.imageio import list_images, load_rgb
+from codec.zoo import load_codec, resolve
 
 
 def main() -> None:

@@ -16,16 +16,17 @@ import torch
 
 from codec.api import ImageCodec
 from codec.entropy.schedule import CodingSchedule
+from codec.imageio import list_images, load_rgb
+from codec.models import schema
 from codec.models.io import load_pqvae
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 from codec.train.checkpoint import load_checkpoint
-from codec.train.data import list_images, load_rgb
 from codec.train.entropy_stage import tokenize
 
 
 def load_entropy_model(path: str) -> MaskedEntropyModel:
     state = json.loads((Path(path) / "state.json").read_text())
-    model = MaskedEntropyModel(MIMConfig(**state["mim_config"]))
+    model = MaskedEntropyModel(MIMConfig(**state[schema.STATE_MIM_CONFIG]))
     load_checkpoint(path, model)
     return model.eval()
 

@@ -14,9 +14,8 @@ import time
 
 import torch
 
-from codec.models.io import load_codec
-from codec.train.data import list_images, load_rgb
-from codec.zoo import resolve, shipped_models
+from codec.imageio import list_images, load_rgb
+from codec.zoo import load_codec, resolve, shipped_models
 
 
 def timed(fn, *args, **kwargs):

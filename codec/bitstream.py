@@ -59,6 +59,7 @@ from itertools import accumulate
 
 import numpy as np
 
+from .entropy.schedule import ORDERS  # an order's byte in the header is its index here
 from .errors import CodecError
 
 MAGIC = b"PQM"
@@ -69,7 +70,6 @@ MAX_IMAGE_PIXELS: int = 178_956_970
 """Largest image (height * width) :func:`unpack` accepts by default, as Pillow's
 ``Image.MAX_IMAGE_PIXELS`` error threshold. Change it, or pass ``max_pixels``."""
 
-ORDERS = ("raster", "permutation", "lds")
 FLAG_REALISM = 1
 FLAG_PORTABLE = 2
 _KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE

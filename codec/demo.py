@@ -214,7 +214,7 @@ def run_demo(
     import torch
 
     from . import classical
-    from .cli import write_output
+    from .files import write_output
     from .metrics import image_quality
     from .zoo import default_model_path, get_codec
 

@@ -45,7 +45,7 @@ class PqmImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     """``img.save("x.pqm", bpp=0.2)``: the keyword arguments of :func:`codec.compress`
     (``model``, ``bpp``, ``size``, ``quality``, ``m``, ``effort``)."""
-    from . import compress
+    from .simple import compress
 
     info = im.encoderinfo
     rate = {k: info[k] for k in ("bpp", "size", "quality", "m", "effort") if info.get(k) is not None}

@@ -243,8 +243,7 @@ class NeuralCompression(torch.nn.Module):
         amp: str = "auto",
     ):
         super().__init__()
-        from .models.io import load_codec
-        from .zoo import resolve
+        from .zoo import load_codec, resolve
 
         codec = load_codec(resolve(model), "cpu")
         self.model = str(model) if model is not None else None

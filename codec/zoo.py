@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import CodecError
+from .models import schema
 
 MANIFEST = "zoo.json"
 DEFAULT = "default"
@@ -121,8 +122,6 @@ def default_model_path() -> Path:
 
 @functools.lru_cache(maxsize=4)
 def _load(path: str, device: str):
-    from .models.io import load_codec
-
     try:
         return load_codec(path, device)
     except CodecError:
@@ -185,8 +184,8 @@ def describe() -> list[dict]:
         path = weights_dir() / entry["file"]
         with safe_open(str(path), "pt") as f:
             meta = f.metadata() or {}
-            realism = any(k.startswith("realism_decoder.") for k in f.keys())
-        cfg = json.loads(meta.get("autoencoder_config", "{}"))
+            realism = any(k.startswith(schema.REALISM_DECODER) for k in f.keys())
+        cfg = json.loads(meta.get(schema.AUTOENCODER_CONFIG, "{}"))
         stride = PQVAEConfig(**cfg).stride if cfg else None
         prefix = "1-" if cfg.get("nested") else ""  # a nested model: any prefix of its sub-vectors
         rows.append(
@@ -201,3 +200,48 @@ def describe() -> list[dict]:
             }
         )
     return rows
+
+
+def load_codec(path: str | Path, device="cpu"):
+    """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
+    import copy
+
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from .api import ImageCodec
+    from .entropy.schedule import CodingSchedule
+    from .layered_codec import LayeredImageCodec
+    from .models.io import bundle_model_id, verify_bundle
+    from .models.layered import build_entropy_model
+    from .models.mim import MIMConfig
+    from .models.pqvae import PQVAE, PQVAEConfig
+
+    path = Path(path)
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    if meta.get(schema.KIND) != schema.KIND_BUNDLE:
+        raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
+    raw = load_file(str(path))  # read once: checked, hashed for the id, then loaded
+    verify_bundle(path, raw, trusted=is_shipped_file)  # old shipped files: by zoo.json's SHA-256
+
+    def part(prefix: str) -> dict[str, torch.Tensor]:
+        return {
+            k[len(prefix) :]: (v.float() if v.is_floating_point() else v)
+            for k, v in raw.items()
+            if k.startswith(prefix)
+        }
+
+    ae = PQVAE(PQVAEConfig(**json.loads(meta[schema.AUTOENCODER_CONFIG])))
+    ae.load_state_dict(part(schema.AUTOENCODER), assign=True)
+    em = build_entropy_model(MIMConfig(**json.loads(meta[schema.MIM_CONFIG])))
+    em.load_state_dict(part(schema.ENTROPY_MODEL), assign=True)
+    schedule = CodingSchedule(**json.loads(meta[schema.SCHEDULE]))
+    realism = part(schema.REALISM_DECODER)
+    decoder = None
+    if realism:
+        decoder = copy.deepcopy(ae.decoder)
+        decoder.load_state_dict(realism, assign=True)
+    cls = LayeredImageCodec if em.cfg.groups else ImageCodec
+    return cls(ae, em, schedule, model_id=bundle_model_id(raw, meta), device=device, realism_decoder=decoder)

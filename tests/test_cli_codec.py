@@ -10,9 +10,10 @@ from safetensors.torch import save_file
 
 import codec
 from codec.cli import main
-from codec.models.io import load_codec, save_bundle
+from codec.models.io import save_bundle
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 from codec.models.pqvae import PQVAE, PQVAEConfig
+from codec.zoo import load_codec
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +118,7 @@ def test_a_file_decodes_in_another_process(bundle, image, tmp_path):
     here = load_codec(bundle).decompress(pqm.read_bytes())
     script = (
         "import sys, numpy as np, torch; torch.set_num_threads(1)\n"
-        "from codec.models.io import load_codec\n"
+        "from codec.zoo import load_codec\n"
         "out = load_codec(sys.argv[1]).decompress(open(sys.argv[2], 'rb').read())\n"
         "np.save(sys.argv[3], out)\n"
     )
@@ -247,8 +248,8 @@ def test_inputs_that_would_share_an_output_are_refused_before_any_work(bundle, t
 def test_a_new_output_name_is_claimed_atomically(tmp_path):
     """Two writers of one new name without --force: the second refuses (it would have replaced
     the first's file); with --force it replaces; no temporary file is left behind."""
-    from codec.cli import write_output
     from codec.errors import CodecError
+    from codec.files import write_output
 
     target = tmp_path / "x.pqm"
     write_output(str(target), b"first")

@@ -152,7 +152,8 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     from codec.bitstream import FLAG_REALISM, unpack
     from codec.cli import main
     from codec.errors import CodecError
-    from codec.models.io import load_codec, model_id, save_bundle
+    from codec.models.io import model_id, save_bundle
+    from codec.zoo import load_codec
 
     em_cfg = dict(
         stage="entropy",

@@ -9,8 +9,7 @@ import pytest
 from PIL import Image
 
 from codec import bitstream
-from codec.models.io import load_codec
-from codec.zoo import resolve, shipped_models
+from codec.zoo import load_codec, resolve, shipped_models
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

@@ -217,7 +217,7 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
         timeout=300,
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    from codec.models.io import load_codec
+    from codec.zoo import load_codec
 
     c = load_codec(tmp_path / "gpu" / "flagship.safetensors")
     assert c.autoencoder.cfg.M == 2 and c.autoencoder.cfg.K == 16
@@ -337,7 +337,7 @@ def test_sigterm_checkpoints_and_stops(tmp_path):
 
 
 def test_spike_guard_skips_bad_steps(tmp_path):
-    from codec.train.trainer import Run, fit
+    from codec.train.loop import Run, fit
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)

@@ -249,7 +249,7 @@ def test_neural_keeps_float_dtype_and_gives_the_raw_bound():
 
 
 def test_neural_with_a_nested_model_matches_its_full_rate_file(layered_bundle):
-    from codec.models.io import load_codec
+    from codec.zoo import load_codec
 
     n = NeuralCompression(layered_bundle, amp="off")
     c = load_codec(layered_bundle)

@@ -247,7 +247,7 @@ def _feature_file(out: Path, name: str, setting, image: str) -> Path:
 
 def _job(args: tuple[str, int, str, str]) -> dict:
     name, setting, path, out = args
-    from ..train.data import load_rgb
+    from ..imageio import load_rgb
 
     img = load_rgb(Path(path)).permute(1, 2, 0).numpy()
     c = make_codec(name)
@@ -293,7 +293,7 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
 def _feature_distances(cur: dict[str, list[dict]], images: list[Path], out: Path) -> str:
     """Adds FD and KID on MobileNetV2 features (originals vs decoded 256-px patches, over
     all images) to every curve point; returns what the columns mean, or why they are n/a."""
-    from ..train.data import load_rgb
+    from ..imageio import load_rgb
     from .features import feature_extractor, frechet_distance, kernel_distance, patches
 
     ext, why = feature_extractor()
@@ -354,7 +354,7 @@ def run_bench(
     sweep range)."""
     from tqdm import tqdm
 
-    from ..train.data import list_images, load_rgb
+    from ..imageio import list_images, load_rgb
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..bitstream import ORDERS
+ORDERS = ("raster", "permutation", "lds")
+"""The position orders; files store an order as its index here (never reorder, only append)."""
 
 _G = 1.32471795724474602596  # plastic number: R2's generator
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from . import schema
 from .pqvae import PQVAE, PQVAEConfig
 
 
@@ -21,10 +22,12 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
     with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
-    kind = state.get("kind", "pqvae")
+    kind = state.get(schema.KIND, schema.KIND_PQVAE)
     meta = {
-        "kind": kind,
-        "config": json.dumps(state["mim_config" if kind == "entropy" else "model_config"]),
+        schema.KIND: kind,
+        schema.CONFIG: json.dumps(
+            state[schema.STATE_MIM_CONFIG if kind == schema.KIND_ENTROPY else schema.STATE_MODEL_CONFIG]
+        ),
         "step": str(state["step"]),
         "metrics": json.dumps(state.get("metrics")),
         "command": command,
@@ -41,15 +44,15 @@ def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
     codec bundle; float32, eval mode."""
     path, prefix = Path(path), ""
     if path.is_dir():  # a training checkpoint folder
-        cfg = json.loads((path / "state.json").read_text())["model_config"]
+        cfg = json.loads((path / "state.json").read_text())[schema.STATE_MODEL_CONFIG]
         path = path / "model.safetensors"
     else:
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
-        if meta.get("kind") == "codec":
-            cfg, prefix = json.loads(meta["autoencoder_config"]), "autoencoder."
+        if meta.get(schema.KIND) == schema.KIND_BUNDLE:
+            cfg, prefix = json.loads(meta[schema.AUTOENCODER_CONFIG]), schema.AUTOENCODER
         else:
-            cfg = json.loads(meta["config"])
+            cfg = json.loads(meta[schema.CONFIG])
     model = PQVAE(PQVAEConfig(**cfg))
     model.load_state_dict(_load_tensors(path, prefix))
     return model.to(device).eval()
@@ -57,7 +60,7 @@ def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
 
 # Tensors of a bundle that do not change the tokens: decoders may be retrained or added
 # (a realism decoder) without changing the model id, so older files still decode.
-_RENDERING = ("autoencoder.decoder.", "realism_decoder.")
+_RENDERING = (schema.AUTOENCODER + "decoder.", schema.REALISM_DECODER)
 
 
 def model_id(path: str | Path) -> bytes:
@@ -68,7 +71,7 @@ def model_id(path: str | Path) -> bytes:
 
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
-    if meta.get("kind") != "codec":
+    if meta.get(schema.KIND) != schema.KIND_BUNDLE:
         return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
     return bundle_model_id(load_file(str(path)), meta)
 
@@ -76,7 +79,7 @@ def model_id(path: str | Path) -> bytes:
 def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
     """:func:`model_id` of a bundle from its tensors and metadata (already read)."""
     h = hashlib.sha256()
-    for key in ("autoencoder_config", "mim_config", "schedule"):
+    for key in (schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE):
         h.update(f"{key}={meta[key]}\n".encode())
     for name in sorted(tensors):
         if not name.startswith(_RENDERING):
@@ -86,7 +89,7 @@ def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> b
     return h.digest()[:4]
 
 
-CONTENT_KEY = "content_sha256"
+CONTENT_KEY = schema.CONTENT_HASH
 
 
 def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
@@ -103,10 +106,14 @@ def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
     return h.hexdigest()
 
 
-def verify_bundle(path: Path, tensors: dict[str, torch.Tensor] | None = None) -> None:
+def verify_bundle(
+    path: Path,
+    tensors: dict[str, torch.Tensor] | None = None,
+    trusted: Callable[[Path], bool] | None = None,
+) -> None:
     """CodecError unless the bundle's content matches the hash stored in it (or, for a bundle
-    written before bundles carried one, unless it is a shipped file whose SHA-256 matches).
-    ``tensors``: the file's tensors when already read."""
+    written before bundles carried one, unless ``trusted(path)``: the zoo passes its check of
+    the shipped files' SHA-256). ``tensors``: the file's tensors when already read."""
     from safetensors.torch import load_file
 
     from ..errors import CodecError
@@ -114,9 +121,7 @@ def verify_bundle(path: Path, tensors: dict[str, torch.Tensor] | None = None) ->
     with safe_open(str(path), "pt") as f:
         meta = f.metadata() or {}
     if CONTENT_KEY not in meta:
-        from ..zoo import is_shipped_file
-
-        if is_shipped_file(path):  # checked against zoo.json (CodecError if it differs)
+        if trusted is not None and trusted(path):
             return
         raise CodecError(f"{path} carries no content hash (written by an older codec): re-export it")
     if content_hash(load_file(str(path)) if tensors is None else tensors, meta) != meta[CONTENT_KEY]:
@@ -156,20 +161,20 @@ def save_bundle(
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
         info = {k: meta[k] for k in ("step", "metrics", "command") if k in meta}
-        return _load_tensors(path), json.loads(meta["config"]), info
+        return _load_tensors(path), json.loads(meta[schema.CONFIG]), info
 
-    ae, ae_cfg, ae_info = part(Path(autoencoder), "model_config")
-    em, em_cfg, em_info = part(Path(entropy_model), "mim_config")
-    tensors = {f"autoencoder.{k}": v for k, v in ae.items()} | {
-        f"entropy_model.{k}": v for k, v in em.items()
+    ae, ae_cfg, ae_info = part(Path(autoencoder), schema.STATE_MODEL_CONFIG)
+    em, em_cfg, em_info = part(Path(entropy_model), schema.STATE_MIM_CONFIG)
+    tensors = {schema.AUTOENCODER + k: v for k, v in ae.items()} | {
+        schema.ENTROPY_MODEL + k: v for k, v in em.items()
     }
     extra = {}
     if realism is not None:
         state = json.loads((Path(realism) / "state.json").read_text())
-        if state.get("kind") != "realism" or state["model_config"] != ae_cfg:
+        if state.get(schema.KIND) != schema.KIND_REALISM or state[schema.STATE_MODEL_CONFIG] != ae_cfg:
             raise ValueError(f"{realism} is not a realism run over this autoencoder")
         dec = _load_tensors(Path(realism) / "model.safetensors", "decoder.")
-        tensors |= {f"realism_decoder.{k}": v for k, v in dec.items()}
+        tensors |= {schema.REALISM_DECODER + k: v for k, v in dec.items()}
         extra = {
             "realism_discriminator": state["discriminator"],
             "realism_step": str(state["step"]),
@@ -178,10 +183,10 @@ def save_bundle(
     tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
     sched = schedule or CodingSchedule().__dict__
     meta = {
-        "kind": "codec",
-        "autoencoder_config": json.dumps(ae_cfg),
-        "mim_config": json.dumps(em_cfg),
-        "schedule": json.dumps(sched),
+        schema.KIND: schema.KIND_BUNDLE,
+        schema.AUTOENCODER_CONFIG: json.dumps(ae_cfg),
+        schema.MIM_CONFIG: json.dumps(em_cfg),
+        schema.SCHEDULE: json.dumps(sched),
         "command": command,
         **{f"autoencoder_{k}": v for k, v in ae_info.items()},
         **{f"entropy_model_{k}": v for k, v in em_info.items()},
@@ -193,42 +198,3 @@ def save_bundle(
     save_file(tensors, str(tmp), metadata=meta)
     tmp.rename(output)
     return output
-
-
-def load_codec(path: str | Path, device: str | torch.device = "cpu"):
-    """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
-    from safetensors.torch import load_file
-
-    from ..api import ImageCodec
-    from ..entropy.schedule import CodingSchedule
-    from ..layered_codec import LayeredImageCodec
-    from .layered import build_entropy_model
-    from .mim import MIMConfig
-
-    path = Path(path)
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    if meta.get("kind") != "codec":
-        raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
-    raw = load_file(str(path))  # read once: checked, hashed for the id, then loaded
-    verify_bundle(path, raw)
-
-    def part(prefix: str) -> dict[str, torch.Tensor]:
-        return {
-            k[len(prefix) :]: (v.float() if v.is_floating_point() else v)
-            for k, v in raw.items()
-            if k.startswith(prefix)
-        }
-
-    ae = PQVAE(PQVAEConfig(**json.loads(meta["autoencoder_config"])))
-    ae.load_state_dict(part("autoencoder."), assign=True)
-    em = build_entropy_model(MIMConfig(**json.loads(meta["mim_config"])))
-    em.load_state_dict(part("entropy_model."), assign=True)
-    schedule = CodingSchedule(**json.loads(meta["schedule"]))
-    realism = part("realism_decoder.")
-    decoder = None
-    if realism:
-        decoder = copy.deepcopy(ae.decoder)
-        decoder.load_state_dict(realism, assign=True)
-    cls = LayeredImageCodec if em.cfg.groups else ImageCodec
-    return cls(ae, em, schedule, model_id=bundle_model_id(raw, meta), device=device, realism_decoder=decoder)

@@ -18,9 +18,10 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..models import schema
 from .config import TrainConfig
 from .data import InMemoryImages, list_images, load_rgb
-from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 ARCHS = ("bmshj2018-hyperprior", "mbt2018-mean")
 
@@ -117,7 +118,7 @@ def train_baseline(cfg: TrainConfig) -> TrainResult:
         return {"bpp": 8 * nbytes / pixels, "psnr": sum(psnrs) / len(psnrs)}
 
     state = {
-        "kind": "baseline",
+        schema.KIND: schema.KIND_BASELINE,
         "arch": cfg.arch,
         "N": cfg.baseline_N,
         "M": cfg.baseline_M,

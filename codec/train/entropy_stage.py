@@ -17,12 +17,13 @@ from tqdm import tqdm
 
 from ..api import ImageCodec
 from ..layered_codec import LayeredImageCodec
+from ..models import schema
 from ..models.io import load_pqvae
 from ..models.layered import TrainingLoss, build_entropy_model
 from ..models.mim import MIMConfig
 from .config import TrainConfig, default_groups
 from .data import list_images, load_rgb, random_crops, step_generator
-from .trainer import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 
 @torch.no_grad()
@@ -131,6 +132,10 @@ def train_entropy(cfg: TrainConfig) -> TrainResult:
         ae.to(device)
         return {"estimated_bpp": bits / pixels, "raw_bpp": ae.cfg.raw_bpp, "schedule": repr(codec.schedule)}
 
-    state = {"kind": "entropy", "mim_config": mcfg.to_dict(), "autoencoder": str(Path(cfg.autoencoder))}
+    state = {
+        schema.KIND: schema.KIND_ENTROPY,
+        schema.STATE_MIM_CONFIG: mcfg.to_dict(),
+        "autoencoder": str(Path(cfg.autoencoder)),
+    }
     run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)
     return TrainResult(model, fit(run))

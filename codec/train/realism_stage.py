@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..metrics import load_lpips
+from ..models import schema
 from ..models.discriminator import (
     ConditionalUNetDiscriminator,
     LabelModel,
@@ -30,9 +31,10 @@ from ..models.discriminator import (
 )
 from ..models.io import load_pqvae
 from ..models.pqvae import PQVAE, pad_to_multiple
+from .autoencoder_stage import evaluate
 from .config import TrainConfig
 from .data import InMemoryImages, list_images, load_rgb
-from .trainer import Run, TrainResult, autocast_for, evaluate, fit, resume_if_asked, start_run
+from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 
 class RealismModel(nn.Module):
@@ -116,8 +118,8 @@ def train_realism(cfg: TrainConfig) -> TrainResult:
         return {k: m[k] for k in ("psnr", "ms_ssim") if k in m}
 
     state = {
-        "kind": "realism",
-        "model_config": ae.cfg.to_dict(),
+        schema.KIND: schema.KIND_REALISM,
+        schema.STATE_MODEL_CONFIG: ae.cfg.to_dict(),
         "discriminator": cfg.discriminator,
         "classes": classes,
         "autoencoder": cfg.autoencoder,

@@ -1,0 +1,51 @@
+"""The one-call API: ``codec.compress(image) -> bytes`` and ``codec.decompress(bytes) -> image``
+with a shipped model or a bundle path (re-exported by the package)."""
+
+from __future__ import annotations
+
+from .errors import CodecError
+
+
+def compress(
+    image,
+    model=None,
+    *,
+    bpp: float | None = None,
+    size: int | None = None,
+    quality: float | None = None,
+    m: int | None = None,
+    effort: int = 0,
+) -> bytes:
+    """RGB image (PIL image, or uint8 array/tensor [H, W, 3]; other PIL modes are converted
+    to RGB, alpha dropped) -> .pqm bytes. ``model``: a bundle path (default: see codec.zoo).
+
+    Rate control (nested models, at most one): ``bpp`` (the nearest file size the model
+    offers), ``size`` (the best file not larger than that many bytes), ``quality`` (0-100,
+    monotone in rate) or ``m`` (sub-vectors per position). Without one: the model's full rate.
+    ``effort`` (0..9, as cjxl's): encode time spent on a better token grid for the same
+    decoder (:mod:`codec.effort`; 0 is the encoder network alone).
+    """
+    from .zoo import get_codec
+
+    codec = get_codec(model)
+    rate = {k: v for k, v in dict(bpp=bpp, size=size, quality=quality, m=m).items() if v is not None}
+    if rate and not hasattr(codec, "plan"):
+        raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
+    return codec.compress(image, effort=effort, **rate)
+
+
+def decompress(data: bytes, model=None, stages: int | None = None, layers: int | None = None):
+    """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
+    ``$CODEC_MODEL``, else the shipped model whose id the file names). ``stages``: decode
+    only that many stages (progressive, version-1 files); ``layers``: decode only the first
+    quality layers (layered files)."""
+    from PIL import Image
+
+    from .zoo import codec_for_file
+
+    codec = codec_for_file(data, model)
+    if layers is not None:
+        if not hasattr(codec, "plan"):
+            raise CodecError("layers= needs a layered file and model")
+        return Image.fromarray(codec.decompress(data, stages=stages, layers=layers))
+    return Image.fromarray(codec.decompress(data, stages=stages))

@@ -1,0 +1,240 @@
+"""The training loop every stage shares, and the run set-up around it: one process on a CPU or
+a GPU, or many processes under torchrun (DDP: NCCL on GPUs, gloo on CPUs), set up here once.
+
+A stage (``autoencoder_stage``, ``entropy_stage``, ``realism_stage``, ``baseline_stage``)
+builds a :class:`Run` (its model, optimizer, one training step and its evaluation) and hands
+it to :func:`fit`: steps, spike guard, clipping, learning-rate schedule, logs, evaluations,
+checkpoints every few minutes and a wall-time budget that every rank agrees on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..hardware import autocast
+from ..models import schema
+from .checkpoint import load_checkpoint, save_checkpoint, warm_start
+from .config import TrainConfig
+
+
+def setup_distributed(device: str) -> tuple[int, int, torch.device]:
+    """(rank, world size, device) from torchrun's environment, or a single process."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device == "cuda" else "gloo")
+    rank = dist.get_rank() if dist.is_initialized() else 0
+    if device == "cuda":
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+        torch.cuda.set_device(local)
+        return rank, world, torch.device("cuda", local)
+    return rank, world, torch.device("cpu")
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device):
+    return autocast(cfg.amp, device)
+
+
+def plot_log(log_path: Path, out_png: Path) -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib not installed: no plot")
+        return
+    rows = [json.loads(line) for line in log_path.read_text().splitlines()]
+    tr = [r for r in rows if "loss" in r]
+    key = "psnr" if any("psnr" in r for r in rows) else "estimated_bpp"  # autoencoder / entropy stage
+    ev = [r for r in rows if key in r]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.5))
+    ax[0].semilogy([r["step"] for r in tr], [r["loss"] for r in tr])
+    ax[0].set(xlabel="step", ylabel="training loss")
+    ax[1].plot([r["step"] for r in ev], [r[key] for r in ev], "o-")
+    ax[1].set(xlabel="step", ylabel=f"eval {key}")
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    model: torch.nn.Module  # the trained model (this rank's copy; identical on every rank)
+    metrics: dict  # the last evaluation on eval_data ({} if none ran)
+
+
+@dataclasses.dataclass
+class Run:
+    """What the shared loop needs from a training stage."""
+
+    cfg: TrainConfig
+    model: torch.nn.Module  # saved in checkpoints
+    opt: torch.optim.Optimizer
+    step: Callable[[int], tuple[torch.Tensor, dict]]  # step -> (loss, numbers to log)
+    evaluate: Callable[[int], dict | None]  # after `done` steps -> metrics, or None (not yet)
+    state: dict  # extra JSON stored with every checkpoint (model config, ...)
+    rank: int
+    world: int
+    device: torch.device
+    start: int = 0
+    loss_ema: float | None = None  # the spike guard's running loss, from the checkpoint
+    clipped: list[torch.nn.Parameter] | None = None  # parameters whose gradient norm is clipped (None: all)
+
+
+def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+    rank, world, device = setup_distributed(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    torch.set_flush_denormal(True)  # subnormals made CPU steps 5x slower (DESIGN.md)
+    torch.manual_seed(cfg.seed)
+    return rank, world, device
+
+
+def resume_if_asked(
+    cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
+) -> tuple[int, float | None]:
+    ckpt_dir = Path(cfg.out) / "checkpoint"
+    if cfg.resume and (ckpt_dir / "state.json").exists():
+        state = load_checkpoint(ckpt_dir, model, opt, device)
+        step = state["step"]
+        for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
+            group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
+        if rank == 0:
+            print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
+        return step, state.get("loss_ema")  # the spike guard's memory (see fit)
+    if cfg.init:
+        prefix = schema.STAGE_PREFIX.get(cfg.stage, "")
+        copied, skipped = warm_start(model, cfg.init, prefix)
+        if rank == 0:
+            print(
+                f"warm start from {cfg.init}: {len(copied)} tensors copied, {len(skipped)} fresh"
+                + (f" ({', '.join(sorted({k.rsplit('.', 1)[0] for k in skipped}))})" if skipped else "")
+            )
+    return 0, None
+
+
+def fit(run: Run) -> dict:
+    """The loop every stage shares: steps, clipping, logs, evaluations, checkpoints every
+    few minutes, a wall-time budget that all ranks agree on; returns the last metrics."""
+    cfg, rank = run.cfg, run.rank
+    out = Path(cfg.out)
+    ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
+    if rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+
+    def log(row: dict) -> None:
+        with log_path.open("a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def save(step: int, metrics: dict | None, folder: Path = ckpt_dir) -> None:
+        if rank == 0:
+            state = {
+                "step": step,
+                "config": dataclasses.asdict(cfg),
+                "metrics": metrics,
+                "loss_ema": loss_ema,
+                **run.state,
+            }
+            save_checkpoint(folder, run.model, run.opt, state)
+
+    # The best evaluation so far (PSNR on the held-out eval_data) is kept in OUT/best: a run
+    # that diverges (bf16 Adam did, twice) resumes from there instead of from its damaged last
+    # state. A best state measured on other evaluation images does not count.
+    best_file = out / "best" / "state.json"
+    best_state = json.loads(best_file.read_text()) if best_file.exists() else {}
+    same_eval = (best_state.get("config") or {}).get("eval_data") == cfg.eval_data
+    best_psnr = (best_state.get("metrics") or {}).get("psnr") if same_eval else None
+
+    t_start = last_ckpt = time.time()
+    metrics: dict | None = None
+    interrupted = []  # SIGTERM / Ctrl-C: finish the step, checkpoint, stop
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, lambda *_: interrupted.append(True))
+    bar = tqdm(
+        range(run.start, cfg.steps), initial=run.start, total=cfg.steps, disable=rank != 0, smoothing=0.05
+    )
+    done = run.start
+    # Spike guard: a step whose loss is not finite or above spike_factor x the running mean
+    # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
+    loss_ema: float | None = run.loss_ema
+    skipped_in_row = 0
+    for step in bar:
+        torch.manual_seed(cfg.seed * 7919 + step)  # any randomness in a step: resumable
+        loss, numbers = run.step(step)
+        value = loss.item()
+        spike = not math.isfinite(value) or (
+            cfg.spike_factor > 0 and loss_ema is not None and value > cfg.spike_factor * loss_ema
+        )
+        if spike and skipped_in_row < 20:
+            skipped_in_row += 1
+            if rank == 0:
+                log({"step": step + 1, "skipped_spike": value, "loss_ema": loss_ema})
+        else:
+            skipped_in_row = 0
+            loss_ema = value if loss_ema is None or spike else 0.98 * loss_ema + 0.02 * value
+            run.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.lr_schedule != "constant":
+                for group in run.opt.param_groups:
+                    group["lr"] = cfg.lr_at(step) * group.get("lr_scale", 1.0)
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(run.clipped or run.model.parameters(), cfg.grad_clip)
+            run.opt.step()
+        done = step + 1
+        if rank == 0 and done % cfg.log_every == 0:
+            row = {"step": done, "loss": value, **numbers, "time_s": round(time.time() - t_start, 1)}
+            row["threads"] = torch.get_num_threads() if run.device.type == "cpu" else 0
+            log(row)
+            bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
+        if rank == 0 and done % cfg.eval_every == 0:
+            m = run.evaluate(done)
+            if m is not None:
+                metrics = {"step": done, **m}
+                log(metrics)
+                tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+                if m.get("psnr") is not None and (best_psnr is None or m["psnr"] > best_psnr):
+                    best_psnr = m["psnr"]
+                    save(done, metrics, out / "best")
+                if cfg.plot:
+                    plot_log(log_path, out / "curves.png")
+        out_of_time = bool(interrupted) or (
+            bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
+        )
+        if run.world > 1:  # every rank must agree to stop
+            flag = torch.tensor([1.0 if out_of_time else 0.0], device=run.device)
+            dist.broadcast(flag, 0)
+            out_of_time = bool(flag.item())
+        if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
+            save(done, metrics)
+            last_ckpt = time.time()
+        if out_of_time:
+            break
+    for sig, handler in handlers.items():
+        signal.signal(sig, handler)
+    if rank == 0 and (metrics or {}).get("step") != done and not interrupted:
+        m = run.evaluate(done)
+        if m is not None:
+            metrics = {"step": done, **m}
+            log(metrics)
+    save(done, metrics)
+    if rank == 0 and cfg.plot:
+        plot_log(log_path, out / "curves.png")
+    if run.world > 1:
+        dist.barrier()
+    return metrics or {}
