@@ -5,15 +5,18 @@
 # new tokens, and write one fp16 codec bundle.
 #
 #   bash bench/train_gpu.sh                      # on the GPU machine (see DESIGN.md, "Training")
-#   INIT= bash bench/train_gpu.sh --preset tiny --device cpu   # smoke run on a CPU (tests do this)
+#   RECIPE=tiny INIT= AE_ARGS="--device cpu" EM_ARGS="--device cpu" bash bench/train_gpu.sh
+#                                                 # smoke run on a CPU (tests do this)
 #
-# Extra arguments go to both `codec train` calls (later flags win). Environment:
+# Environment:
 #   DATA     training image folders (default: gpu_data/train, filled from ../shared/data by
 #            `make gpu-data`; only the checkout travels to the GPU machine)
 #   EVAL     held-out evaluation folder (default: gpu_data/held_out, BSDS500 test)
 #   OUT      output folder (default: runs/gpu); the bundle is OUT/flagship.safetensors
 #   INIT     bundle to continue from (default: codec/weights/flagship.safetensors; empty: fresh)
 #   AE_MINUTES, EM_MINUTES  minutes of each stage (default 7 and 2)
+#   RECIPE   the recipe of both stages (default: flagship, codec/train/recipes/flagship.json)
+#   AE_ARGS, EM_ARGS  extra flags of each stage's `codec train` (later flags win)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -23,17 +26,20 @@ OUT=${OUT:-runs/gpu}
 INIT=${INIT-codec/weights/flagship.safetensors}
 AE_MINUTES=${AE_MINUTES:-7}
 EM_MINUTES=${EM_MINUTES:-2}
+RECIPE=${RECIPE:-flagship}
+read -r -a ae_args <<< "${AE_ARGS:-}"
+read -r -a em_args <<< "${EM_ARGS:-}"
 init=()
 if [ -n "$INIT" ]; then init=(--init "$INIT"); fi
-ae=(-m codec train --preset flagship --batch 32 --crop 256 --late-crop 0 --lr-schedule constant --lr 2e-4
+ae=(-m codec train autoencoder --recipe "$RECIPE" --batch 32 --crop 256 --late-crop 0 --lr-schedule constant --lr 2e-4
     --data-on-device --ckpt-every-minutes 1 --eval-every 1000 --max-minutes "$AE_MINUTES"
-    --data "$DATA" --eval-data "$EVAL" --out "$OUT/ae" "${init[@]}" "$@")
+    --data "$DATA" --eval-data "$EVAL" --out "$OUT/ae" "${init[@]}" "${ae_args[@]}")
 echo "== autoencoder: $PY ${ae[*]}"
 "$PY" "${ae[@]}"
-em=(-m codec train --preset flagship-entropy --stage entropy --autoencoder "$OUT/ae/checkpoint" --batch 64 --lr 3e-4
+em=(-m codec train entropy --recipe "$RECIPE" --autoencoder "$OUT/ae/checkpoint" --batch 64 --lr 3e-4
     --lr-schedule constant
     --ckpt-every-minutes 1 --eval-every 1000 --max-minutes "$EM_MINUTES"
-    --data "$DATA" --eval-data "$EVAL" --out "$OUT/em" "${init[@]}" "$@")
+    --data "$DATA" --eval-data "$EVAL" --out "$OUT/em" "${init[@]}" "${em_args[@]}")
 echo "== entropy model: $PY ${em[*]}"
 "$PY" "${em[@]}"
 "$PY" -m codec export "$OUT/ae/checkpoint" --entropy "$OUT/em/checkpoint" -o "$OUT/flagship.safetensors" \

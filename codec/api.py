@@ -22,11 +22,13 @@ from .errors import CodecError
 from .hardware import autocast
 from .models.mim import MaskedEntropyModel
 from .models.pqvae import PQVAE
+from .tiling import TILE_ABOVE_PIXELS, encode_tiled, is_tiled, render_tiled, token_tiles
 
 # Peak memory of coding, measured for the s=16 model on the CPU (float32 autoencoder): about
 # 0.23 GB per megapixel to encode, 0.38 GB to decode, over ~0.6 GB for the process.
 BYTES_PER_PIXEL = 400
 BASE_BYTES = 1 << 30
+TILED_BYTES_PER_PIXEL = 24  # an estimate, checked by bench/large_images.py
 
 
 def available_memory() -> int | None:
@@ -41,14 +43,24 @@ def available_memory() -> int | None:
     return None
 
 
+def memory_needed(height: int, width: int) -> int:
+    """Bytes coding an image takes at most: the autoencoder's activations of the whole image,
+    or of one tile for images over TILE_ABOVE_PIXELS (codec.tiling), plus what grows with
+    the pixels in tiled mode (the image, the output, the channel model's logits)."""
+    pixels = height * width
+    if pixels > TILE_ABOVE_PIXELS:
+        return BASE_BYTES + BYTES_PER_PIXEL * TILE_ABOVE_PIXELS + TILED_BYTES_PER_PIXEL * pixels
+    return BASE_BYTES + BYTES_PER_PIXEL * pixels
+
+
 def check_memory(height: int, width: int) -> None:
     """Refuses (CodecError, before any allocation) an image that would not fit in memory:
     better a clear message than the OOM killer."""
-    need, have = BASE_BYTES + BYTES_PER_PIXEL * height * width, available_memory()
+    need, have = memory_needed(height, width), available_memory()
     if have is not None and need > have:
         raise CodecError(
             f"a {width}x{height} image needs about {need / 2**30:.1f} GiB to code and only "
-            f"{have / 2**30:.1f} GiB is available: split it into tiles (codec has no tiled mode yet)"
+            f"{have / 2**30:.1f} GiB is available"
         )
 
 
@@ -149,16 +161,27 @@ class ImageCodec:
     ) -> tuple[bytes, float]:
         """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``).
         ``stages``: code only the first stages (a smaller file that decodes progressively);
-        ``portable``: the portable inference (default: this codec's ``portable``)."""
+        ``portable``: the portable inference (default: this codec's ``portable``). A grid over
+        one tile is coded tile by tile (:mod:`codec.tiling`)."""
         portable = self.portable if portable is None else portable
+        _, h, w = tokens.shape
+        enc, bits = RangeEncoder(), 0.0
+        for rows, cols in token_tiles(h, w):
+            tile = np.ascontiguousarray(tokens[:, rows, cols], dtype=np.int64)
+            bits += self._encode_tile(enc, tile, schedule or self.schedule, estimate, stages, portable)
+        return enc.finish(), bits
+
+    def _encode_tile(
+        self, enc, tokens: np.ndarray, schedule: CodingSchedule, estimate: bool, stages, portable: bool
+    ) -> float:
         from .entropy import information_content
 
         M, h, w = tokens.shape
-        tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
+        tok = torch.from_numpy(tokens)
         flat = tok.reshape(M, h * w)
-        enc, bits, done = RangeEncoder(), 0.0, 0
-        order = torch.from_numpy(np.concatenate((schedule or self.schedule).stages_for(h, w)))
-        for n in (schedule or self.schedule).counts(h, w)[:stages]:
+        bits, done = 0.0, 0
+        order = torch.from_numpy(np.concatenate(schedule.stages_for(h, w)))
+        for n in schedule.counts(h, w)[:stages]:
             if n == 0:
                 continue
             pos = order[done : done + n]
@@ -168,7 +191,7 @@ class ImageCodec:
             if estimate:  # a second quantization pass: skipped when only the bytes are wanted
                 bits += information_content(symbols, logits)
             done += n
-        return enc.finish(), bits
+        return bits
 
     def decode_tokens(
         self,
@@ -182,11 +205,22 @@ class ImageCodec:
         decoded and the other positions get the model's most likely tokens."""
         portable = self.portable if portable is None else portable
         M, h, w = shape
+        tokens = np.zeros((M, h, w), dtype=np.int64)
+        dec = RangeDecoder(payload)
+        for rows, cols in token_tiles(h, w):
+            th, tw = rows.stop - rows.start, cols.stop - cols.start
+            tokens[:, rows, cols] = self._decode_tile(
+                dec, (M, th, tw), schedule or self.schedule, stages, portable
+            )
+        return tokens
+
+    def _decode_tile(self, dec, shape, schedule: CodingSchedule, stages, portable: bool) -> np.ndarray:
+        M, h, w = shape
         tok = torch.zeros(M, h, w, dtype=torch.int64)
         flat = tok.view(M, h * w)
-        dec, done = RangeDecoder(payload), 0
-        order = torch.from_numpy(np.concatenate((schedule or self.schedule).stages_for(h, w)))
-        for n in (schedule or self.schedule).counts(h, w)[:stages]:
+        done = 0
+        order = torch.from_numpy(np.concatenate(schedule.stages_for(h, w)))
+        for n in schedule.counts(h, w)[:stages]:
             if n == 0:
                 continue
             pos = order[done : done + n]
@@ -237,16 +271,26 @@ class ImageCodec:
         for the decode with ``counts[i]`` (int64 [h, w], nested models) sub-vectors."""
         steps = effort_steps(effort)
         tokens: list[np.ndarray | None] = [None] * len(xs)
+        ae = self.autoencoder
         for shape in dict.fromkeys(x.shape for x in xs):
             idx = [i for i, x in enumerate(xs) if x.shape == shape]
-            xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
-            xt = xt.to(self.device)
-            if steps:
-                c = None if counts is None else torch.stack([counts[i] for i in idx]).to(self.device)
-                with torch.enable_grad():
-                    t = refine_tokens(self.autoencoder, xt, steps, c, self.amp)
+            if shape[0] * shape[1] > TILE_ABOVE_PIXELS:  # encoded in tiles, each made float only then
+                if steps:
+                    raise CodecError(
+                        f"effort > 0 refines images of up to {TILE_ABOVE_PIXELS} pixels; "
+                        f"this one has {shape[0] * shape[1]}: use effort 0"
+                    )
+                z = torch.cat([encode_tiled(ae.encoder, xs[i], ae.stride, self.device) for i in idx])
+                t = ae.quantizer(z)[1]
             else:
-                t = self.autoencoder.encode(xt)
+                xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
+                xt = xt.to(self.device)
+                if steps:
+                    c = None if counts is None else torch.stack([counts[i] for i in idx]).to(self.device)
+                    with torch.enable_grad():
+                        t = refine_tokens(ae, xt, steps, c, self.amp)
+                else:
+                    t = ae.encode(xt)
             for i, ti in zip(idx, t.cpu().numpy()):
                 tokens[i] = ti
         return tokens
@@ -269,8 +313,9 @@ class ImageCodec:
         """The header of this model's file of an image of ``size`` = (H, W) pixels."""
         cfg, s = self.autoencoder.cfg, self.schedule
         present = s.stages if stages is None else stages
+        tiled = is_tiled(-(-size[0] // cfg.stride), -(-size[1] // cfg.stride))
         return bitstream.Header(
-            flags=self.flags(),
+            flags=self.flags() | (bitstream.FLAG_TILED if tiled else 0),
             height=size[0],
             width=size[1],
             channels=3,
@@ -329,12 +374,18 @@ class ImageCodec:
                 "from the encoder"
             )
         t = torch.from_numpy(tokens)[None].to(self.device)
+        z = self.autoencoder.quantizer.codes_from_indices(t)
+        return self.render(z, (header.height, header.width), decoder)
+
+    @torch.no_grad()
+    def render(self, z: torch.Tensor, size: tuple[int, int], decoder: str = "fidelity") -> np.ndarray:
+        """uint8 [H, W, 3] of the latent ``z`` [1, D, h, w] (the decoder's input), ``size`` =
+        (H, W); images over :data:`codec.tiling.TILE_ABOVE_PIXELS` are decoded in tiles."""
+        dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
         with autocast(self.amp, self.device):
-            if decoder == "realism":
-                z = self.autoencoder.quantizer.codes_from_indices(t)
-                y = self.realism_decoder(z)[0, :, : header.height, : header.width].float()
-            else:
-                y = self.autoencoder.decode(t, (header.height, header.width))[0].float()
+            if size[0] * size[1] > TILE_ABOVE_PIXELS:
+                return render_tiled(dec, z, size, self.autoencoder.stride)
+            y = dec(z)[0, :, : size[0], : size[1]].float()
         return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
@@ -359,8 +410,13 @@ def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> n
     M, h, w = tokens.shape
     if stages >= schedule.stages:
         return tokens
-    pos = np.concatenate(schedule.stages_for(h, w)[:stages] + [np.zeros(0, np.int64)])
-    return tokens.reshape(M, h * w)[:, pos]
+    parts = []
+    for rows, cols in token_tiles(h, w):  # tile by tile, as coded
+        tile = np.ascontiguousarray(tokens[:, rows, cols])
+        th, tw = tile.shape[1:]
+        pos = np.concatenate(schedule.stages_for(th, tw)[:stages] + [np.zeros(0, np.int64)])
+        parts.append(tile.reshape(M, th * tw)[:, pos])
+    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
 
 def to_uint8_rgb(image) -> np.ndarray:

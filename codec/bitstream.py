@@ -6,7 +6,10 @@ Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal
     version      1   1
     flags        1   bit 0: the model offers a realism decoder; bit 1: the entropy model's
                      logits come from the portable inference (codec.entropy.portable: a file
-                     that decodes on every machine); other bits must be 0
+                     that decodes on every machine); bit 2: the token grid (the base layer of
+                     a layered file) is coded in tiles of TILE_TOKENS x TILE_TOKENS positions
+                     (codec.tiling), set exactly when the grid is larger than one tile; other
+                     bits must be 0
     model_id     4   first 4 bytes of a SHA-256 over what defines the model's tokens (0 for none)
     height       varint  image rows, pixels
     width        varint  image columns, pixels
@@ -72,7 +75,12 @@ MAX_IMAGE_PIXELS: int = 178_956_970
 
 FLAG_REALISM = 1
 FLAG_PORTABLE = 2
-_KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE
+FLAG_TILED = 4
+_KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE | FLAG_TILED
+
+TILE_TOKENS = 48
+"""Positions per side of the tiles a large token grid is coded in (see FLAG_TILED): 768
+pixels at stride 16, so Kodak-sized images (48 x 32 positions) are one tile."""
 
 
 @dataclass(frozen=True)
@@ -171,6 +179,11 @@ def _validate(h: Header, max_pixels: int) -> None:
     _check(h.order in ORDERS, f"unknown position order {h.order!r}")
     _check(len(h.model_id) == 4, "model_id must be 4 bytes")
     _check(h.flags & ~_KNOWN_FLAGS == 0, f"unknown flags 0x{h.flags:02x}")
+    _, th, tw = h.token_shape
+    _check(
+        bool(h.flags & FLAG_TILED) == (th > TILE_TOKENS or tw > TILE_TOKENS),
+        f"the tiled flag does not match a {th}x{tw} token grid",
+    )
     _check(0 <= h.token_crc < 2**32, "token_crc must be a 32-bit value")
     if h.groups:
         _check(1 <= len(h.groups) <= 255 and min(h.groups) >= 1, f"invalid groups {h.groups}")

@@ -372,10 +372,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")
     b.set_defaults(func=_cmd_bench)
 
-    from .train.config import add_flags
+    from .train.config import STAGES, add_flags
 
-    t = sub.add_parser("train", help="train a PQ-VAE (resumable; DDP under torchrun)")
-    add_flags(t)
+    t = sub.add_parser(
+        "train",
+        help="train one stage: codec train STAGE [flags] (resumable; DDP under torchrun)",
+        description="Train one stage; `codec train STAGE --help` lists its flags.",
+    )
+    stages = t.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, cls in STAGES.items():
+        doc = (cls.__doc__ or name).strip()
+        summary = " ".join(doc.split()).split(": ", 1)[-1].split(". ")[0].rstrip(".")
+        sp = stages.add_parser(name, help=summary, description=doc)
+        add_flags(sp, cls)
     t.set_defaults(func=_cmd_train)
 
     e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
@@ -391,12 +400,48 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _with_stage(argv: list[str]) -> list[str]:
+    """Earlier command lines keep working: ``codec train [--stage S] [--preset P] ...`` without
+    a STAGE word gets one (``--stage``, else the recipe's first stage, else autoencoder);
+    the old preset ``flagship-entropy`` is the ``flagship`` recipe's entropy stage."""
+    if not argv or argv[0] != "train" or len(argv) > 1 and not argv[1].startswith("-"):
+        return argv
+    from .train.config import RECIPES, STAGES
+
+    rest, stage = argv[1:], None
+    if any(a in ("-h", "--help") for a in rest[:1]):
+        return argv
+    for i, a in enumerate(rest):
+        if a == "--stage" and i + 1 < len(rest):
+            stage = rest[i + 1]
+            rest = rest[:i] + rest[i + 2 :]
+            break
+        if a.startswith("--stage="):
+            stage = a.split("=", 1)[1]
+            rest = rest[:i] + rest[i + 1 :]
+            break
+    for i, a in enumerate(rest):
+        if a in ("--preset", "--recipe") and i + 1 < len(rest):
+            if rest[i + 1] == "flagship-entropy":
+                rest[i + 1], stage = "flagship", stage or "entropy"
+            recipe = RECIPES / f"{rest[i + 1]}.json"
+            if stage is None and recipe.is_file():
+                sections = json.loads(recipe.read_text())
+                stage = next((s for s in STAGES if s in sections), None)
+    if stage is not None and stage not in STAGES:
+        raise CodecError(f"unknown stage {stage!r} (stages: {', '.join(STAGES)})")
+    return ["train", stage or "autoencoder", *rest]
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand. Errors the user can act on (bad input, bad arguments, missing or
     damaged files) print one line and return 1; Ctrl-C returns 130; never a traceback."""
     command = "codec"
     try:
-        args = build_parser().parse_args(argv)
+        argv = sys.argv[1:] if argv is None else list(argv)
+        if argv[:1] == ["train"]:
+            command = "codec train"
+        args = build_parser().parse_args(_with_stage(argv))
         command = f"codec {args.command}"
         args.func(args)
     except (CodecError, OSError, ValueError) as e:

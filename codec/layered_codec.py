@@ -27,7 +27,6 @@ from .effort import effort_steps
 from .entropy import RangeDecoder, RangeEncoder, symbol_bits
 from .entropy.schedule import CodingSchedule, position_order
 from .errors import CodecError
-from .hardware import autocast
 
 
 @dataclass(frozen=True)
@@ -313,8 +312,5 @@ class LayeredImageCodec(ImageCodec):
         n = min(M, header.m + 1)
         t = torch.from_numpy(tokens[:n])[None].to(self.device)
         counts = RatePoint(header.m, header.extra).counts(h, w, header.order)[None].to(self.device)
-        with autocast(self.amp, self.device):
-            z = self.autoencoder.latent(t, counts)
-            dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
-            y = dec(z)[0, :, : header.height, : header.width].float()
-        return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        z = self.autoencoder.latent(t, counts)
+        return self.render(z, (header.height, header.width), decoder)

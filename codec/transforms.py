@@ -60,13 +60,14 @@ def compress_decode(
 
     Classical codecs: at ``quality`` when given, else at the setting whose file is nearest
     ``bpp`` (:func:`codec.classical.fit_bpp`, preferring one inside ``bounds``). ``ours`` /
-    ``ours:MODEL``: the model's .pqm file (its own rate; ``bpp`` does not apply)."""
+    ``ours:MODEL``: the model's .pqm file, at ``bpp`` for a nested model (its rate control),
+    at its one rate otherwise."""
     name, model = parse_codec(codec)
     if name == OURS:
         from .zoo import get_codec
 
         c = get_codec(model)
-        data = c.compress(img)
+        data = c.compress(img, bpp=bpp) if bpp is not None and hasattr(c, "plan") else c.compress(img)
         return c.decompress(data), len(data)
     if quality is not None:
         data = classical.encode(img, name, quality)

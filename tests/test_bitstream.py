@@ -9,14 +9,22 @@ from codec import CodecError
 from codec import bitstream as bs
 
 
+def tiled_flag(height: int, width: int, stride: int) -> int:
+    """FLAG_TILED exactly when the token grid is larger than one tile (the format's rule)."""
+    tiled = max(-(-height // stride), -(-width // stride)) > bs.TILE_TOKENS
+    return bs.FLAG_TILED if tiled else 0
+
+
 @st.composite
 def headers(draw):
     stages = draw(st.integers(1, 64))
+    height, width = draw(st.integers(1, 20000)), draw(st.integers(1, 8000))
+    stride = draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128]))
     return bs.Header(
-        height=draw(st.integers(1, 20000)),
-        width=draw(st.integers(1, 8000)),
+        height=height,
+        width=width,
         channels=draw(st.integers(1, 4)),
-        stride=draw(st.sampled_from([1, 2, 4, 8, 16, 32, 64, 128])),
+        stride=stride,
         M=draw(st.integers(1, 256)),
         K=draw(st.integers(2, 65536)),
         stages=stages,
@@ -24,7 +32,7 @@ def headers(draw):
         alpha=draw(st.integers(0, 10000)) / 1000,
         order=draw(st.sampled_from(bs.ORDERS)),
         model_id=draw(st.binary(min_size=4, max_size=4)),
-        flags=draw(st.sampled_from([0, bs.FLAG_REALISM])),
+        flags=draw(st.sampled_from([0, bs.FLAG_REALISM])) | tiled_flag(height, width, stride),
         token_crc=draw(st.integers(0, 2**32 - 1)),
     )
 
@@ -100,7 +108,7 @@ def test_reasons():
 
 
 def test_absurd_sizes_are_refused_before_allocating():
-    huge = bs.Header(height=100_000, width=100_000, stride=16)
+    huge = bs.Header(height=100_000, width=100_000, stride=16, flags=bs.FLAG_TILED)
     data = bs.pack(huge, b"", max_pixels=10**10)
     with pytest.raises(CodecError, match="exceeds the limit"):
         bs.unpack(data)
@@ -147,3 +155,14 @@ def test_token_shape():
     h = bs.Header(height=512, width=769, stride=16, M=8)
     assert h.token_shape == (8, 32, 49)
     assert h.num_tokens == 8 * 32 * 49
+
+
+def test_the_tiled_flag_must_match_the_grid():
+    big = bs.Header(height=16 * bs.TILE_TOKENS + 1, width=16, stride=16, flags=bs.FLAG_TILED)
+    assert bs.unpack(bs.pack(big, b""))[0].flags == bs.FLAG_TILED
+    for wrong in (
+        bs.Header(height=16 * bs.TILE_TOKENS + 1, width=16, stride=16),
+        bs.Header(height=16 * bs.TILE_TOKENS, width=16, stride=16, flags=bs.FLAG_TILED),
+    ):
+        with pytest.raises(CodecError, match="tiled flag"):
+            bs.pack(wrong, b"")

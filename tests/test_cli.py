@@ -58,11 +58,12 @@ def test_the_parser_does_not_import_torch_and_every_train_flag_has_help():
     import argparse
     import dataclasses
 
-    from codec.train.config import TrainConfig, add_flags
+    from codec.train.config import STAGES, add_flags
 
-    p = argparse.ArgumentParser()
-    add_flags(p)
-    helps = {a.dest: a.help for a in p._actions}
-    for f in dataclasses.fields(TrainConfig):
-        h = helps[f.name]
-        assert "(default: " in h and not h.startswith(f.name.replace("_", " ") + " ("), (f.name, h)
+    for cls in STAGES.values():
+        p = argparse.ArgumentParser()
+        add_flags(p, cls)
+        helps = {a.dest: a.help for a in p._actions}
+        for f in dataclasses.fields(cls):
+            h = helps[f.name]
+            assert "(default: " in h and not h.startswith(f.name.replace("_", " ") + " ("), (f.name, h)

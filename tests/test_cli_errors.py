@@ -145,6 +145,6 @@ def test_ctrl_c_at_any_moment_is_one_line_and_leaves_nothing(tmp_path, delay):
     if p.returncode == 130:
         assert err.strip() == "codec encode: interrupted"
         assert list(tmp_path.iterdir()) == []
-    else:  # it finished before the signal arrived
-        assert p.returncode == 0 and out.read_bytes()[:3] == b"PQM"
+    else:  # it finished before the signal arrived (-2: during the interpreter's shutdown)
+        assert p.returncode in (0, -signal.SIGINT) and out.read_bytes()[:3] == b"PQM"
         assert [f.name for f in tmp_path.iterdir()] == ["out.pqm"]

@@ -133,7 +133,7 @@ def make_codec(name: str) -> BenchCodec:
 
 def _load_baseline(run: str):
     """(model ready to code, description) from a run folder (``runs/NAME`` or its ``checkpoint``)."""
-    from ..train.baseline_stage import build_baseline
+    from ..models.baseline import build_baseline
     from ..train.checkpoint import load_checkpoint
 
     folder = Path(run)
@@ -151,13 +151,13 @@ def _load_baseline(run: str):
 def _baseline_encode(model, img: np.ndarray) -> bytes:
     import torch
 
-    from ..train.baseline_stage import compress_image
+    from ..models.baseline import compress_image
 
     return compress_image(model, torch.from_numpy(np.array(img)).permute(2, 0, 1)[None].float() / 255)
 
 
 def _baseline_decode(model, data: bytes) -> np.ndarray:
-    from ..train.baseline_stage import decompress_image
+    from ..models.baseline import decompress_image
 
     y = decompress_image(model, data)[0]
     return (y * 255).round().byte().permute(1, 2, 0).numpy()

@@ -1,6 +1,9 @@
-"""Training: config dataclass, in-memory image data, the trainer loop, checkpoints.
+"""Training: one config dataclass per stage (config), in-memory image data (data), the loop
+every stage shares (loop), one module per stage (autoencoder_stage, entropy_stage,
+realism_stage, baseline_stage), pickle-free checkpoints (checkpoint).
 
-``TrainConfig`` and ``train`` load on first use (``codec --help`` must not import torch)."""
+``TrainConfig`` (a stage's config by name) and ``train`` load on first use (``codec --help``
+must not import torch)."""
 
 __all__ = ["TrainConfig", "train"]
 

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from ..models import schema
 from ..models.pqvae import PQVAE, random_prefix
-from .config import TrainConfig
+from .config import AutoencoderConfig
 from .data import InMemoryImages, list_images, load_rgb, step_generator
 from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
 
-def eval_prefixes(cfg: TrainConfig) -> list[int]:
+def eval_prefixes(cfg: AutoencoderConfig) -> list[int]:
     """The prefix lengths m a nested model is evaluated at (none for other models)."""
     if not cfg.nested:
         return []
@@ -73,7 +73,7 @@ def evaluate(
     return out
 
 
-def train_autoencoder(cfg: TrainConfig) -> TrainResult:
+def train_autoencoder(cfg: AutoencoderConfig) -> TrainResult:
     """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)

@@ -21,7 +21,7 @@ from ..models import schema
 from ..models.io import load_pqvae
 from ..models.layered import TrainingLoss, build_entropy_model
 from ..models.mim import MIMConfig
-from .config import TrainConfig, default_groups
+from .config import EntropyConfig, default_groups
 from .data import list_images, load_rgb, random_crops, step_generator
 from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
@@ -49,7 +49,7 @@ class TokenCrops:
 
 
 def evaluate_layered(
-    codec: LayeredImageCodec, eval_tokens: list, cfg: TrainConfig, ae, model, device
+    codec: LayeredImageCodec, eval_tokens: list, cfg: EntropyConfig, ae, model, device
 ) -> dict:
     """Estimated bpp of the held-out token grids at the rate points m of ``eval_prefixes``
     (default 2, M/2, M) and at the full rate."""
@@ -68,7 +68,7 @@ def evaluate_layered(
     return out
 
 
-def train_entropy(cfg: TrainConfig) -> TrainResult:
+def train_entropy(cfg: EntropyConfig) -> TrainResult:
     if not cfg.autoencoder:
         raise ValueError("--stage entropy needs --autoencoder (a PQ-VAE .safetensors or checkpoint folder)")
     rank, world, device = start_run(cfg)

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from ..hardware import autocast
 from ..models import schema
 from .checkpoint import load_checkpoint, save_checkpoint, warm_start
-from .config import TrainConfig
+from .config import RunConfig
 
 
 def setup_distributed(device: str) -> tuple[int, int, torch.device]:
@@ -44,7 +44,7 @@ def setup_distributed(device: str) -> tuple[int, int, torch.device]:
     return rank, world, torch.device("cpu")
 
 
-def autocast_for(cfg: TrainConfig, device: torch.device):
+def autocast_for(cfg: RunConfig, device: torch.device):
     return autocast(cfg.amp, device)
 
 
@@ -81,7 +81,7 @@ class TrainResult:
 class Run:
     """What the shared loop needs from a training stage."""
 
-    cfg: TrainConfig
+    cfg: RunConfig
     model: torch.nn.Module  # saved in checkpoints
     opt: torch.optim.Optimizer
     step: Callable[[int], tuple[torch.Tensor, dict]]  # step -> (loss, numbers to log)
@@ -95,7 +95,7 @@ class Run:
     clipped: list[torch.nn.Parameter] | None = None  # parameters whose gradient norm is clipped (None: all)
 
 
-def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
+def start_run(cfg: RunConfig) -> tuple[int, int, torch.device]:
     rank, world, device = setup_distributed(cfg.device)
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -105,7 +105,7 @@ def start_run(cfg: TrainConfig) -> tuple[int, int, torch.device]:
 
 
 def resume_if_asked(
-    cfg: TrainConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
+    cfg: RunConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
 ) -> tuple[int, float | None]:
     ckpt_dir = Path(cfg.out) / "checkpoint"
     if cfg.resume and (ckpt_dir / "state.json").exists():
@@ -144,7 +144,7 @@ def fit(run: Run) -> dict:
         if rank == 0:
             state = {
                 "step": step,
-                "config": dataclasses.asdict(cfg),
+                "config": cfg.to_dict(),
                 "metrics": metrics,
                 "loss_ema": loss_ema,
                 **run.state,

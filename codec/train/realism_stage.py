@@ -32,7 +32,7 @@ from ..models.discriminator import (
 from ..models.io import load_pqvae
 from ..models.pqvae import PQVAE, pad_to_multiple
 from .autoencoder_stage import evaluate
-from .config import TrainConfig
+from .config import RealismConfig
 from .data import InMemoryImages, list_images, load_rgb
 from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
 
@@ -46,7 +46,7 @@ class RealismModel(nn.Module):
         self.discriminator = discriminator
 
 
-def train_realism(cfg: TrainConfig) -> TrainResult:
+def train_realism(cfg: RealismConfig) -> TrainResult:
     if cfg.discriminator not in ("vq", "binary"):
         raise ValueError(f"--discriminator {cfg.discriminator!r}: vq or binary")
     if not cfg.autoencoder or (cfg.discriminator == "vq" and not cfg.label_model):

@@ -8,15 +8,13 @@ The loop is :mod:`codec.train.loop`; each stage builds its run in its own module
 
 from __future__ import annotations
 
-from .config import TrainConfig
+from .config import RunConfig
 from .loop import TrainResult
 
-STAGES = ("autoencoder", "entropy", "baseline", "realism")
 
-
-def train(cfg: TrainConfig) -> TrainResult:
-    """Trains (or resumes) a PQ-VAE (``--stage autoencoder``) or, over a frozen one, the
-    masked entropy model (``--stage entropy``). Rank 0 writes checkpoint, log and plots."""
+def train(cfg: RunConfig) -> TrainResult:
+    """Trains (or resumes) the stage of ``cfg`` (its class: see codec.train.config.STAGES).
+    Rank 0 writes checkpoint, log and plots."""
     if cfg.stage == "entropy":
         from .entropy_stage import train_entropy
 
@@ -30,7 +28,7 @@ def train(cfg: TrainConfig) -> TrainResult:
 
         return train_realism(cfg)
     if cfg.stage != "autoencoder":
-        raise ValueError(f"unknown stage {cfg.stage!r} ({', '.join(STAGES)})")
+        raise ValueError(f"unknown stage {cfg.stage!r}")
     from .autoencoder_stage import train_autoencoder
 
     return train_autoencoder(cfg)

@@ -1,0 +1,120 @@
+"""Large photos: whole-process `codec encode` / `codec decode` time and peak memory per image
+size, and the tiled decoder against the whole-image decoder on Kodak.
+
+    python bench/large_images.py [--model default] [--sizes 768x512,1024x1024,2048x2048,4000x3000]
+                                 [--threads 2] [--kodak ../shared/data/kodak] [--out docs/large_images.md]
+
+Images are kodim23 upscaled (bicubic) to each size, as in issue 20. Each command runs once
+in a fresh process (`/usr/bin/time -v`: wall seconds and maximum resident set size); time
+per megapixel subtracts the start-up (the same commands on a 64 x 64 image).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+
+def timed(cmd: list[str], threads: int) -> tuple[float, float]:
+    """(wall seconds, peak RSS in GiB) of one run of ``cmd``."""
+    env = {"OMP_NUM_THREADS": str(threads), "PATH": "/usr/bin:/bin"}
+    import os
+
+    env = {**os.environ, **env}
+    p = subprocess.run(["/usr/bin/time", "-v", *cmd], capture_output=True, text=True, env=env)
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", p.stderr)
+    h, m, s = (float(g) if g else 0.0 for g in wall.groups())
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    return 3600 * h + 60 * m + s, rss / 2**20
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
+
+
+def tiled_vs_whole(model: str, kodak: str) -> tuple[int, float, float]:
+    """(images, mean PSNR whole, mean PSNR tiled) of the model's files of the Kodak images,
+    decoded whole and in tiles (codec.tiling's tile and halo)."""
+    import torch
+
+    from codec.imageio import list_images, load_rgb
+    from codec.tiling import render_tiled
+    from codec.zoo import get_codec
+
+    c = get_codec(model)
+    whole, tiled = [], []
+    for f in list_images(kodak):
+        img = load_rgb(f).permute(1, 2, 0).numpy()
+        tokens = c.tokenize([img])[0]
+        t = torch.from_numpy(tokens)[None]
+        z = c.autoencoder.quantizer.codes_from_indices(t)
+        whole.append(psnr(c.render(z, img.shape[:2]), img))
+        from codec.hardware import autocast
+
+        with autocast(c.amp, c.device), torch.no_grad():
+            out = render_tiled(c.autoencoder.decoder, z, img.shape[:2], c.autoencoder.stride, tile=16)
+        tiled.append(psnr(out, img))
+    return len(whole), float(np.mean(whole)), float(np.mean(tiled))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--sizes", default="768x512,1024x1024,2048x2048,4000x3000")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--kodak", default="../shared/data/kodak")
+    ap.add_argument("--out", default="docs/large_images.md")
+    args = ap.parse_args()
+    src = Image.open(Path(args.kodak) / "kodim23.png").convert("RGB")
+    codec = [sys.executable, "-m", "codec"]
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+
+        def run(size: tuple[int, int]) -> tuple[float, float, float, float]:
+            png, pqm, out = tmp / f"{size}.png", tmp / f"{size}.pqm", tmp / f"{size}.out.png"
+            src.resize(size, Image.BICUBIC).save(png)
+            enc = timed(
+                [*codec, "encode", str(png), "-o", str(pqm), "--model", args.model, "--force"], args.threads
+            )
+            dec = timed([*codec, "decode", str(pqm), "-o", str(out), "--force"], args.threads)
+            return (*enc, *dec)
+
+        start = run((64, 64))
+        print(f"start-up (64x64): encode {start[0]:.2f} s, decode {start[2]:.2f} s", flush=True)
+        for spec in args.sizes.split(","):
+            w, h = (int(v) for v in spec.split("x"))
+            enc_s, enc_gb, dec_s, dec_gb = run((w, h))
+            mp = w * h / 1e6
+            row = (spec, mp, enc_s, dec_s, (enc_s - start[0]) / mp, (dec_s - start[2]) / mp, enc_gb, dec_gb)
+            rows.append(row)
+            print(row, flush=True)
+    n, p_whole, p_tiled = tiled_vs_whole(args.model, args.kodak)
+    lines = [
+        f"`python bench/large_images.py --model {args.model} --sizes {args.sizes} --threads {args.threads}`: "
+        f"kodim23 upscaled, whole-process CLI, one run each, {args.threads} threads; start-up "
+        f"(64x64 image) {start[0]:.2f} s encode, {start[2]:.2f} s decode, subtracted for s/MP.",
+        "",
+        "| image | MP | encode s | decode s | encode s/MP | decode s/MP | peak GiB: encode | decode |",
+        "|---|---|---|---|---|---|---|---|",
+        *("| " + " | ".join([r[0], *(f"{v:.2f}" for v in r[1:])]) + " |" for r in rows),
+        "",
+        f"Tiled decoder (16-position tiles, 4 of halo) against the whole-image decoder, {n} Kodak "
+        f"images: mean PSNR {p_whole:.4f} dB whole, {p_tiled:.4f} dB tiled "
+        f"(difference {p_tiled - p_whole:+.4f} dB).",
+    ]
+    Path(args.out).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,106 @@
+"""Tests for codec.train.realism_stage: a second decoder trained against the discriminator
+(tiny models, seconds)."""
+
+import copy
+import dataclasses
+
+import pytest
+import torch
+from builders import tiny_config
+
+
+def test_realism_stage_trains_the_decoder_only(tmp_path):
+    """codec train --stage realism on tiny models: the decoder and the discriminator move,
+    the autoencoder's file (and so its tokens) is untouched; both discriminators run."""
+    from codec.models.io import load_pqvae
+    from codec.train import TrainConfig, train
+    from codec.train.checkpoint import load_checkpoint
+    from codec.train.realism_stage import RealismModel
+
+    train(tiny_config(tmp_path / "ae", steps=8, warmup_ae_steps=2))
+    train(tiny_config(tmp_path / "lab", steps=8, warmup_ae_steps=2, channels="8,16,16", M=1, K=16))
+    ae_path = tmp_path / "ae" / "run" / "checkpoint"
+    before = (ae_path / "model.safetensors").read_bytes()
+    for kind in ("vq", "binary"):
+        cfg = tiny_config(
+            tmp_path / "ae",
+            "realism",
+            out=str(tmp_path / kind),
+            autoencoder=str(ae_path),
+            label_model=str(tmp_path / "lab" / "run" / "checkpoint") if kind == "vq" else "",
+            discriminator=kind,
+            disc_channels="8,8,16,16",
+            steps=4,
+            eval_every=4,
+        )
+        result = train(cfg)
+        assert "psnr" in result.metrics
+        ae = load_pqvae(ae_path)
+        dec = result.model.decoder.state_dict()
+        assert any(not torch.equal(dec[k], v) for k, v in ae.decoder.state_dict().items())
+        m = RealismModel(copy.deepcopy(ae.decoder), result.model.discriminator)
+        load_checkpoint(tmp_path / kind / "checkpoint", m)
+        assert all(torch.equal(m.decoder.state_dict()[k], v) for k, v in dec.items())
+        assert result.model.discriminator.classes == (17 if kind == "vq" else 1)
+    assert (ae_path / "model.safetensors").read_bytes() == before
+    with pytest.raises(ValueError, match="--label-model"):
+        train(dataclasses.replace(cfg, discriminator="vq", label_model=""))
+    from codec.metrics import alexnet_weights_cached
+
+    if not alexnet_weights_cached():  # LPIPS is asked for but cannot run: a clear error, no download
+        with pytest.raises(RuntimeError, match="AlexNet"):
+            train(dataclasses.replace(cfg, lpips_weight=1.0, out=str(tmp_path / "lp")))
+    # A bundle gains the realism decoder without changing its model id: a file made before
+    # decodes with either decoder, to the same tokens.
+    import numpy as np
+
+    from codec.bitstream import FLAG_REALISM, unpack
+    from codec.cli import main
+    from codec.errors import CodecError
+    from codec.models.io import model_id, save_bundle
+    from codec.zoo import load_codec
+
+    em_cfg = dict(
+        autoencoder=str(ae_path),
+        data=cfg.data,
+        eval_data=cfg.data,
+        em_dim=16,
+        em_depth=1,
+        em_decoder_depth=1,
+        em_heads=2,
+        token_crop=4,
+        batch=2,
+        steps=3,
+        eval_every=1000,
+        eval_images=1,
+        amp="off",
+        threads=1,
+        ckpt_every_minutes=1e9,
+    )
+    train(TrainConfig("entropy", out=str(tmp_path / "em"), **em_cfg))
+    em = tmp_path / "em" / "checkpoint"
+    plain = save_bundle(tmp_path / "plain.safetensors", ae_path, em)
+    both = save_bundle(tmp_path / "both.safetensors", ae_path, em, realism=tmp_path / "vq" / "checkpoint")
+    assert model_id(plain) == model_id(both)
+    old, new = load_codec(plain), load_codec(both)
+    img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
+    data = old.compress(img)
+    assert not unpack(data)[0].flags & FLAG_REALISM and unpack(new.compress(img))[0].flags & FLAG_REALISM
+    assert np.array_equal(new.decompress(data), old.decompress(data))  # same tokens, same fidelity decoder
+    realism = new.decompress(data, decoder="realism")
+    assert realism.shape == img.shape and not np.array_equal(realism, old.decompress(data))
+    with pytest.raises(CodecError, match="no realism decoder"):
+        old.decompress(data, decoder="realism")
+    (tmp_path / "f.pqm").write_bytes(data)
+    out = tmp_path / "r.png"
+    assert (
+        main(
+            ["decode", str(tmp_path / "f.pqm"), "-o", str(out), "--model", str(both), "--decoder", "realism"]
+        )
+        == 0
+    )
+    from PIL import Image
+
+    assert np.array_equal(np.asarray(Image.open(out)), realism)
+    with pytest.raises(ValueError, match="not a realism run"):
+        save_bundle(tmp_path / "x.safetensors", ae_path, em, realism=em)
