@@ -210,7 +210,13 @@ def _cmd_info(args: argparse.Namespace) -> None:
         (
             "schedule",
             f"{header.stages} stages, {header.stages_present} present, alpha {header.alpha}, "
-            f"order {header.order}" + (" (base layer)" if header.groups else ""),
+            f"order {header.order}"
+            + (" (base layer)" if header.groups else "")
+            + (
+                f", in tiles of {bitstream.TILE_TOKENS}x{bitstream.TILE_TOKENS} positions"
+                if header.flags & bitstream.FLAG_TILED
+                else ""
+            ),
         ),
         ("decoders", "fidelity, realism" if header.flags & bitstream.FLAG_REALISM else "fidelity"),
     ]

@@ -34,10 +34,13 @@ def layered_bundle(tmp_path_factory):
     em = LayeredEntropyModel(mcfg)
     with torch.no_grad():
         em.channel.head.weight.normal_()
-    for name, model, kind, cfg in (("ae", ae, "pqvae", acfg), ("em", em, "entropy", mcfg)):
+    from codec.models import schema
+
+    parts = (("ae", ae, schema.KIND_PQVAE, acfg), ("em", em, schema.KIND_ENTROPY, mcfg))
+    for name, model, kind, cfg in parts:
         save_file(
             {k: v.contiguous() for k, v in model.state_dict().items()},
             str(d / f"{name}.safetensors"),
-            metadata={"kind": kind, "config": json.dumps(cfg.to_dict())},
+            metadata={schema.KIND: kind, schema.CONFIG: json.dumps(cfg.to_dict())},
         )
     return save_bundle(d / "nested.safetensors", d / "ae.safetensors", d / "em.safetensors")

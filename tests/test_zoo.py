@@ -152,3 +152,14 @@ def test_a_shipped_file_is_hashed_once_per_user_cache(tmp_path, monkeypatch):
     zoo._verified.cache_clear()  # a new process: the user cache remembers
     zoo.shipped_path("extreme-s32-m1-k16")
     assert len(calls) == 1
+
+
+def test_zoo_recipes_point_to_recipe_files():
+    from codec.train.config import load_recipe, recipes
+    from codec.zoo import manifest
+
+    named = {n: e["recipe_name"] for n, e in manifest().items() if "recipe_name" in e}
+    assert named.get("flagship") == "flagship"
+    for recipe in named.values():
+        assert recipe in recipes()
+        assert load_recipe(recipe, "autoencoder")["nested"] is True  # the recipe trains this model

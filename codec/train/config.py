@@ -1,6 +1,10 @@
 """Training configuration: one small dataclass per stage (the fields every run shares in
 :class:`RunConfig`), each field a flag of ``codec train STAGE`` with its comment as help text.
-Named recipes are JSON files in ``codec/train/recipes/`` (see :func:`load_recipe`)."""
+Named recipes are JSON files in ``codec/train/recipes/`` (see :func:`load_recipe`).
+
+The flags are built here from the dataclasses (about 30 lines: argparse, help from each
+field's comment) rather than by tyro or simple-parsing: no dependency, and ``codec --help``
+stays free of torch and quick (tests/test_cli.py)."""
 
 from __future__ import annotations
 
