@@ -22,7 +22,7 @@ from .errors import CodecError
 from .hardware import autocast
 from .models.mim import MaskedEntropyModel
 from .models.pqvae import PQVAE
-from .tiling import TILE_ABOVE_PIXELS, encode_tiled, is_tiled, render_tiled, token_tiles
+from .tiling import HALO_TOKENS, TILE_ABOVE_PIXELS, encode_tiled, is_tiled, render_tiled, token_tiles
 
 # Peak memory of coding, measured for the s=16 model on the CPU (float32 autoencoder): about
 # 0.23 GB per megapixel to encode, 0.38 GB to decode, over ~0.6 GB for the process.
@@ -350,9 +350,12 @@ class ImageCodec:
         stages: int | None = None,
         max_pixels: int | None = None,
         decoder: str = "fidelity",
+        crop: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray:
         """.pqm bytes -> uint8 [H, W, 3]. Raises CodecError for any file this model cannot decode.
-        ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same tokens)."""
+        ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same tokens).
+        ``crop`` = (x, y, width, height): only that region goes through the decoder (the
+        tokens of the whole image are still decoded)."""
         header, payload = self.unpack_own(data, decoder, max_pixels)
         cfg = self.autoencoder.cfg
         if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
@@ -375,18 +378,39 @@ class ImageCodec:
             )
         t = torch.from_numpy(tokens)[None].to(self.device)
         z = self.autoencoder.quantizer.codes_from_indices(t)
-        return self.render(z, (header.height, header.width), decoder)
+        return self.render(z, (header.height, header.width), decoder, crop)
 
     @torch.no_grad()
-    def render(self, z: torch.Tensor, size: tuple[int, int], decoder: str = "fidelity") -> np.ndarray:
+    def render(
+        self,
+        z: torch.Tensor,
+        size: tuple[int, int],
+        decoder: str = "fidelity",
+        crop: tuple[int, int, int, int] | None = None,
+    ) -> np.ndarray:
         """uint8 [H, W, 3] of the latent ``z`` [1, D, h, w] (the decoder's input), ``size`` =
-        (H, W); images over :data:`codec.tiling.TILE_ABOVE_PIXELS` are decoded in tiles."""
+        (H, W); images over :data:`codec.tiling.TILE_ABOVE_PIXELS` are decoded in tiles.
+        ``crop`` = (x, y, width, height): only that region, from the latent positions that
+        cover it and a margin of ``HALO_TOKENS`` (the pixels of the whole decode, within a few
+        levels where the decoder sees further than the margin)."""
         dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
+        s = self.autoencoder.stride
+        if crop is not None:
+            x, y, w, h = crop
+            if not (w >= 1 and h >= 1 and 0 <= x and 0 <= y and x + w <= size[1] and y + h <= size[0]):
+                raise CodecError(f"crop {x},{y},{w},{h} is not inside the {size[1]}x{size[0]} image")
+            r0, c0 = max(y // s - HALO_TOKENS, 0), max(x // s - HALO_TOKENS, 0)
+            r1, c1 = (
+                min(-(-(y + h) // s) + HALO_TOKENS, z.shape[2]),
+                min(-(-(x + w) // s) + HALO_TOKENS, z.shape[3]),
+            )
+            part = self.render(z[:, :, r0:r1, c0:c1], ((r1 - r0) * s, (c1 - c0) * s), decoder)
+            return part[y - r0 * s : y - r0 * s + h, x - c0 * s : x - c0 * s + w]
         with autocast(self.amp, self.device):
             if size[0] * size[1] > TILE_ABOVE_PIXELS:
-                return render_tiled(dec, z, size, self.autoencoder.stride)
-            y = dec(z)[0, :, : size[0], : size[1]].float()
-        return (y.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+                return render_tiled(dec, z, size, s)
+            out = dec(z)[0, :, : size[0], : size[1]].float()
+        return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
 
 
 def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarray]:

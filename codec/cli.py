@@ -113,6 +113,12 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             if not hasattr(codec, "plan"):
                 raise CodecError("--layers needs a layered file and model")
             extra["layers"] = args.layers
+        if args.crop is not None:
+            try:
+                extra["crop"] = tuple(int(v) for v in args.crop.split(","))
+                assert len(extra["crop"]) == 4
+            except (ValueError, AssertionError):
+                raise CodecError(f"--crop takes X,Y,WIDTH,HEIGHT in pixels, not {args.crop!r}") from None
         pixels = codec.decompress(
             data, stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder, **extra
         )
@@ -336,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
     de.add_argument("--layers", type=int, default=None, help="layered files: decode only the first L layers")
+    de.add_argument(
+        "--crop", metavar="X,Y,W,H", help="only this region (pixels): the decoder runs on it alone"
+    )
     de.add_argument(
         "--decoder",
         choices=("fidelity", "realism"),

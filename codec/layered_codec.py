@@ -292,6 +292,7 @@ class LayeredImageCodec(ImageCodec):
         max_pixels: int | None = None,
         decoder: str = "fidelity",
         layers: int | None = None,
+        crop: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray:
         """.pqm bytes -> uint8 [H, W, 3]; ``layers``: decode only the first layers (a coarser image,
         exactly the file cut there by ``codec truncate``)."""
@@ -313,4 +314,4 @@ class LayeredImageCodec(ImageCodec):
         t = torch.from_numpy(tokens[:n])[None].to(self.device)
         counts = RatePoint(header.m, header.extra).counts(h, w, header.order)[None].to(self.device)
         z = self.autoencoder.latent(t, counts)
-        return self.render(z, (header.height, header.width), decoder)
+        return self.render(z, (header.height, header.width), decoder, crop)

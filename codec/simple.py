@@ -34,18 +34,25 @@ def compress(
     return codec.compress(image, effort=effort, **rate)
 
 
-def decompress(data: bytes, model=None, stages: int | None = None, layers: int | None = None):
+def decompress(
+    data: bytes,
+    model=None,
+    stages: int | None = None,
+    layers: int | None = None,
+    crop: tuple[int, int, int, int] | None = None,
+):
     """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
     ``$CODEC_MODEL``, else the shipped model whose id the file names). ``stages``: decode
     only that many stages (progressive, version-1 files); ``layers``: decode only the first
-    quality layers (layered files)."""
+    quality layers (layered files); ``crop`` = (x, y, width, height): only that region."""
     from PIL import Image
 
     from .zoo import codec_for_file
 
     codec = codec_for_file(data, model)
+    extra = {} if crop is None else {"crop": crop}
     if layers is not None:
         if not hasattr(codec, "plan"):
             raise CodecError("layers= needs a layered file and model")
-        return Image.fromarray(codec.decompress(data, stages=stages, layers=layers))
-    return Image.fromarray(codec.decompress(data, stages=stages))
+        extra["layers"] = layers
+    return Image.fromarray(codec.decompress(data, stages=stages, **extra))

@@ -99,3 +99,22 @@ def test_codecs_switch_to_the_tiled_autoencoder_above_the_threshold(monkeypatch)
     assert np.mean(np.abs(tiled.astype(int) - whole)) < 2.0
     with pytest.raises(CodecError, match="effort"):
         c.compress(img, effort=1)
+
+
+def test_a_crop_decodes_like_the_same_region_of_the_whole_image(tmp_path):
+    c = tiny_layered()
+    img = wide_image(5, h=64, w=96)
+    data = c.compress(img, m=4)
+    whole = c.decompress(data)
+    part = c.decompress(data, crop=(37, 10, 30, 41))
+    assert part.shape == (41, 30, 3)
+    diff = np.abs(part.astype(int) - whole[10:51, 37:67])  # the tiny decoder sees 5.75 positions, the
+    assert diff.mean() < 0.2 and diff.max() <= 4  # margin is 4: a few levels at a few pixels
+    for bad in ((90, 0, 10, 10), (0, 0, 0, 5), (-1, 0, 5, 5)):
+        with pytest.raises(CodecError, match="crop"):
+            c.decompress(data, crop=bad)
+    from codec.cli import main
+
+    (tmp_path / "a.pqm").write_bytes(codec_file := tiny_codec(amp="off").compress(img))
+    assert codec_file[:3] == b"PQM"
+    assert main(["decode", str(tmp_path / "a.pqm"), "-o", str(tmp_path / "a.png"), "--crop", "1,2,3"]) == 1
