@@ -115,6 +115,31 @@ def main() -> None:
     table = "\n".join(lines)
     print(table)
     Path(args.out + ".md").write_text(table + "\n")
+    if len(points) > 1:
+        plot(curve, args.model, Path(args.out + ".png"))
+
+
+def plot(curve: dict, model: str, path: Path) -> None:
+    """PSNR against bpp, one curve per effort."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for e, pts in curve.items():
+        ax.plot([b for b, _ in pts], [q for _, q in pts], "o-", ms=3, label=f"effort {e}")
+    ax.set(
+        xscale="log",
+        xlabel="bpp (Kodak mean)",
+        ylabel="PSNR dB (Kodak mean)",
+        title=f"{model}: encoder effort",
+    )
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 if __name__ == "__main__":
