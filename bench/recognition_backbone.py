@@ -271,6 +271,7 @@ def main(argv: list[str] | None = None) -> dict:
             )
             models[kind], speed[kind] = train(cfg, x_train, train_y, cp)
             save(models[kind], weights[kind], cfg, kind, speed[kind])
+            models[kind] = load(weights[kind], cfg.arch)  # evaluate what is saved (fp16), as --eval-only does
 
     variants = [("none", None, None, None)]
     for codec in cfg.codecs.split(","):

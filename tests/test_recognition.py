@@ -5,6 +5,7 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,3 +47,38 @@ def test_two_batch_smoke_run(tmp_path, monkeypatch):
     # a rerun reuses the feature cache (same files, same figures)
     again = study().main(args)
     assert again["rows"][1]["pretrained_top1"] == result["rows"][1]["pretrained_top1"]
+
+
+def backbone_study():
+    study()  # recognition_backbone imports its helpers
+    path = ROOT / "bench" / "recognition_backbone.py"
+    spec = importlib.util.spec_from_file_location("recognition_backbone", path)
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["recognition_backbone"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+@pytest.mark.skipif(
+    not (DATA / "imagenette" / "classes.tsv").exists(), reason="needs ../shared/data/imagenette"
+)
+def test_backbone_study_trains_saves_and_re_evaluates(tmp_path):
+    """bench/recognition_backbone.py on 20 images at 32 px: both backbones train and are saved
+    as fp16 safetensors, --eval-only reloads them and measures the same accuracies."""
+    mod = backbone_study()
+    args = ["--data", str(DATA / "imagenette"), "--train-per-class", "2", "--val-per-class", "2"]
+    args += ["--size", "32", "--epochs", "1", "--batch", "8", "--aug-codecs", "jpeg", "--aug-copies", "1"]
+    args += ["--codecs", "jpeg", "--bpps", "0.5", "--bootstrap", "20", "--out", str(tmp_path / "r")]
+    args += ["--weights", str(tmp_path / "w")]
+    first = mod.main(args)
+    assert sorted(p.name for p in (tmp_path / "w").iterdir()) == [
+        "recognition_mobilenet_v2_augmented.safetensors",
+        "recognition_mobilenet_v2_clean.safetensors",
+    ]
+    again = mod.main([*args, "--eval-only"])
+    assert [r["acc_augmented"] for r in again["rows"]] == [r["acc_augmented"] for r in first["rows"]]
+    assert {r["variant"] for r in first["rows"]} == {"clean", "jpeg-0.5"}
+    assert "| jpeg-0.5 |" in (tmp_path / "r" / "summary.md").read_text()
+    ref, clean, aug = (np.array(v, bool) for v in ([1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]))
+    rec = mod.recovery(ref, clean, aug)
+    assert rec(np.arange(4)) == pytest.approx(1 / 3)
