@@ -14,7 +14,7 @@ from ..models import schema
 from ..models.pqvae import PQVAE, random_prefix
 from .config import AutoencoderConfig
 from .data import InMemoryImages, list_images, load_rgb, step_generator
-from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp
 
 
 def eval_prefixes(cfg: AutoencoderConfig) -> list[int]:
@@ -73,13 +73,13 @@ def evaluate(
     return out
 
 
-def train_autoencoder(cfg: AutoencoderConfig) -> TrainResult:
+def build(cfg: AutoencoderConfig) -> Run:
     """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model, broadcast_buffers=False) if world > 1 else model
+    ddp = wrap_ddp(model, world, broadcast_buffers=False)
     if cfg.msssim_weight and cfg.crop <= 160:
         raise ValueError("--msssim-weight needs --crop of at least 161 (5 MS-SSIM scales)")
     lpips_fn = load_lpips(device) if cfg.lpips_weight else None
@@ -123,7 +123,7 @@ def train_autoencoder(cfg: AutoencoderConfig) -> TrainResult:
             return None
         return evaluate(model, eval_images, device, eval_prefixes(cfg))
 
-    run = Run(
+    return Run(
         cfg,
         model,
         opt,
@@ -136,4 +136,3 @@ def train_autoencoder(cfg: AutoencoderConfig) -> TrainResult:
         start,
         loss_ema,
     )
-    return TrainResult(model, fit(run))

@@ -22,10 +22,10 @@ from ..models import schema
 from ..models.baseline import ARCHS, build_baseline, compress_image, decompress_image  # noqa: F401
 from .config import BaselineConfig
 from .data import InMemoryImages, list_images, load_rgb
-from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp
 
 
-def train_baseline(cfg: BaselineConfig) -> TrainResult:
+def build(cfg: BaselineConfig) -> Run:
     rank, world, device = start_run(cfg)
     model = build_baseline(cfg.arch, cfg.baseline_N, cfg.baseline_M).to(device)
     main = [p for n, p in model.named_parameters() if not n.endswith("quantiles")]
@@ -34,7 +34,7 @@ def train_baseline(cfg: BaselineConfig) -> TrainResult:
         [{"params": main}, {"params": aux, "lr": 10 * cfg.lr, "lr_scale": 10.0}], lr=cfg.lr
     )
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
-    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    ddp = wrap_ddp(model, world)
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
     if rank == 0:
@@ -75,5 +75,4 @@ def train_baseline(cfg: BaselineConfig) -> TrainResult:
         "M": cfg.baseline_M,
         "lambda": cfg.rd_lambda,
     }
-    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema, clipped=main)
-    return TrainResult(model, fit(run))
+    return Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema, clipped=main)

@@ -23,7 +23,7 @@ from ..models.layered import TrainingLoss, build_entropy_model
 from ..models.mim import MIMConfig
 from .config import EntropyConfig, default_groups
 from .data import list_images, load_rgb, random_crops, step_generator
-from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp
 
 
 @torch.no_grad()
@@ -68,7 +68,7 @@ def evaluate_layered(
     return out
 
 
-def train_entropy(cfg: EntropyConfig) -> TrainResult:
+def build(cfg: EntropyConfig) -> Run:
     if not cfg.autoencoder:
         raise ValueError("--stage entropy needs --autoencoder (a PQ-VAE .safetensors or checkpoint folder)")
     rank, world, device = start_run(cfg)
@@ -90,7 +90,7 @@ def train_entropy(cfg: EntropyConfig) -> TrainResult:
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     loss_fn = TrainingLoss(model)
-    ddp = torch.nn.parallel.DistributedDataParallel(loss_fn) if world > 1 else loss_fn
+    ddp = wrap_ddp(loss_fn, world)
     files = list_images(cfg.data)
     if cfg.max_train_images:
         files = files[: cfg.max_train_images]
@@ -137,5 +137,4 @@ def train_entropy(cfg: EntropyConfig) -> TrainResult:
         schema.STATE_MIM_CONFIG: mcfg.to_dict(),
         "autoencoder": str(Path(cfg.autoencoder)),
     }
-    run = Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)
-    return TrainResult(model, fit(run))
+    return Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)

@@ -93,6 +93,23 @@ class Run:
     start: int = 0
     loss_ema: float | None = None  # the spike guard's running loss, from the checkpoint
     clipped: list[torch.nn.Parameter] | None = None  # parameters whose gradient norm is clipped (None: all)
+    average_grads: bool = False  # several processes, no DDP wrapper: fit averages the gradients
+
+
+def wrap_ddp(module: torch.nn.Module, world: int, **kwargs) -> torch.nn.Module:
+    """``module`` under DistributedDataParallel when several processes train, else itself."""
+    if world == 1:
+        return module
+    return torch.nn.parallel.DistributedDataParallel(module, **kwargs)
+
+
+def average_gradients(model: torch.nn.Module, world: int) -> None:
+    """All-reduce (mean) of every gradient: for stages whose step cannot run under DDP (the
+    realism stage switches the discriminator's gradients off and on within one step)."""
+    for p in model.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad)
+            p.grad /= world
 
 
 def start_run(cfg: RunConfig) -> tuple[int, int, torch.device]:
@@ -190,6 +207,8 @@ def fit(run: Run) -> dict:
             loss_ema = value if loss_ema is None or spike else 0.98 * loss_ema + 0.02 * value
             run.opt.zero_grad(set_to_none=True)
             loss.backward()
+            if run.world > 1 and run.average_grads:
+                average_gradients(run.model, run.world)
             if cfg.lr_schedule != "constant":
                 for group in run.opt.param_groups:
                     group["lr"] = cfg.lr_at(step) * group.get("lr_scale", 1.0)

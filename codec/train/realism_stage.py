@@ -34,7 +34,7 @@ from ..models.pqvae import PQVAE, pad_to_multiple
 from .autoencoder_stage import evaluate
 from .config import RealismConfig
 from .data import InMemoryImages, list_images, load_rgb
-from .loop import Run, TrainResult, autocast_for, fit, resume_if_asked, start_run
+from .loop import Run, autocast_for, resume_if_asked, start_run
 
 
 class RealismModel(nn.Module):
@@ -46,7 +46,7 @@ class RealismModel(nn.Module):
         self.discriminator = discriminator
 
 
-def train_realism(cfg: RealismConfig) -> TrainResult:
+def build(cfg: RealismConfig) -> Run:
     if cfg.discriminator not in ("vq", "binary"):
         raise ValueError(f"--discriminator {cfg.discriminator!r}: vq or binary")
     if not cfg.autoencoder or (cfg.discriminator == "vq" and not cfg.label_model):
@@ -125,5 +125,6 @@ def train_realism(cfg: RealismConfig) -> TrainResult:
         "autoencoder": cfg.autoencoder,
         "label_model": cfg.label_model,
     }
-    run = Run(cfg, model, opt, step, evaluate_now, state, rank, world, device, start, loss_ema)
-    return TrainResult(model, fit(run))
+    return Run(
+        cfg, model, opt, step, evaluate_now, state, rank, world, device, start, loss_ema, average_grads=True
+    )

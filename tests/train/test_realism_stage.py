@@ -104,3 +104,46 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     assert np.array_equal(np.asarray(Image.open(out)), realism)
     with pytest.raises(ValueError, match="not a realism run"):
         save_bundle(tmp_path / "x.safetensors", ae_path, em, realism=em)
+
+
+def _realism_worker(rank, world, port, cfg_dict):
+    import os
+
+    from safetensors.torch import save_file
+
+    from codec.train import TrainConfig, train
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        result = train(TrainConfig("realism", **cfg_dict))
+        state = {k: v.contiguous() for k, v in result.model.state_dict().items()}
+        save_file(state, f"{cfg_dict['out']}/rank{rank}.safetensors")
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_processes_train_one_realism_decoder(tmp_path):
+    """The realism stage under two gloo processes: gradients are averaged, so both ranks end
+    with the same decoder and discriminator (the stage cannot run under DDP's wrapper)."""
+    from safetensors.torch import load_file
+    from test_autoencoder_stage import _free_port
+
+    from codec.train import train
+
+    train(tiny_config(tmp_path / "ae", steps=6, warmup_ae_steps=2))
+    cfg = tiny_config(
+        tmp_path / "ae",
+        "realism",
+        out=str(tmp_path / "real"),
+        autoencoder=str(tmp_path / "ae" / "run" / "checkpoint"),
+        discriminator="binary",
+        disc_channels="8,8,16,16",
+        steps=3,
+        eval_every=1000,
+    )
+    torch.multiprocessing.spawn(
+        _realism_worker, args=(2, _free_port(), dataclasses.asdict(cfg)), nprocs=2, join=True
+    )
+    w0, w1 = (load_file(str(tmp_path / "real" / f"rank{r}.safetensors")) for r in (0, 1))
+    assert w0.keys() == w1.keys() and all(torch.equal(w0[k], w1[k]) for k in w0)
