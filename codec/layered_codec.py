@@ -28,6 +28,9 @@ from .entropy import RangeDecoder, RangeEncoder, symbol_bits
 from .entropy.schedule import CodingSchedule, position_order
 from .errors import CodecError
 
+BAND_ROWS = 16
+"""Rows of positions the channel model's logits are computed for at a time (codec.tiling)."""
+
 
 @dataclass(frozen=True)
 class RatePoint:
@@ -67,6 +70,22 @@ class LayeredImageCodec(ImageCodec):
         with one_thread():
             return self.entropy_model.group_logits(tokens[None, : self.bounds[g]], g)[0].numpy()
 
+    def _group_logit_bands(self, tokens: torch.Tensor, g: int, portable: bool = True):
+        """(row slice, float32 logits [rows * w, size_g, K]) of group g, band by band in raster
+        order: each band computed with ``channel_depth`` rows of context above and below (the
+        reach of the channel model's 3x3 convolutions), so the logits are exactly those of the
+        whole grid (tested) and memory stays that of one band however large the image."""
+        _, h, w = tokens.shape
+        if h <= BAND_ROWS:
+            yield slice(0, h), self._group_logits(tokens, g, portable)
+            return
+        reach = self.entropy_model.cfg.channel_depth
+        for r0 in range(0, h, BAND_ROWS):
+            r1 = min(r0 + BAND_ROWS, h)
+            a, b = max(r0 - reach, 0), min(r1 + reach, h)
+            logits = self._group_logits(tokens[:, a:b], g, portable)
+            yield slice(r0, r1), logits[(r0 - a) * w : (r1 - a) * w]
+
     def _layer_symbols(self, g: int, point: RatePoint, order: np.ndarray) -> tuple[slice, np.ndarray]:
         """(sub-vectors coded at every position, positions of the partial sub-vector) of group g."""
         lo, hi = self.bounds[g], self.bounds[g + 1]
@@ -86,17 +105,21 @@ class LayeredImageCodec(ImageCodec):
         order = position_order(h, w, self.schedule.order)
         flat = tokens.reshape(M, h * w)
         for g in range(1, self._layers(point)):
-            logits = self._group_logits(tok, g, self.portable)
             full, partial = self._layer_symbols(g, point, order)
-            sym_full = flat[full].T  # [hw, n]
+            n = full.stop - full.start
+            sym_full = flat[full].T  # [hw, n]: raster order, a position's sub-vectors together
             sym_part = flat[full.stop, partial] if len(partial) else np.zeros(0, np.int64)
+            part_logits = np.empty((len(partial), self.cfg_K), np.float32)
             enc = RangeEncoder()
-            if sym_full.size:
-                enc.encode_logits(
-                    sym_full.reshape(-1), logits[:, : full.stop - full.start].reshape(-1, self.cfg_K)
-                )
-            if len(partial):
-                enc.encode_logits(sym_part, logits[partial, full.stop - full.start])
+            for rows, logits in self._group_logit_bands(tok, g, self.portable):
+                pos = slice(rows.start * w, rows.stop * w)
+                if n:
+                    enc.encode_logits(sym_full[pos].reshape(-1), logits[:, :n].reshape(-1, self.cfg_K))
+                if len(partial):
+                    inside = (partial >= pos.start) & (partial < pos.stop)
+                    part_logits[inside] = logits[partial[inside] - pos.start, n]
+            if len(partial):  # the partial sub-vector after the full ones, in the schedule's order
+                enc.encode_logits(sym_part, part_logits)
             streams.append(enc.finish())
             crcs.append(bitstream.token_checksum(np.concatenate([sym_full.reshape(-1), sym_part])))
         return streams, crcs
@@ -117,14 +140,20 @@ class LayeredImageCodec(ImageCodec):
         flat = tokens.reshape(M, h * w)
         tok = torch.from_numpy(tokens)  # shares memory with `tokens`
         for g in range(1, layers):
-            logits = self._group_logits(tok, g, portable)
             full, partial = self._layer_symbols(g, point, order)
             n = full.stop - full.start
             dec = RangeDecoder(payload[starts[g] : starts[g + 1]])
-            if n:
-                flat[full] = dec.decode_logits(logits[:, :n].reshape(-1, self.cfg_K)).reshape(h * w, n).T
+            part_logits = np.empty((len(partial), self.cfg_K), np.float32)
+            for rows, logits in self._group_logit_bands(tok, g, portable):
+                pos = slice(rows.start * w, rows.stop * w)
+                if n:
+                    got = dec.decode_logits(logits[:, :n].reshape(-1, self.cfg_K))
+                    flat[full, pos] = got.reshape(pos.stop - pos.start, n).T
+                if len(partial):
+                    inside = (partial >= pos.start) & (partial < pos.stop)
+                    part_logits[inside] = logits[partial[inside] - pos.start, n]
             if len(partial):
-                flat[full.stop, partial] = dec.decode_logits(np.ascontiguousarray(logits[partial, n]))
+                flat[full.stop, partial] = dec.decode_logits(part_logits)
             coded = np.concatenate(
                 [flat[full].T.reshape(-1), flat[full.stop, partial] if len(partial) else []]
             )
@@ -158,9 +187,11 @@ class LayeredImageCodec(ImageCodec):
         flat = tokens.reshape(M, h * w)
         for g in range(1, len(self.groups)):
             lo, hi = self.bounds[g], self.bounds[g + 1]
-            logits = self._group_logits(tok, g, self.portable)  # [hw, n, K]
-            sym = flat[lo:hi].T.reshape(-1)
-            costs[lo:hi] = symbol_bits(sym, logits.reshape(-1, self.cfg_K)).reshape(h * w, hi - lo).T
+            for rows, logits in self._group_logit_bands(tok, g, self.portable):  # [rows * w, n, K]
+                pos = slice(rows.start * w, rows.stop * w)
+                sym = flat[lo:hi, pos].T.reshape(-1)
+                bits = symbol_bits(sym, logits.reshape(-1, self.cfg_K))
+                costs[lo:hi, pos] = bits.reshape(pos.stop - pos.start, hi - lo).T
         return base_bits, costs
 
     def plan(
