@@ -280,6 +280,8 @@ def main(argv: list[str] | None = None) -> dict:
                 variants.append((codec, bpp, None, bpp))
             else:
                 q, got = calibrate(list(x_train[:24]), codec, bpp)
+                if any(v[0] == codec and v[2] == q for v in variants):
+                    continue  # the codec's lowest setting already (small images: headers dominate)
                 variants.append((codec, bpp, q, got))
     rows, preds = [], {}
     for codec, bpp, q, _calibrated in variants:
