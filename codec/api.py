@@ -281,7 +281,7 @@ class ImageCodec:
                         f"this one has {shape[0] * shape[1]}: use effort 0"
                     )
                 z = torch.cat([encode_tiled(ae.encoder, xs[i], ae.stride, self.device) for i in idx])
-                t = ae.quantizer(z)[1]
+                t = ae.quantizer.indices(z)
             else:
                 xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
                 xt = xt.to(self.device)

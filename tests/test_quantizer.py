@@ -77,3 +77,14 @@ def test_usage_perplexity_bounds():
     q(torch.randn(8, 32, 8, 8))
     u = q.usage()
     assert u.shape == (4,) and (u >= 1).all() and (u <= 16 + 1e-4).all()
+
+
+def test_indices_in_chunks_are_the_nearest_codewords():
+    import torch
+
+    from codec.models.quantizer import ProductQuantizer
+
+    torch.manual_seed(0)
+    q = ProductQuantizer(dim=12, M=3, K=16).eval()
+    z = torch.randn(2, 12, 5, 7)
+    assert torch.equal(q.indices(z, chunk=4), q(z)[1])

@@ -78,6 +78,16 @@ class ProductQuantizer(nn.Module):
         d2 = (cb * cb).sum(-1).unsqueeze(1) - 2 * torch.bmm(flat, cb.transpose(1, 2))  # [M, N, K]
         return d2.argmin(-1)
 
+    @torch.no_grad()
+    def indices(self, z: torch.Tensor, chunk: int = 8192) -> torch.Tensor:
+        """Indices int64 [B, M, h, w] of the nearest codewords to ``z`` [B, D, h, w], computed
+        ``chunk`` positions at a time (no statistics, no [M, N, K] table of the whole image:
+        what large images are encoded with)."""
+        B, _, h, w = z.shape
+        flat = self._split(z.float())
+        idx = torch.cat([self.nearest(flat[:, i : i + chunk]) for i in range(0, flat.shape[1], chunk)], 1)
+        return idx.reshape(self.M, B, h, w).permute(1, 0, 2, 3)
+
     def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
         """Quantized latent [B, D, h, w] from indices [B, M, h, w] (exactly the forward's z_q)."""
         B, M, h, w = indices.shape
