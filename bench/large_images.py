@@ -66,6 +66,31 @@ def tiled_vs_whole(model: str, kodak: str) -> tuple[int, float, float]:
     return len(whole), float(np.mean(whole)), float(np.mean(tiled))
 
 
+def in_process(model: str, sizes: list[tuple[int, int]], src: Image.Image, threads: int) -> list[tuple]:
+    """(size, MP, encode s, decode s) of codec.compress / decompress in this process, the
+    model loaded and warmed up first: the cost per megapixel without start-up."""
+    import time
+
+    import torch
+
+    from codec.zoo import get_codec
+
+    torch.set_num_threads(threads)
+    c = get_codec(model)
+    c.decompress(c.compress(np.asarray(src.resize((64, 64)))))
+    rows = []
+    for w, h in sizes:
+        img = np.asarray(src.resize((w, h), Image.BICUBIC))
+        t0 = time.perf_counter()
+        data = c.compress(img)
+        t1 = time.perf_counter()
+        c.decompress(data)
+        t2 = time.perf_counter()
+        rows.append((f"{w}x{h}", w * h / 1e6, t1 - t0, t2 - t1))
+        print(rows[-1], flush=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="default")
@@ -73,8 +98,27 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kodak", default="../shared/data/kodak")
     ap.add_argument("--out", default="docs/large_images.md")
+    ap.add_argument("--in-process", action="store_true", help="time compress/decompress in one process")
     args = ap.parse_args()
     src = Image.open(Path(args.kodak) / "kodim23.png").convert("RGB")
+    if args.in_process:
+        sizes = [tuple(int(v) for v in spec.split("x")) for spec in args.sizes.split(",")]
+        rows = in_process(args.model, sizes, src, args.threads)
+        lines = [
+            f"In-process (`python bench/large_images.py --in-process --model {args.model} --sizes "
+            f"{args.sizes} --threads {args.threads}`; model loaded and warmed up, one run each):",
+            "",
+            "| image | MP | encode s | decode s | encode s/MP | decode s/MP |",
+            "|---|---|---|---|---|---|",
+            *(
+                f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.2f} | {r[2] / r[1]:.2f} | {r[3] / r[1]:.2f} |"
+                for r in rows
+            ),
+        ]
+        print("\n".join(lines))
+        with open(args.out, "a") as f:
+            f.write("\n" + "\n".join(lines) + "\n")
+        return
     codec = [sys.executable, "-m", "codec"]
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
