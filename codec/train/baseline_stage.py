@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from ..models import schema
-from ..models.baseline import ARCHS, build_baseline, compress_image, decompress_image  # noqa: F401
+from ..models.baseline import build_baseline, compress_image, decompress_image
 from .config import BaselineConfig
 from .data import InMemoryImages, list_images, load_rgb
 from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp
