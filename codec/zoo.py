@@ -28,15 +28,35 @@ def weights_dir() -> Path:
 
 
 def manifest() -> dict[str, dict]:
-    """name -> entry (``file``, ``sha256``, ``bytes``, ``description``, ``kodak``, ``recipe``)."""
+    """name -> entry (``file``, ``sha256``, ``bytes``, ``model_id``, ``aliases``,
+    ``description``, ``kodak``, ``recipe``)."""
+    return _manifest_doc().get("models", {})
+
+
+def retired() -> dict[str, dict]:
+    """model id (hex) -> entry (``name``, ``retired``, ``description``) of models that were
+    shipped once and no longer are: what a file made with one of them is told."""
+    return _manifest_doc().get("retired", {})
+
+
+def _manifest_doc() -> dict:
     path = weights_dir() / MANIFEST
     return _read_manifest(str(path), path.stat().st_mtime_ns) if path.is_file() else {}
 
 
 @functools.lru_cache(maxsize=4)
-def _read_manifest(path: str, mtime_ns: int) -> dict[str, dict]:
+def _read_manifest(path: str, mtime_ns: int) -> dict:
     # get_codec resolves a name on every call (codec.compress in a loop): read the file once
-    return json.loads(Path(path).read_text())["models"]
+    return json.loads(Path(path).read_text())
+
+
+def canonical_name(name: str) -> str:
+    """The zoo entry's name for a shipped name or one of its ``aliases`` (``flagship`` is the
+    recipe's name of ``default``); other strings unchanged."""
+    entries = manifest()
+    if name in entries:
+        return name
+    return next((n for n, e in entries.items() if name in e.get("aliases", ())), name)
 
 
 def shipped_models() -> list[str]:
@@ -88,7 +108,8 @@ def _verified(path: str, size: int, mtime_ns: int, expected: str) -> None:
 
 
 def shipped_path(name: str) -> Path:
-    """The verified file of shipped model ``name`` (CodecError if unknown or damaged)."""
+    """The verified file of shipped model ``name`` or alias (CodecError if unknown or damaged)."""
+    name = canonical_name(name)
     entry = manifest().get(name)
     path = weights_dir() / entry["file"] if entry else None
     if path is None or not path.is_file():
@@ -149,6 +170,13 @@ def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "
     for name, entry in manifest().items():
         if entry.get("model_id") == wanted and (weights_dir() / entry["file"]).is_file():
             return get_codec(name, device)
+    gone = retired().get(wanted)
+    if gone:
+        raise CodecError(
+            f"file made with model {gone['name']!r} ({wanted}), retired from the zoo on "
+            f"{gone['retired']}: {gone.get('replacement', '')}pass its bundle (in the "
+            "codec repository's history, codec/weights/) with --model / model="
+        )
     installed = ", ".join(f"{n} ({manifest()[n].get('model_id', '?')})" for n in shipped_models()) or "none"
     raise CodecError(
         f"file made with model {wanted}, which is not installed (installed: {installed}); "
@@ -164,7 +192,7 @@ def resolve(model: str | Path | None = None) -> Path:
     path = Path(model)
     if path.is_file():
         return path.resolve()
-    if str(model) in manifest():
+    if canonical_name(str(model)) in manifest():
         return shipped_path(str(model)).resolve()
     raise CodecError(
         f"model bundle not found: {path} (shipped models: {', '.join(shipped_models()) or 'none'})"
@@ -191,6 +219,7 @@ def describe() -> list[dict]:
         rows.append(
             {
                 "name": name,
+                "aliases": list(entry.get("aliases", [])),
                 "file": entry["file"],
                 "bytes": path.stat().st_size,
                 "grid": f"s{stride} M{prefix}{cfg.get('M')} K{cfg.get('K')}" if cfg else "?",

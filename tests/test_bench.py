@@ -9,6 +9,7 @@ from PIL import Image
 from codec import classical
 from codec.bench import run as bench
 from codec.cli import main
+from codec.zoo import get_codec
 
 
 def test_find_settings_lands_inside_the_range():
@@ -74,10 +75,13 @@ def test_tiny_bench_end_to_end_resumes_and_skips(images, tmp_path, monkeypatch, 
     assert set(json.loads((out / "results.json").read_text())["curves"]) == {"jpeg"}
 
 
-def test_ours_is_swept_over_stages(images, tmp_path):
+def test_ours_is_swept_over_its_rates(images, tmp_path):
+    """The default (nested) model: one point per prefix length m, from 1 to its M."""
     s = bench.run_bench(images, ["ours"], tmp_path / "o", workers=1, progress=False)
     pts = s["curves"]["ours"]
-    assert [p["setting"] for p in pts] == list(range(1, len(pts) + 1))
+    settings = [p["setting"] for p in pts]
+    assert settings == sorted(set(settings)) and settings[0] == 1
+    assert settings[-1] == get_codec().autoencoder.cfg.M
     assert all(a["bpp"] < b["bpp"] for a, b in zip(pts, pts[1:]))
 
 

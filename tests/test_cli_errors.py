@@ -34,7 +34,7 @@ def files(tmp_path_factory, layered_bundle):
     assert main(["encode", str(d / "ok.png"), "-o", str(d / "ok.pqm"), "--model", str(layered_bundle)]) == 0
     data = (d / "ok.pqm").read_bytes()
     (d / "cut.pqm").write_bytes(data[:-5])
-    assert main(["encode", str(d / "ok.png"), "-o", str(d / "v1.pqm"), "--model", "default"]) == 0
+    assert main(["encode", str(d / "ok.png"), "-o", str(d / "v1.pqm"), "--model", "s16-m4-k256"]) == 0
     return d, layered_bundle
 
 
@@ -48,7 +48,7 @@ CASES = [
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o7.pqm", "--model", "{d}/nometa.safetensors"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o8.pqm", "--model", "{d}/badjson.safetensors"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o9.pqm", "--model", "{d}/truncated.safetensors"]),
-    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o10.pqm", "--model", "default", "--bpp", "0.2"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o10.pqm", "--model", "s16-m4-k256", "--bpp", "0.2"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o11.pqm", "--model", "{bundle}", "--m", "99"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o12.pqm", "--model", "{bundle}", "--quality", "101"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/ok.png"]),  # the input itself

@@ -92,7 +92,7 @@ def test_sizes_grow_with_m():
 @pytest.mark.parametrize("layers", [1, 2, 3])
 def test_truncated_file_is_the_lower_rate_file(layers):
     img = image(5)
-    full = CODEC.compress(img)  # m = 6: 4 layers
+    full = CODEC.compress(img, m=6)  # 4 layers
     cut = bitstream.truncate(full, layers)
     m = [1, 2, 4, 6][layers - 1]
     assert cut == CODEC.compress(img, m=m)  # byte for byte
@@ -101,7 +101,7 @@ def test_truncated_file_is_the_lower_rate_file(layers):
 
 def test_truncate_to_bytes_and_refusals():
     img = image(6)
-    full = CODEC.compress(img)
+    full = CODEC.compress(img, quality=100)
     sizes = [len(bitstream.truncate(full, n)) for n in (1, 2, 3, 4)]
     assert sizes == sorted(sizes)
     assert bitstream.truncate(full, max_bytes=sizes[2]) == bitstream.truncate(full, 3)
@@ -115,7 +115,7 @@ def test_truncate_to_bytes_and_refusals():
 
 def test_size_never_exceeded_and_bpp_lands_near():
     img = image(7, 64, 96)
-    lo, hi = len(CODEC.compress(img, m=1)), len(CODEC.compress(img))
+    lo, hi = len(CODEC.compress(img, m=1)), len(CODEC.compress(img, m=6))
     for n in np.linspace(lo, hi, 7).astype(int):
         data = CODEC.compress(img, size=int(n))
         assert len(data) <= n
@@ -132,8 +132,17 @@ def test_quality_is_monotone():
     img = image(8)
     sizes = [len(CODEC.compress(img, quality=q)) for q in (0, 10, 25, 50, 75, 90, 100)]
     assert sizes == sorted(sizes)
-    assert CODEC.compress(img, quality=100) == CODEC.compress(img)
+    assert CODEC.compress(img, quality=100) == CODEC.compress(img, m=6)
     assert CODEC.compress(img, quality=0) == CODEC.compress(img, m=1)
+
+
+def test_without_a_rate_the_default_quality():
+    from codec.layered_codec import DEFAULT_QUALITY
+
+    img = image(9)
+    data = CODEC.compress(img)
+    assert data == CODEC.compress(img, quality=DEFAULT_QUALITY)
+    assert len(CODEC.compress(img, m=1)) < len(data) < len(CODEC.compress(img, m=6))
 
 
 def test_bad_rate_arguments():

@@ -75,23 +75,31 @@ def shipped_default():
 
 
 def test_shipped_model_matches_torch_and_ignores_threads_at_kodak_size():
+    """The default (layered) model: its masked transformer (base layer) and its channel model."""
     c = shipped_default()
-    pm = c.portable_models()["base"]
+    em = c.entropy_model
+    pm, pc = c.portable_models()["base"], c.portable_models()["channel"]
     rng = np.random.default_rng(2)
-    tok = rng.integers(0, 256, (8, 32, 48))
+    tok = rng.integers(0, 256, (em.cfg.M, 32, 48))
+    base = tok[: em.cfg.groups[0]]
     perm = rng.permutation(32 * 48)
     known, query = perm[:700], perm[700:]
-    outs = []
+    outs, channel = [], []
     for threads in (1, 2, 3):
-        pm.threads = threads
-        outs.append(pm.logits(tok, known, query))
-    for o in outs[1:]:
-        assert np.array_equal(o, outs[0])  # bit for bit
+        pm.threads = pc.threads = threads
+        outs.append(pm.logits(base, known, query))
+        channel.append(pc.logits(tok, 3))
+    for o, ch in zip(outs[1:], channel[1:]):
+        assert np.array_equal(o, outs[0]) and np.array_equal(ch, channel[0])  # bit for bit
     with torch.no_grad():
-        ref = c.entropy_model(
-            torch.from_numpy(tok)[None], torch.from_numpy(known)[None], torch.from_numpy(query)[None]
+        ref = em.base(
+            torch.from_numpy(base)[None], torch.from_numpy(known)[None], torch.from_numpy(query)[None]
         )
+        ref_channel = em.group_logits(torch.from_numpy(tok)[None], 3)[0]
     np.testing.assert_allclose(outs[0], ref[0].numpy(), atol=1e-4)
+    np.testing.assert_allclose(
+        channel[0], ref_channel.numpy(), atol=1e-4 * max(1.0, float(ref_channel.abs().max()))
+    )
 
 
 def test_bad_inputs_are_refused():
@@ -167,15 +175,17 @@ out = {}
 if sys.argv[1] == "encode":
     data = c.compress(Image.open(sys.argv[2]))
     open(sys.argv[3], "wb").write(data)
-else:  # the tokens only (what must not depend on the machine), checked against the file's CRC
+else:  # the tokens only (what must not depend on the machine), checked against the layers' CRCs
     from codec import bitstream
-    from codec.entropy.schedule import CodingSchedule
+    from codec.errors import CodecError
     for f in sys.argv[2:]:
         h, payload = bitstream.unpack(open(f, "rb").read())
         assert h.flags & bitstream.FLAG_PORTABLE
-        schedule = CodingSchedule(h.stages, h.alpha, h.order)
-        tokens = c.decode_tokens(payload, h.token_shape, schedule, portable=True)
-        out[f] = bitstream.token_checksum(tokens) == h.token_crc
+        try:
+            c.decode_layers(h, payload, len(h.layer_bytes))
+            out[f] = True
+        except CodecError:
+            out[f] = False
 print(json.dumps({"threads": torch.get_num_threads(), "mkldnn": torch.backends.mkldnn.enabled, **out}))
 """
 
@@ -201,7 +211,7 @@ def settings() -> list[dict]:
 @pytest.mark.skipif(os.uname().machine != "x86_64", reason="ATEN_CPU_CAPABILITY values are x86-64's")
 def test_files_decode_across_threads_instruction_sets_and_mkldnn(tmp_path):
     """Each setting encodes Kodak's kodim23 with the shipped default model; every setting then
-    decodes every file (the token checksum proves identical tokens)."""
+    decodes every file (the layers' token checksums prove identical tokens)."""
     runs = settings()
     files = []
     for i, env in enumerate(runs):

@@ -137,6 +137,23 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
     alien = bitstream.pack(dataclasses.replace(h, model_id=b"\x00\x01\x02\x03"), payload)
     with pytest.raises(CodecError, match="00010203, which is not installed .*default"):
         codec.decompress(alien)
+    # a model that was shipped once: the file says which, when it left and what replaces it
+    from codec.zoo import retired
+
+    gone_id, gone = next(iter(retired().items()))
+    old = bitstream.pack(dataclasses.replace(h, model_id=bytes.fromhex(gone_id)), payload)
+    with pytest.raises(CodecError, match=f"model '{gone['name']}' .*retired from the zoo on"):
+        codec.decompress(old)
+
+
+def test_flagship_is_another_name_of_the_default():
+    from codec.zoo import canonical_name, manifest, resolve
+
+    assert canonical_name("flagship") == "default" and canonical_name("default") == "default"
+    assert resolve("flagship") == resolve("default") == resolve(None)
+    assert get_codec("flagship") is get_codec(None)
+    assert "flagship" not in shipped_models() and "flagship" in manifest()["default"]["aliases"]
+    assert canonical_name("no-such") == "no-such"
 
 
 def test_a_shipped_file_is_hashed_once_per_user_cache(tmp_path, monkeypatch):
@@ -159,7 +176,7 @@ def test_zoo_recipes_point_to_recipe_files():
     from codec.zoo import manifest
 
     named = {n: e["recipe_name"] for n, e in manifest().items() if "recipe_name" in e}
-    assert named.get("flagship") == "flagship"
+    assert named.get("default") == "flagship"
     for recipe in named.values():
         assert recipe in recipes()
         assert load_recipe(recipe, "autoencoder")["nested"] is True  # the recipe trains this model

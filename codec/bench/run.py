@@ -36,6 +36,11 @@ METRICS = ("psnr", "ms_ssim")
 _LPIPS: list = []  # per process: [LPIPS module or None]
 
 
+def full_rate(c) -> dict:
+    """compress() arguments for a model's whole file: a nested model's every sub-vector."""
+    return {"quality": 100} if hasattr(c, "plan") else {}
+
+
 def _lpips():
     if not _LPIPS:
         from ..metrics import load_lpips
@@ -98,9 +103,9 @@ def make_codec(name: str) -> BenchCodec:
             bc = BenchCodec(
                 name,
                 list(range(len(models))),
-                "one bundle per rate point (whole files): "
+                "one bundle per rate point (whole files; nested models at their full rate): "
                 + ", ".join(f"{m} (id {c.model_id.hex()})" for m, c in zip(specs, models)),
-                lambda img, i: models[i].compress(img),
+                lambda img, i: models[i].compress(img, **full_rate(models[i])),
                 lambda data, i: models[i].decompress(data),
             )
     elif name.split(":")[0] in ("hyperprior", "mbt") and ":" in name:

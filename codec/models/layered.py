@@ -141,14 +141,19 @@ class LayeredEntropyModel(nn.Module):
 
 
 @torch.no_grad()
-def layered_schedule_bits(model: LayeredEntropyModel, tokens: torch.Tensor, schedule) -> torch.Tensor:
-    """Ideal code length in bits of each image's tokens int64 [B, M, h, w] at the full rate
-    (every sub-vector): the base layer under ``schedule`` plus every channel-coded group;
-    float32 [B] (batched :func:`~codec.models.mim.schedule_bits`)."""
+def layered_schedule_bits(
+    model: LayeredEntropyModel, tokens: torch.Tensor, schedule, m: int | None = None
+) -> torch.Tensor:
+    """Ideal code length in bits of the first ``m`` sub-vectors (default: all) of each image's
+    tokens int64 [B, M, h, w] at every position: the base layer under ``schedule`` plus the
+    channel-coded groups; float32 [B] (batched :func:`~codec.models.mim.schedule_bits`)."""
+    m = tokens.shape[1] if m is None else m
     bits = schedule_bits(model, tokens[:, : model.cfg.groups[0]], schedule)
     for g in range(1, len(model.cfg.groups)):
-        lo, hi = model.bounds[g], model.bounds[g + 1]
-        logp = model.group_logits(tokens, g).float().log_softmax(-1)  # [B, hw, n, K]
+        lo, hi = model.bounds[g], min(model.bounds[g + 1], m)
+        if hi <= lo:
+            break
+        logp = model.group_logits(tokens, g).float().log_softmax(-1)[:, :, : hi - lo]  # [B, hw, n, K]
         sym = tokens[:, lo:hi].flatten(2).transpose(1, 2)  # [B, hw, n]
         bits -= logp.gather(-1, sym[..., None]).sum((1, 2, 3)) / math.log(2)
     return bits
