@@ -13,7 +13,7 @@
 #            `make gpu-data`; only the checkout travels to the GPU machine)
 #   EVAL     held-out evaluation folder (default: gpu_data/held_out, BSDS500 test)
 #   OUT      output folder (default: runs/gpu); the bundle is OUT/flagship.safetensors
-#   INIT     bundle to continue from (default: codec/weights/flagship.safetensors; empty: fresh)
+#   INIT     bundle to continue from (default: codec/weights/default.safetensors, the flagship; empty: fresh)
 #   AE_MINUTES, EM_MINUTES  minutes of each stage (default 7 and 2)
 #   RECIPE   the recipe of both stages (default: flagship, codec/train/recipes/flagship.json)
 #   AE_ARGS, EM_ARGS  extra flags of each stage's `codec train` (later flags win)
@@ -23,7 +23,7 @@ PY=${PYTHON:-python3}
 DATA=${DATA:-gpu_data/train}
 EVAL=${EVAL:-gpu_data/held_out}
 OUT=${OUT:-runs/gpu}
-INIT=${INIT-codec/weights/flagship.safetensors}
+INIT=${INIT-codec/weights/default.safetensors}
 AE_MINUTES=${AE_MINUTES:-7}
 EM_MINUTES=${EM_MINUTES:-2}
 RECIPE=${RECIPE:-flagship}
