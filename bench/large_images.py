@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.tiling import ENCODE_HALO_TOKENS, ENCODE_TILE_TOKENS, HALO_TOKENS, RENDER_TILE_TOKENS
+
 
 def timed(cmd: list[str], threads: int) -> tuple[float, float]:
     """(wall seconds, peak RSS in GiB) of one run of ``cmd``."""
@@ -64,9 +66,13 @@ def tiled_vs_whole(model: str, kodak: str) -> tuple[int, float, float]:
     return len(whole), float(np.mean(whole)), float(np.mean(tiled))
 
 
-def in_process(model: str, sizes: list[tuple[int, int]], src: Image.Image, threads: int) -> list[tuple]:
-    """(size, MP, encode s, decode s) of codec.compress / decompress in this process, the
-    model loaded and warmed up first: the cost per megapixel without start-up."""
+def in_process(
+    model: str, sizes: list[tuple[int, int]], src: Image.Image, threads: int, repeat: int
+) -> list[tuple]:
+    """(size, MP, encode s, decode s) of codec.compress / decompress in this process (the
+    model's default rate), the model loaded and warmed up first: the cost per megapixel
+    without start-up; the median of ``repeat`` runs per size."""
+    import statistics
     import time
 
     import torch
@@ -79,12 +85,15 @@ def in_process(model: str, sizes: list[tuple[int, int]], src: Image.Image, threa
     rows = []
     for w, h in sizes:
         img = np.asarray(src.resize((w, h), Image.BICUBIC))
-        t0 = time.perf_counter()
-        data = c.compress(img)
-        t1 = time.perf_counter()
-        c.decompress(data)
-        t2 = time.perf_counter()
-        rows.append((f"{w}x{h}", w * h / 1e6, t1 - t0, t2 - t1))
+        enc, dec = [], []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            data = c.compress(img)
+            t1 = time.perf_counter()
+            c.decompress(data)
+            enc.append(t1 - t0)
+            dec.append(time.perf_counter() - t1)
+        rows.append((f"{w}x{h}", w * h / 1e6, statistics.median(enc), statistics.median(dec)))
         print(rows[-1], flush=True)
     return rows
 
@@ -97,19 +106,24 @@ def main() -> None:
     ap.add_argument("--kodak", default="../shared/data/kodak")
     ap.add_argument("--out", default="docs/large_images.md")
     ap.add_argument("--in-process", action="store_true", help="time compress/decompress in one process")
+    ap.add_argument("--repeat", type=int, default=3, help="runs per size (in-process): the median")
     args = ap.parse_args()
     src = Image.open(Path(args.kodak) / "kodim23.png").convert("RGB")
     if args.in_process:
         sizes = [tuple(int(v) for v in spec.split("x")) for spec in args.sizes.split(",")]
-        rows = in_process(args.model, sizes, src, args.threads)
+        rows = in_process(args.model, sizes, src, args.threads, args.repeat)
+        e0, d0 = rows[0][2] / rows[0][1], rows[0][3] / rows[0][1]
         lines = [
             f"In-process (`python bench/large_images.py --in-process --model {args.model} --sizes "
-            f"{args.sizes} --threads {args.threads}`; model loaded and warmed up, one run each):",
+            f"{args.sizes} --threads {args.threads} --repeat {args.repeat}`; model loaded and warmed "
+            f"up, the model's default rate, median of {args.repeat} runs per size; s/MP also as a "
+            "ratio to the first size's):",
             "",
             "| image | MP | encode s | decode s | encode s/MP | decode s/MP |",
             "|---|---|---|---|---|---|",
             *(
-                f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.2f} | {r[2] / r[1]:.2f} | {r[3] / r[1]:.2f} |"
+                f"| {r[0]} | {r[1]:.2f} | {r[2]:.2f} | {r[3]:.2f} | {r[2] / r[1]:.2f} "
+                f"({r[2] / r[1] / e0:.2f}x) | {r[3] / r[1]:.2f} ({r[3] / r[1] / d0:.2f}x) |"
                 for r in rows
             ),
         ]
@@ -146,9 +160,11 @@ def main() -> None:
         "",
         "Token grids over 48 x 48 positions (768 px at stride 16) are entropy-coded in independent "
         "48 x 48 tiles (codec.tiling, header flag FLAG_TILED), so the masked transformer's cost is "
-        "linear in the image; images over 1 MP run the encoder and the decoder in 64 x 64-position "
-        "tiles with 4 positions of context on each side. Kodak-sized images are one tile: their "
-        "files and rates are unchanged (the golden files did not change).",
+        f"linear in the image; images over 1 MP run the encoder in {ENCODE_TILE_TOKENS} x "
+        f"{ENCODE_TILE_TOKENS}-position tiles with {ENCODE_HALO_TOKENS} positions of context on "
+        f"each side and the decoder in {RENDER_TILE_TOKENS} x {RENDER_TILE_TOKENS} tiles with "
+        f"{HALO_TOKENS}. Kodak-sized images are one tile: their files and rates are unchanged "
+        "(the golden files did not change).",
         "",
         f"`python bench/large_images.py --model {args.model} --sizes {args.sizes} --threads {args.threads}`: "
         f"kodim23 upscaled, whole-process CLI, one run each, {args.threads} threads; start-up "
