@@ -22,7 +22,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.tiling import ENCODE_HALO_TOKENS, ENCODE_TILE_TOKENS, HALO_TOKENS, RENDER_TILE_TOKENS
+from codec.tiling import (
+    ENCODE_HALO_TOKENS,
+    ENCODE_TILE_TOKENS,
+    HALO_TOKENS,
+    RENDER_TILE_TOKENS,
+    TILE_ABOVE_PIXELS,
+)
 
 
 def timed(cmd: list[str], threads: int) -> tuple[float, float]:
@@ -165,7 +171,8 @@ def main() -> None:
         "",
         "Token grids over 48 x 48 positions (768 px at stride 16) are entropy-coded in independent "
         "48 x 48 tiles (codec.tiling, header flag FLAG_TILED), so the masked transformer's cost is "
-        f"linear in the image; images over 1 MP run the encoder in {ENCODE_TILE_TOKENS} x "
+        f"linear in the image; images over {TILE_ABOVE_PIXELS / 1e6:.2f} MP run the encoder in "
+        f"{ENCODE_TILE_TOKENS} x "
         f"{ENCODE_TILE_TOKENS}-position tiles with {ENCODE_HALO_TOKENS} positions of context on "
         f"each side and the decoder in {RENDER_TILE_TOKENS} x {RENDER_TILE_TOKENS} tiles with "
         f"{HALO_TOKENS}. Kodak-sized images are one tile: their files and rates are unchanged "

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .effort import effort_steps, refine_tokens
+from .effort import EFFORT_MAX_PIXELS, effort_steps, refine_tokens
 from .entropy import RangeDecoder, RangeEncoder
 from .entropy.schedule import CodingSchedule
 from .errors import CodecError
@@ -274,12 +274,13 @@ class ImageCodec:
         ae = self.autoencoder
         for shape in dict.fromkeys(x.shape for x in xs):
             idx = [i for i, x in enumerate(xs) if x.shape == shape]
-            if shape[0] * shape[1] > TILE_ABOVE_PIXELS:  # encoded in tiles, each made float only then
-                if steps:
-                    raise CodecError(
-                        f"effort > 0 refines images of up to {TILE_ABOVE_PIXELS} pixels; "
-                        f"this one has {shape[0] * shape[1]}: use effort 0"
-                    )
+            pixels = shape[0] * shape[1]
+            if steps and pixels > EFFORT_MAX_PIXELS:
+                raise CodecError(
+                    f"effort > 0 refines images of up to {EFFORT_MAX_PIXELS} pixels; "
+                    f"this one has {pixels}: use effort 0"
+                )
+            if pixels > TILE_ABOVE_PIXELS and not steps:  # encoded in tiles, each made float only then
                 z = torch.cat([encode_tiled(ae.encoder, xs[i], ae.stride, self.device) for i in idx])
                 t = ae.quantizer.indices(z)
             else:

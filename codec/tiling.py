@@ -23,28 +23,33 @@ import torch
 from .bitstream import TILE_TOKENS
 from .models.pqvae import pad_to_multiple  # positions per side of an entropy-coding tile (a format constant)
 
-RENDER_TILE_TOKENS = 64
-"""Latent positions per side of a decoder tile (1024 pixels at stride 16), before its margin."""
+# Tile sizes: the autoencoder's time per pixel grows with its input (cache-bound activations;
+# on 2 threads here the decoder costs 0.33 s/MP on a Kodak-sized latent and 0.48 on 72 x 72,
+# the encoder 0.37 s/MP on 576 x 576 pixels and 0.50 on 768 x 768 and more), while the
+# margins cost (tile + 2 halo)^2 / tile^2: these sizes minimise the product (bench/large_images.py).
 
-HALO_TOKENS = 4
-"""Latent positions of context on each side of a decoder tile (64 pixels at stride 16). The
+RENDER_TILE_TOKENS = 32
+"""Latent positions per side of a decoder tile (512 pixels at stride 16), before its margin."""
+
+HALO_TOKENS = 3
+"""Latent positions of context on each side of a decoder tile (48 pixels at stride 16). The
 flagship decoder sees about 6.7 positions to each side, but almost all of its response lies
-within 4: tiles decode within 0.01 dB of the whole image (bench/large_images.py), at
-(72/64)^2 = 1.27x the decoder's work."""
+within 3: in 16-position tiles (many seams) Kodak decodes 0.0012 dB below the whole-image
+decoder on average (2 positions: 0.011 dB, 4: 0.0001 dB); (38/32)^2 = 1.41x the decoder's
+work, on inputs small enough to run fastest."""
 
-ENCODE_TILE_TOKENS = 48
-"""Latent positions per side of an encoder tile (768 pixels at stride 16), before its margin:
-the encoder's time per pixel is lowest on inputs of 640-768 pixels a side and about 1.3x
-higher at 1024 and more (measured on one thread; cache-bound activations)."""
+ENCODE_TILE_TOKENS = 32
+"""Latent positions per side of an encoder tile (512 pixels at stride 16), before its margin."""
 
 ENCODE_HALO_TOKENS = 2
 """Latent positions of context on each side of an encoder tile (32 pixels at stride 16): on
 Kodak in 16-position tiles, 1.3% of the tokens differ from the whole-image encoder's and the
-decoded PSNR does not change (+0.0007 dB; 4 positions: 0.01% differ); (52/48)^2 = 1.17x the
+decoded PSNR does not change (+0.0007 dB; 4 positions: 0.01% differ); (36/32)^2 = 1.27x the
 encoder's work."""
 
-TILE_ABOVE_PIXELS = 1024 * 1024
-"""Images above this many pixels run the autoencoder in tiles (smaller ones run whole)."""
+TILE_ABOVE_PIXELS = 768 * 768
+"""Images above this many pixels run the autoencoder in tiles (smaller ones, Kodak's among
+them, run whole: their pixels do not depend on tiling)."""
 
 
 def token_tiles(h: int, w: int, tile: int = TILE_TOKENS) -> list[tuple[slice, slice]]:

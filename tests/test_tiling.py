@@ -86,7 +86,7 @@ def test_tiled_decoder_and_encoder_match_the_whole_image():
 
 def test_codecs_switch_to_the_tiled_autoencoder_above_the_threshold(monkeypatch):
     """Images over TILE_ABOVE_PIXELS are encoded and decoded in tiles: the same file format,
-    pictures close to the whole-image path; effort > 0 is refused for them."""
+    pictures close to the whole-image path; effort > 0 is refused above EFFORT_MAX_PIXELS."""
     import codec.api
 
     c = tiny_codec(amp="off")
@@ -97,6 +97,8 @@ def test_codecs_switch_to_the_tiled_autoencoder_above_the_threshold(monkeypatch)
     tiled = c.decompress(data)
     assert tiled.shape == img.shape
     assert np.mean(np.abs(tiled.astype(int) - whole)) < 2.0
+    assert c.compress(img, effort=1)[:3] == b"PQM"  # effort refines the whole image, up to a limit
+    monkeypatch.setattr(codec.api, "EFFORT_MAX_PIXELS", 1000)
     with pytest.raises(CodecError, match="effort"):
         c.compress(img, effort=1)
 
@@ -109,7 +111,7 @@ def test_a_crop_decodes_like_the_same_region_of_the_whole_image(tmp_path):
     part = c.decompress(data, crop=(37, 10, 30, 41))
     assert part.shape == (41, 30, 3)
     diff = np.abs(part.astype(int) - whole[10:51, 37:67])  # the tiny decoder sees 5.75 positions, the
-    assert diff.mean() < 0.2 and diff.max() <= 4  # margin is 4: a few levels at a few pixels
+    assert diff.mean() < 0.3 and diff.max() <= 6  # margin is 3: a few levels at some pixels
     for bad in ((90, 0, 10, 10), (0, 0, 0, 5), (-1, 0, 5, 5)):
         with pytest.raises(CodecError, match="crop"):
             c.decompress(data, crop=bad)
