@@ -29,11 +29,12 @@ from .entropy.schedule import CodingSchedule, position_order
 from .errors import CodecError
 
 BAND_ROWS = 16
+"""Rows of positions the channel model's logits are computed for at a time (codec.tiling)."""
+
 DEFAULT_QUALITY = 30.0
 """The rate of a file when none is asked for: ``quality`` 30, i.e. 8 of the default model's
 24 sub-vectors (about 0.2 bpp on Kodak), where its rate-distortion curve bends: 24 cost
 2.9x the bytes for +0.7 dB. ``quality=100`` or ``m=M`` is the model's full rate."""
-"""Rows of positions the channel model's logits are computed for at a time (codec.tiling)."""
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,12 @@ class LayeredImageCodec(ImageCodec):
                 costs[lo:hi, pos] = bits.reshape(pos.stop - pos.start, hi - lo).T
         return base_bits, costs
 
+    def quality_subvectors(self, quality: float) -> float:
+        """Sub-vectors per position (fractional) of ``quality`` 0-100: the base layer plus
+        that share of the others."""
+        g0, M = self.groups[0], self.autoencoder.cfg.M
+        return g0 + (M - g0) * quality / 100
+
     def plan(
         self,
         tokens: np.ndarray,
@@ -229,7 +236,7 @@ class LayeredImageCodec(ImageCodec):
         if quality is not None:
             if not 0 <= quality <= 100:
                 raise ValueError(f"quality must be in 0..100, got {quality}")
-            r = g0 + (M - g0) * quality / 100
+            r = self.quality_subvectors(quality)
             mm = min(int(r), M)
             return RatePoint(mm, 0 if mm == M else int(round((r - mm) * h * w)) % (h * w))
         if bpp is not None and not bpp > 0:

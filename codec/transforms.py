@@ -235,8 +235,8 @@ class NeuralCompression(torch.nn.Module):
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.
     ``model``: a shipped name or bundle path (default: the default model). ``m`` (nested
     models): sub-vectors per position, default that of ``quality``
-    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (8 of the default model's 24),
-    i.e. the files ``codec.compress`` writes without a rate.
+    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (8 of the default model's 24; the
+    files ``codec.compress`` writes without a rate code 7.9 on average).
     """
 
     def __init__(
@@ -261,7 +261,7 @@ class NeuralCompression(torch.nn.Module):
             from .layered_codec import DEFAULT_QUALITY, RatePoint
 
             g0 = codec.groups[0]
-            self.m = round(g0 + (M - g0) * DEFAULT_QUALITY / 100) if m is None else m
+            self.m = round(codec.quality_subvectors(DEFAULT_QUALITY)) if m is None else m
             if not g0 <= self.m <= M:
                 raise ValueError(f"m must be in {g0}..{M}, got {m}")
             point = RatePoint(self.m)
