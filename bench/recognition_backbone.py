@@ -22,6 +22,7 @@ safetensors with their recipe (``--weights``); ``--eval-only`` evaluates saved o
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import time
@@ -85,12 +86,25 @@ def build(arch: str, classes: int = 10) -> torch.nn.Module:
     return getattr(torchvision.models, arch)(weights=None, num_classes=classes)
 
 
+def jobs_key(jobs: list[tuple]) -> str:
+    """A short hash of ``jobs`` and of the model id behind each ``ours`` codec in them, so a
+    cache made with other images, rates or weights is never reused."""
+    from codec.zoo import get_codec
+
+    ids = {
+        c: get_codec(c.partition(":")[2] or None).model_id.hex()
+        for c in {j[1] for j in jobs}
+        if c.startswith("ours")
+    }
+    return hashlib.sha1(json.dumps([jobs, sorted(ids.items())]).encode()).hexdigest()[:10]
+
+
 def compressed(
     cfg: BackboneConfig, name: str, imgs: np.ndarray, jobs: list[tuple]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(decoded images, bytes) of ``jobs`` = (image index, codec, bpp, quality), cached in
-    OUT/cache/NAME.npz."""
-    path = Path(cfg.out) / "cache" / f"{name}.npz"
+    OUT/cache/NAME-KEY.npz (KEY: :func:`jobs_key`)."""
+    path = Path(cfg.out) / "cache" / f"{name}-{jobs_key(jobs)}.npz"
     if path.exists():
         with np.load(path) as f:
             if len(f["bytes"]) == len(jobs):
@@ -203,6 +217,36 @@ def save(model: torch.nn.Module, path: Path, cfg: BackboneConfig, kind: str, ima
     save_file(tensors, str(path), metadata=meta)
 
 
+def saved_metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), "pt") as f:
+        return f.metadata() or {}
+
+
+# What a network's training depends on, besides the compressed copies of the augmented one.
+RECIPE = (
+    "data",
+    "arch",
+    "size",
+    "epochs",
+    "batch",
+    "lr",
+    "weight_decay",
+    "label_smoothing",
+    "train_per_class",
+    "seed",
+)
+
+
+def same_recipe(path: Path, cfg: BackboneConfig) -> bool:
+    """Whether the saved network at ``path`` was trained with ``cfg``'s recipe (RECIPE fields)."""
+    if not path.is_file():
+        return False
+    saved = json.loads(saved_metadata(path).get("config", "{}"))
+    return all(saved.get(k) == getattr(cfg, k) for k in RECIPE)
+
+
 def load(path: Path, arch: str) -> torch.nn.Module:
     from safetensors import safe_open
     from safetensors.torch import load_file
@@ -268,6 +312,12 @@ def main(argv: list[str] | None = None) -> dict:
         copies = imgs.reshape(cfg.aug_copies, len(x_train), *x_train.shape[1:])
         models = {}
         for kind, cp in (("clean", None), ("augmented", copies)):
+            if kind == "clean" and same_recipe(weights[kind], cfg):
+                # the clean network does not depend on the augmentation: train it once per recipe
+                print(f"the clean {cfg.arch} of this recipe is reused from {weights[kind]}", flush=True)
+                models[kind] = load(weights[kind], cfg.arch)
+                speed[kind] = float(saved_metadata(weights[kind]).get("images_per_s", "nan"))
+                continue
             print(
                 f"training the {kind} {cfg.arch} ({cfg.epochs} epochs, {cfg.threads} thread(s))", flush=True
             )

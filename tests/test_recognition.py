@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -79,6 +80,23 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path):
     assert [r["acc_augmented"] for r in again["rows"]] == [r["acc_augmented"] for r in first["rows"]]
     assert {r["variant"] for r in first["rows"]} == {"clean", "jpeg-0.5"}
     assert "| jpeg-0.5 |" in (tmp_path / "r" / "summary.md").read_text()
+    # another augmentation retrains only the augmented network: the clean one's recipe is the same
+    clean_file = tmp_path / "w" / "recognition_mobilenet_v2_clean.safetensors"
+    os.utime(clean_file, (0, 0))  # a retrained network would be saved anew
+    third = mod.main([*args, "--aug-p", "0.9"])
+    assert clean_file.stat().st_mtime == 0
+    assert third["rows"][0]["acc_clean_trained"] == first["rows"][0]["acc_clean_trained"]
+    assert mod.same_recipe(
+        clean_file,
+        mod.BackboneConfig(train_per_class=2, size=32, epochs=1, batch=8, data=str(DATA / "imagenette")),
+    )
+    assert not mod.same_recipe(
+        clean_file,
+        mod.BackboneConfig(train_per_class=2, size=32, epochs=2, batch=8, data=str(DATA / "imagenette")),
+    )
+    jobs = [(0, "jpeg", 0.5, None)]
+    assert mod.jobs_key(jobs) != mod.jobs_key([(1, "jpeg", 0.5, None)])
+    assert mod.jobs_key(jobs) == mod.jobs_key(list(jobs))
     ref, clean, aug = (np.array(v, bool) for v in ([1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]))
     rec = mod.recovery(ref, clean, aug)
     assert rec(np.arange(4)) == pytest.approx(1 / 3)

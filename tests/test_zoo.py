@@ -180,3 +180,38 @@ def test_zoo_recipes_point_to_recipe_files():
     for recipe in named.values():
         assert recipe in recipes()
         assert load_recipe(recipe, "autoencoder")["nested"] is True  # the recipe trains this model
+
+
+def test_zoo_manifest_retires_the_previous_id_of_a_re_exported_model(tmp_path, monkeypatch):
+    """bench/zoo_manifest.py: a file whose model id changed gets a fresh hash and id, and the
+    old id moves to ``retired`` with its old hash and figures; an unchanged file retires nothing."""
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    import torch
+    from safetensors.torch import save_file
+
+    spec = importlib.util.spec_from_file_location(
+        "zoo_manifest", Path(__file__).resolve().parents[1] / "bench" / "zoo_manifest.py"
+    )
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    monkeypatch.setattr(mod, "weights_dir", lambda: tmp_path)
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "a.safetensors"))
+    save_file({"w": torch.zeros(3)}, str(tmp_path / "b.safetensors"))
+    entry = {"file": "a.safetensors", "description": "a", "kodak": {"psnr": 20.0}}
+    doc = {"models": {"a": dict(entry), "b": {"file": "b.safetensors"}}}
+    (tmp_path / "zoo.json").write_text(json.dumps(doc))
+    mod.main(["--date", "2026-01-02"])  # first listing: ids recorded, nothing retired
+    first = json.loads((tmp_path / "zoo.json").read_text())
+    assert first.get("retired", {}) == {}
+    save_file({"w": torch.ones(2)}, str(tmp_path / "a.safetensors"))  # re-exported
+    mod.main(["--date", "2026-01-02"])
+    doc = json.loads((tmp_path / "zoo.json").read_text())
+    old, new = first["models"]["a"], doc["models"]["a"]
+    assert new["model_id"] != old["model_id"] and new["sha256"] != old["sha256"]
+    assert list(doc["retired"]) == [old["model_id"]]  # b kept its id
+    gone = doc["retired"][old["model_id"]]
+    assert (gone["name"], gone["retired"], gone["sha256"]) == ("a", "2026-01-02", old["sha256"])
+    assert gone["kodak"] == {"psnr": 20.0} and new["model_id"] in gone["replacement"]
