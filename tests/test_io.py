@@ -45,3 +45,19 @@ def test_the_model_id_ignores_decoders_and_the_content_hash_does_not(layered_bun
         verify_bundle(legacy)
     verify_bundle(legacy, trusted=lambda path: True)  # the zoo vouches for its shipped files
     assert torch.equal(load_file(str(legacy))[key], tensors[key])
+
+
+def test_the_model_id_ignores_the_decoders_own_config(layered_bundle, tmp_path):
+    """A bundle whose decoder gained blocks (``extra_decoder_blocks``) keeps its model id: the
+    tokens and bitstream are the same, so files written with it before still decode."""
+    tensors = load_file(str(layered_bundle))
+    with safe_open(str(layered_bundle), "pt") as f:
+        meta = f.metadata()
+    cfg = json.loads(meta[schema.AUTOENCODER_CONFIG])
+    grown = {**meta, schema.AUTOENCODER_CONFIG: json.dumps({**cfg, "extra_decoder_blocks": [0] * 3 + [1]})}
+    out = tmp_path / "grown.safetensors"
+    save_file(tensors, str(out), metadata=grown)
+    assert model_id(out) == model_id(layered_bundle)
+    other = {**meta, schema.AUTOENCODER_CONFIG: json.dumps({**cfg, "K": cfg["K"] * 2})}
+    save_file(tensors, str(out), metadata=other)
+    assert model_id(out) != model_id(layered_bundle)  # what changes the tokens still counts

@@ -61,6 +61,7 @@ def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
 # Tensors of a bundle that do not change the tokens: decoders may be retrained or added
 # (a realism decoder) without changing the model id, so older files still decode.
 _RENDERING = (schema.AUTOENCODER + "decoder.", schema.REALISM_DECODER)
+_RENDERING_CONFIG = ("extra_decoder_blocks",)  # autoencoder config keys of the decoder alone
 
 
 def model_id(path: str | Path) -> bytes:
@@ -80,7 +81,12 @@ def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> b
     """:func:`model_id` of a bundle from its tensors and metadata (already read)."""
     h = hashlib.sha256()
     for key in (schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE):
-        h.update(f"{key}={meta[key]}\n".encode())
+        value = meta[key]
+        if key == schema.AUTOENCODER_CONFIG:  # the decoder's own sizes do not change the tokens
+            cfg = json.loads(value)
+            if any(k in cfg for k in _RENDERING_CONFIG):
+                value = json.dumps({k: v for k, v in cfg.items() if k not in _RENDERING_CONFIG})
+        h.update(f"{key}={value}\n".encode())
     for name in sorted(tensors):
         if not name.startswith(_RENDERING):
             t = tensors[name].contiguous()

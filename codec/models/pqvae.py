@@ -33,6 +33,10 @@ class PQVAEConfig:
     # Nested product quantization: sub-vectors ordered by importance; any prefix of m of them
     # decodes (absent ones take a learned fill), so one model serves every rate.
     nested: bool = False
+    # Residual blocks the decoder adds after its own at each stage (one per stage, high
+    # resolution first; empty: none). They start as the identity, so capacity can be added to a
+    # trained decoder (with the encoder frozen: same tokens, same entropy model).
+    extra_decoder_blocks: list[int] = field(default_factory=list)
 
     @property
     def stage_blocks(self) -> list[int]:
@@ -105,23 +109,50 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z [B, D, h, w] -> image [B, 3, h*s, w*s] (unclamped, ~[0, 1])."""
+    """z [B, D, h, w] -> image [B, 3, h*s, w*s] (unclamped, ~[0, 1]).
+
+    ``net`` holds the layers; the extra blocks of a stage (``cfg.extra_decoder_blocks``) live
+    in ``extra[stage]`` (stage 0: the highest resolution) and run after that stage's own
+    blocks, so adding them leaves the names of a trained decoder's weights unchanged."""
 
     def __init__(self, cfg: PQVAEConfig) -> None:
         super().__init__()
         chans, blocks = list(reversed(cfg.channels)), list(reversed(cfg.stage_blocks))
+        extra = list(cfg.extra_decoder_blocks) or [0] * len(chans)
+        if len(extra) != len(chans):
+            raise ValueError(f"extra_decoder_blocks {extra} needs one count per stage of {cfg.channels}")
         layers: list[nn.Module] = [nn.Conv2d(cfg.latent_dim, chans[0], 3, padding=1)]
         if cfg.attention:
             layers.append(Attention(chans[0]))
+        self.extra = nn.ModuleDict()
+        self._extra_after: dict[int, str] = {}  # index in net -> key of the blocks that follow it
         for i, (c, n) in enumerate(zip(chans, blocks)):
             c_out = chans[i + 1] if i + 1 < len(chans) else 32
             layers += [ResBlock(c) for _ in range(n)]
+            stage = len(chans) - 1 - i
+            if extra[stage]:
+                self.extra[str(stage)] = nn.Sequential(*[ResBlock(c) for _ in range(extra[stage])])
+                self._extra_after[len(layers) - 1] = str(stage)
             layers += [nn.LeakyReLU(0.2), nn.Conv2d(c, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
         layers += [nn.LeakyReLU(0.2), nn.Conv2d(32, 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.net(z) * 0.5 + 0.5
+        if not self._extra_after:
+            return self.net(z) * 0.5 + 0.5
+        for j, layer in enumerate(self.net):
+            z = layer(z)
+            if j in self._extra_after:
+                z = self.extra[self._extra_after[j]](z)
+        return z * 0.5 + 0.5
+
+    def zero_extra_blocks(self) -> None:
+        """The extra blocks' residual branches output zero: the decoder computes what it did
+        without them."""
+        for m in self.extra.modules():
+            if isinstance(m, ResBlock):
+                nn.init.zeros_(m.conv2.weight)
+                nn.init.zeros_(m.conv2.bias)
 
 
 def kaiming_init(module: nn.Module) -> None:
@@ -163,6 +194,7 @@ class PQVAE(nn.Module):
         if cfg.nested:  # what the decoder sees for an absent sub-vector: [M, D/M]
             self.fill = nn.Parameter(torch.zeros(cfg.M, cfg.latent_dim // cfg.M))
         kaiming_init(self)
+        self.decoder.zero_extra_blocks()
 
     @property
     def stride(self) -> int:

@@ -77,7 +77,12 @@ def build(cfg: AutoencoderConfig) -> Run:
     """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
     rank, world, device = start_run(cfg)
     model = PQVAE(cfg.model_config()).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if cfg.freeze_encoder:  # the tokens stay those of --init: only the decoder side learns
+        model.encoder.requires_grad_(False)
+        model.quantizer.requires_grad_(False)
+        if model.cfg.nested:
+            model.fill.requires_grad_(False)  # part of the model id (codec.models.io.model_id)
+    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     ddp = wrap_ddp(model, world, broadcast_buffers=False)
     if cfg.msssim_weight and cfg.crop <= 160:
@@ -102,6 +107,9 @@ def build(cfg: AutoencoderConfig) -> Run:
             g = step_generator(cfg.seed, i, rank, stream=2)
             hw = -(-crop // model.stride)
             prefix = random_prefix(batch, cfg.M, hw, hw, g).to(device)
+        if cfg.freeze_encoder:
+            model.encoder.eval()  # no codebook EMA updates or restarts
+            model.quantizer.eval()
         with autocast_for(cfg, device):
             x_hat, _, stats = ddp(x, quantize=i >= cfg.warmup_ae_steps, prefix=prefix)
         mse = F.mse_loss(x_hat.float(), x)

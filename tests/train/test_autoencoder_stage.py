@@ -99,3 +99,34 @@ def test_ddp_two_gloo_processes_end_identical(tmp_path):
         assert torch.equal(w0[k], w1[k]), k
     # and training did something: the codebooks were initialised from data on both ranks
     assert bool(w0["quantizer.initialized"])
+
+
+def test_freeze_encoder_adds_decoder_blocks_and_keeps_the_tokens(tmp_path):
+    """--init a trained run, --extra-decoder-blocks, --freeze-encoder: the warm-started model
+    decodes exactly as before (the new blocks start as the identity); training then moves only
+    the decoder: encoder, codebooks and fill are unchanged, so are the tokens."""
+    from codec.train.loop import warm_start
+
+    base = tiny_config(tmp_path / "a", steps=40, warmup_ae_steps=10, nested=True, M=4)
+    train(base)
+    before = load_pqvae(tmp_path / "a" / "run" / "checkpoint")
+    kw = dict(nested=True, M=4, init=str(tmp_path / "a" / "run" / "checkpoint"), warmup_ae_steps=0)
+    cfg = tiny_config(
+        tmp_path / "b", steps=20, lr=3e-3, extra_decoder_blocks="0,1", freeze_encoder=True, **kw
+    )
+    fresh = type(before)(cfg.model_config())
+    copied, skipped = warm_start(fresh, cfg.init)
+    assert skipped and all(k.startswith("decoder.extra.") for k in skipped)
+    x = torch.rand(1, 3, 16, 24)
+    idx = before.encode(x)
+    assert torch.equal(fresh.eval().decode(idx[:, :2], (16, 24)), before.decode(idx[:, :2], (16, 24)))
+    train(cfg)
+    after = load_pqvae(tmp_path / "b" / "run" / "checkpoint")
+    a, b = before.state_dict(), after.state_dict()
+    for k in a:
+        if k.startswith("decoder."):
+            continue
+        assert torch.equal(a[k], b[k]), k  # encoder, quantizer (codebooks, EMA state), fill
+    assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
+    assert any(k.startswith("decoder.extra.") for k in b)
+    assert torch.equal(after.encode(x), idx)
