@@ -16,7 +16,9 @@
 #   INIT     bundle to continue from (default: codec/weights/default.safetensors, the flagship; empty: fresh)
 #   AE_MINUTES, EM_MINUTES  minutes of each stage (default 7 and 2)
 #   RECIPE   the recipe of both stages (default: flagship, codec/train/recipes/flagship.json)
-#   AE_ARGS, EM_ARGS  extra flags of each stage's `codec train` (later flags win)
+#   AE_ARGS, EM_ARGS  extra flags of each stage's `codec train` (later flags win); e.g.
+#            AE_ARGS="--freeze-encoder --warmup-ae-steps 0 --extra-decoder-blocks 0,1,2,2" grows and
+#            trains the decoder alone: the tokens stay, so does the model id (old files decode)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
