@@ -111,12 +111,8 @@ class AutoencoderConfig(RunConfig):
     attention: bool = False  # self-attention at the lowest resolution
     restart_threshold: float = 0.5  # EMA usage below which a codeword restarts
     nested: bool = False  # nested dropout: every prefix of m sub-vectors decodes (one model, all rates)
-    extra_decoder_blocks: str = (
-        ""  # residual blocks added to the decoder per stage (high res first), identity at start
-    )
-    freeze_encoder: bool = (
-        False  # train the decoder (and fill) only: the tokens, and so the entropy model, stay valid
-    )
+    extra_decoder_blocks: str = ""  # decoder blocks added per stage (high res first), identity at start
+    freeze_encoder: bool = False  # train the decoder alone: the tokens and entropy model stay valid
     eval_prefixes: str = ""  # nested models: evaluate at these m (default: 2, M/2, M)
     # training
     crop: int = 128  # training crops, pixels per side
