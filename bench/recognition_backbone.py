@@ -105,10 +105,9 @@ def compressed(
     """(decoded images, bytes) of ``jobs`` = (image index, codec, bpp, quality), cached in
     OUT/cache/NAME-KEY.npz (KEY: :func:`jobs_key`)."""
     path = Path(cfg.out) / "cache" / f"{name}-{jobs_key(jobs)}.npz"
-    if path.exists():
+    if path.exists():  # the key covers the jobs: nothing more to compare
         with np.load(path) as f:
-            if len(f["bytes"]) == len(jobs):
-                return f["images"], f["bytes"]
+            return f["images"], f["bytes"]
     t0 = time.time()
     out, sizes = np.empty((len(jobs), *imgs.shape[1:]), np.uint8), np.zeros(len(jobs), np.int64)
     for k, (i, codec, bpp, quality) in enumerate(jobs):
@@ -248,11 +247,9 @@ def same_recipe(path: Path, cfg: BackboneConfig) -> bool:
 
 
 def load(path: Path, arch: str) -> torch.nn.Module:
-    from safetensors import safe_open
     from safetensors.torch import load_file
 
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
+    meta = saved_metadata(path)
     if meta.get("arch") != arch:
         raise ValueError(f"{path} holds a {meta.get('arch')}, not a {arch}")
     model = build(arch)
