@@ -7,9 +7,11 @@ Imagenette train at ``--size`` px: on clean images, and with each image replaced
 probability ``--aug-p``, by one of ``--aug-copies`` compressed copies drawn as
 ``codec.transforms.RandomCompression`` draws them (codec uniform from ``--aug-codecs``, bpp
 log-uniform in ``--aug-bpp``; the copies are made once and cached, so AVIF's speed does not
-set the pace). Both are evaluated on Imagenette val, clean and compressed by each codec at
-each target bpp (classical codecs: one quality per target, calibrated on training images;
-``ours``: the nested model's own rate control at that bpp).
+set the pace; one cache per copy). ``--consistency W`` instead shows every image clean and
+compressed in the same batch and adds W x the Jensen-Shannon divergence of the two views'
+predictions to the loss (as AugMix does). Both are evaluated on Imagenette val, clean and
+compressed by each codec at each target bpp (classical codecs: one quality per target,
+calibrated on training images; ``ours``: the nested model's own rate control at that bpp).
 
 Recovery at a val variant = (acc_aug - acc_clean) / (acc_clean on clean val - acc_clean),
 with 95% bootstrap intervals over val images. The two backbones are saved as fp16
@@ -27,6 +29,7 @@ import json
 import math
 import time
 from dataclasses import asdict, dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import numpy as np
@@ -54,6 +57,7 @@ class BackboneConfig:
     aug_bpp: str = "0.1,1.0"
     aug_p: float = 0.5
     aug_copies: int = 2
+    consistency: float = 0.0  # > 0: paired clean/compressed views of each image, + this x JS divergence
     codecs: str = "jpeg,webp,avif,ours:flagship"
     bpps: str = "0.1,0.2,0.4,0.8"
     seed: int = 0
@@ -138,7 +142,11 @@ def batches(x: np.ndarray, size: int, train: bool, g: torch.Generator) -> torch.
 
 def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray | None) -> tuple:
     """A backbone trained on ``x`` (uint8 [N, S, S, 3]); with ``copies`` [C, N, S, S, 3] each image is
-    replaced with probability aug_p by one of them, per epoch. Returns (model, images/s)."""
+    replaced with probability aug_p by one of them, per epoch. With ``cfg.consistency`` > 0 each
+    batch is instead batch / 2 images seen twice, clean and as one of their copies (the same
+    crop), and the loss adds that weight x the Jensen-Shannon divergence between the two views'
+    predictions (AugMix's consistency loss); the steps and the images per step are those of the
+    clean network, so the budget is the same. Returns (model, images/s)."""
     from codec.hardware import autocast
 
     torch.manual_seed(cfg.seed)
@@ -147,18 +155,25 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
     )
+    paired = copies is not None and cfg.consistency > 0
     n, steps_per_epoch = len(x), math.ceil(len(x) / cfg.batch)
     total, step, seen, t0 = cfg.epochs * steps_per_epoch, 0, 0, time.time()
     yt = torch.from_numpy(y)
     model.train()
-    for epoch in range(cfg.epochs):
+    for epoch in range(cfg.epochs * (2 if paired else 1)):
+        if step == total:
+            break
         use = (torch.rand(n, generator=g) < cfg.aug_p).numpy() if copies is not None else np.zeros(n, bool)
         pick = torch.randint(len(copies) if copies is not None else 1, (n,), generator=g).numpy()
         correct = 0
-        for idx in torch.randperm(n, generator=g).split(cfg.batch):
+        for idx in torch.randperm(n, generator=g).split(cfg.batch // 2 if paired else cfg.batch):
+            if step == total:
+                break
             idx = idx.numpy()
             imgs = x[idx].copy()
-            if use[idx].any():
+            if paired:
+                imgs, idx = np.concatenate([imgs, copies[pick[idx], idx]]), np.concatenate([idx, idx])
+            elif use[idx].any():
                 sel = idx[use[idx]]
                 imgs[use[idx]] = copies[pick[sel], sel]
             xb = batches(imgs, cfg.size, True, g).contiguous(memory_format=torch.channels_last)
@@ -173,17 +188,26 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
             with autocast("auto", torch.device("cpu")):
                 logits = model(xb)
             loss = F.cross_entropy(logits.float(), yt[idx], label_smoothing=cfg.label_smoothing)
+            if paired:
+                loss = loss + cfg.consistency * js_divergence(*logits.float().chunk(2))
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             correct += int((logits.argmax(1) == yt[idx]).sum())
             step, seen = step + 1, seen + len(idx)
         print(
-            f"  epoch {epoch + 1}/{cfg.epochs}: train top-1 {correct / n:.3f}, "
-            f"{seen / (time.time() - t0):.0f} images/s",
+            f"  epoch {epoch + 1}: train top-1 {correct / n / (2 if paired else 1):.3f}, "
+            f"{seen / (time.time() - t0):.0f} images/s, step {step}/{total}",
             flush=True,
         )
     return model.eval(), seen / (time.time() - t0)
+
+
+def js_divergence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Mean Jensen-Shannon divergence (nats) between the softmax of logits ``a`` and ``b`` [B, C]."""
+    pa, pb = a.softmax(1), b.softmax(1)
+    log_mix = ((pa + pb) / 2).clamp_min(1e-7).log()
+    return (F.kl_div(log_mix, pa, reduction="batchmean") + F.kl_div(log_mix, pb, reduction="batchmean")) / 2
 
 
 @torch.no_grad()
@@ -300,13 +324,12 @@ def main(argv: list[str] | None = None) -> dict:
             p=1.0,
             seed=cfg.seed,
         )
-        jobs = []
-        for _copy in range(cfg.aug_copies):
-            for i in range(len(x_train)):
-                p = aug.make_params([])
-                jobs.append((i, p["codec"], p["bpp"], p["quality"]))
-        imgs, sizes = compressed(cfg, f"train-copies-{cfg.aug_copies}", x_train, jobs)
-        copies = imgs.reshape(cfg.aug_copies, len(x_train), *x_train.shape[1:])
+        copies = np.empty((cfg.aug_copies, *x_train.shape), np.uint8)
+        for c in range(cfg.aug_copies):  # one cache per copy: a run with more copies reuses the first
+            jobs = [
+                (i, *itemgetter("codec", "bpp", "quality")(aug.make_params([]))) for i in range(len(x_train))
+            ]
+            copies[c] = compressed(cfg, f"train-copy{c}", x_train, jobs)[0]
         models = {}
         for kind, cp in (("clean", None), ("augmented", copies)):
             if kind == "clean" and same_recipe(weights[kind], cfg):
@@ -370,8 +393,13 @@ def summary(r: dict) -> str:
     lines = [
         f"{cfg['arch']} from random initialisation, {cfg['size']} px, {cfg['epochs']} epochs of "
         f"{cfg['train_per_class'] * 10} Imagenette train images, twice (clean; RandomCompression "
-        f"{cfg['aug_codecs']} at {cfg['aug_bpp']} bpp, p={cfg['aug_p']}, {cfg['aug_copies']} cached copies "
-        f"per image); {r['val_images']} val images; 95% bootstrap intervals. Training speed (images/s, "
+        f"{cfg['aug_codecs']} at {cfg['aug_bpp']} bpp, {cfg['aug_copies']} cached copies per image, "
+        + (
+            f"every image seen clean and compressed, JS consistency x {cfg['consistency']}"
+            if cfg.get("consistency")
+            else f"p={cfg['aug_p']}"
+        )
+        + f"); {r['val_images']} val images; 95% bootstrap intervals. Training speed (images/s, "
         f"{cfg['threads']} thread(s)): " + ", ".join(f"{k} {v:.0f}" for k, v in r["images_per_s"].items()),
         "",
         "| val images | bpp | top-1 clean-trained | top-1 augmented | drop | recovery |",

@@ -2,12 +2,14 @@
 
 import importlib.util
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -63,7 +65,7 @@ def backbone_study():
 @pytest.mark.skipif(
     not (DATA / "imagenette" / "classes.tsv").exists(), reason="needs ../shared/data/imagenette"
 )
-def test_backbone_study_trains_saves_and_re_evaluates(tmp_path):
+def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
     """bench/recognition_backbone.py on 20 images at 32 px: both backbones train and are saved
     as fp16 safetensors, --eval-only reloads them and measures the same accuracies."""
     mod = backbone_study()
@@ -94,6 +96,17 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path):
         clean_file,
         mod.BackboneConfig(train_per_class=2, size=32, epochs=2, batch=8, data=str(DATA / "imagenette")),
     )
+    # paired clean/compressed views with a consistency loss: the same steps as the clean network
+    capsys.readouterr()
+    paired = mod.main([*args, "--consistency", "1"])
+    log = capsys.readouterr().out  # half batches: one pass would be 5 steps; it stops at clean's 3
+    assert "step 3/3" in log and "step 4/" not in log and "step 5/" not in log
+    assert clean_file.stat().st_mtime == 0
+    assert paired["config"]["consistency"] == 1.0
+    assert "JS consistency x 1.0" in (tmp_path / "r" / "summary.md").read_text()
+    a, b = torch.tensor([[4.0, 0.0, 0.0]]), torch.tensor([[0.0, 4.0, 0.0]])
+    assert mod.js_divergence(a, a).item() == pytest.approx(0, abs=1e-6)
+    assert 0.5 < mod.js_divergence(a, b).item() <= math.log(2)
     jobs = [(0, "jpeg", 0.5, None)]
     assert mod.jobs_key(jobs) != mod.jobs_key([(1, "jpeg", 0.5, None)])
     assert mod.jobs_key(jobs) == mod.jobs_key(list(jobs))
