@@ -165,7 +165,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
             break
         use = (torch.rand(n, generator=g) < cfg.aug_p).numpy() if copies is not None else np.zeros(n, bool)
         pick = torch.randint(len(copies) if copies is not None else 1, (n,), generator=g).numpy()
-        correct = 0
+        correct = count = 0
         for idx in torch.randperm(n, generator=g).split(cfg.batch // 2 if paired else cfg.batch):
             if step == total:
                 break
@@ -194,9 +194,9 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
             loss.backward()
             opt.step()
             correct += int((logits.argmax(1) == yt[idx]).sum())
-            step, seen = step + 1, seen + len(idx)
+            step, seen, count = step + 1, seen + len(idx), count + len(idx)
         print(
-            f"  epoch {epoch + 1}: train top-1 {correct / n / (2 if paired else 1):.3f}, "
+            f"  epoch {epoch + 1}: train top-1 {correct / count:.3f}, "
             f"{seen / (time.time() - t0):.0f} images/s, step {step}/{total}",
             flush=True,
         )
