@@ -97,8 +97,13 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
         mod.BackboneConfig(train_per_class=2, size=32, epochs=2, batch=8, data=str(DATA / "imagenette")),
     )
     # paired clean/compressed views with a consistency loss: the same steps as the clean network
+    # one cache per copy: a run with two copies reuses the first one's file and adds one
+    (copy0,) = (tmp_path / "r" / "cache").glob("train-copy0-*.npz")
+    os.utime(copy0, (0, 0))
     capsys.readouterr()
-    paired = mod.main([*args, "--consistency", "1"])
+    paired = mod.main([*args, "--consistency", "1", "--aug-copies", "2"])
+    assert copy0.stat().st_mtime == 0
+    assert len(list((tmp_path / "r" / "cache").glob("train-copy1-*.npz"))) == 1
     log = capsys.readouterr().out  # half batches: one pass would be 5 steps; it stops at clean's 3
     assert "step 3/3" in log and "step 4/" not in log and "step 5/" not in log
     assert clean_file.stat().st_mtime == 0
