@@ -96,8 +96,8 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
         clean_file,
         mod.BackboneConfig(train_per_class=2, size=32, epochs=2, batch=8, data=str(DATA / "imagenette")),
     )
-    # paired clean/compressed views with a consistency loss: the same steps as the clean network
-    # one cache per copy: a run with two copies reuses the first one's file and adds one
+    # one cache per copy: a run with two copies reuses the first one's file and adds one;
+    # paired clean/compressed views with a consistency loss take the same steps as the clean network
     (copy0,) = (tmp_path / "r" / "cache").glob("train-copy0-*.npz")
     os.utime(copy0, (0, 0))
     capsys.readouterr()
