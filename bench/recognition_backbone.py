@@ -2,8 +2,10 @@
 augmentation make a whole network robust to compression?
 
 Twice, with the same budget and seed, a torchvision backbone (``--arch mobilenet_v2`` or
-``resnet18``, random initialisation: no pretrained weights offline) is trained on
-Imagenette train at ``--size`` px: on clean images, and with each image replaced, with
+``resnet18``) is trained on Imagenette train at ``--size`` px, from random initialisation or
+(``--init tflite``, MobileNetV2 only) fine-tuned from the bundled pretrained TFLite
+MobileNetV2 (ImageNet; converted by ``codec.bench.features.torch_mobilenet_v2``, its
+classifier cut to the 10 Imagenette classes): on clean images, and with each image replaced, with
 probability ``--aug-p``, by one of ``--aug-copies`` compressed copies drawn as
 ``codec.transforms.RandomCompression`` draws them (codec uniform from ``--aug-codecs``, bpp
 log-uniform in ``--aug-bpp``; the copies are made once and cached, so AVIF's speed does not
@@ -18,6 +20,7 @@ with 95% bootstrap intervals over val images. The two backbones are saved as fp1
 safetensors with their recipe (``--weights``); ``--eval-only`` evaluates saved ones.
 
     python bench/recognition_backbone.py [--arch mobilenet_v2] [--epochs 16] [--threads 1]
+    python bench/recognition_backbone.py --init tflite --lr 0.01 --epochs 8
     python bench/recognition_backbone.py --eval-only
 """
 
@@ -45,6 +48,7 @@ from codec.transforms import RandomCompression, compress_decode
 class BackboneConfig:
     data: str = "../shared/data/imagenette"
     arch: str = "mobilenet_v2"  # or resnet18
+    init: str = ""  # "": random initialisation; "tflite": the bundled pretrained MobileNetV2
     size: int = 128  # network input, px (images are stored at size * 9 / 8 and cropped)
     epochs: int = 16
     batch: int = 64
@@ -82,12 +86,39 @@ def load_images(paths: list[Path], side: int) -> np.ndarray:
     )
 
 
-def build(arch: str, classes: int = 10) -> torch.nn.Module:
+def build(arch: str, init: str = "", classes: int = 10) -> torch.nn.Module:
+    """A randomly initialised network; with ``init`` "tflite" in the form of the converted
+    pretrained MobileNetV2 (its stride-2 convs pad as TensorFlow does)."""
     import torchvision
+
+    from codec.bench.features import tf_same_padding
 
     if arch not in ("mobilenet_v2", "resnet18"):
         raise ValueError(f"--arch {arch!r}: mobilenet_v2 or resnet18")
-    return getattr(torchvision.models, arch)(weights=None, num_classes=classes)
+    net = getattr(torchvision.models, arch)(weights=None, num_classes=classes)
+    return tf_same_padding(net) if init == "tflite" else net
+
+
+def initial(cfg: BackboneConfig, x: np.ndarray) -> torch.nn.Module:
+    """The network training starts from: random (seeded by the caller), or with ``--init
+    tflite`` the pretrained MobileNetV2 whose BatchNorms take their statistics from the first
+    256 training images ``x`` (shuffled; uint8 [N, S, S, 3]), centre crops at ``cfg.size``."""
+    if not cfg.init:
+        return build(cfg.arch)
+    if (cfg.init, cfg.arch) != ("tflite", "mobilenet_v2"):
+        raise ValueError(f"--init {cfg.init!r}: only 'tflite' with --arch mobilenet_v2")
+    from recognition import imagenet_outputs
+
+    from codec.bench.features import calibrate_batchnorm, torch_mobilenet_v2
+
+    net = torch_mobilenet_v2(outputs=imagenet_outputs(Path(cfg.data)))
+    sample = np.random.default_rng(cfg.seed).permutation(len(x))[:256]
+    calibrate_batchnorm(net, batches(x[sample], cfg.size, False, torch.Generator(), cfg.init))
+    return net
+
+
+# Input normalization per --init: ImageNet's mean and std, or [-1, 1] as the TFLite model wants.
+NORMALIZATION = {"": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "tflite": ((0.5,) * 3, (0.5,) * 3)}
 
 
 def jobs_key(jobs: list[tuple]) -> str:
@@ -107,8 +138,8 @@ def compressed(
     cfg: BackboneConfig, name: str, imgs: np.ndarray, jobs: list[tuple]
 ) -> tuple[np.ndarray, np.ndarray]:
     """(decoded images, bytes) of ``jobs`` = (image index, codec, bpp, quality), cached in
-    OUT/cache/NAME-KEY.npz (KEY: :func:`jobs_key`)."""
-    path = Path(cfg.out) / "cache" / f"{name}-{jobs_key(jobs)}.npz"
+    OUT/cache/SIDEpx/NAME-KEY.npz (SIDE: the images' size; KEY: :func:`jobs_key`)."""
+    path = Path(cfg.out) / "cache" / f"{imgs.shape[1]}px" / f"{name}-{jobs_key(jobs)}.npz"
     if path.exists():  # the key covers the jobs: nothing more to compare
         with np.load(path) as f:
             return f["images"], f["bytes"]
@@ -122,9 +153,9 @@ def compressed(
     return out, sizes
 
 
-def batches(x: np.ndarray, size: int, train: bool, g: torch.Generator) -> torch.Tensor:
-    """uint8 [B, S, S, 3] -> normalized float [B, 3, size, size]: a random crop and flip for
-    training, the centre crop otherwise."""
+def batches(x: np.ndarray, size: int, train: bool, g: torch.Generator, init: str = "") -> torch.Tensor:
+    """uint8 [B, S, S, 3] -> float [B, 3, size, size] normalized for ``init``'s network
+    (NORMALIZATION): a random crop and flip for training, the centre crop otherwise."""
     t = torch.from_numpy(x).permute(0, 3, 1, 2).float().div(255)
     S = t.shape[-1]
     if train:
@@ -135,8 +166,7 @@ def batches(x: np.ndarray, size: int, train: bool, g: torch.Generator) -> torch.
     else:
         o = (S - size) // 2
         t = t[..., o : o + size, o : o + size]
-    mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
-    std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in NORMALIZATION[init])
     return (t - mean) / std
 
 
@@ -151,7 +181,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
 
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
-    model = build(cfg.arch).to(memory_format=torch.channels_last)  # 1.3x faster on CPU
+    model = initial(cfg, x).to(memory_format=torch.channels_last)  # 1.3x faster on CPU
     opt = torch.optim.SGD(
         model.parameters(), lr=cfg.lr, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay
     )
@@ -176,7 +206,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
             elif use[idx].any():
                 sel = idx[use[idx]]
                 imgs[use[idx]] = copies[pick[sel], sel]
-            xb = batches(imgs, cfg.size, True, g).contiguous(memory_format=torch.channels_last)
+            xb = batches(imgs, cfg.size, True, g, cfg.init).contiguous(memory_format=torch.channels_last)
             warm = steps_per_epoch
             lr = (
                 cfg.lr * (step + 1) / warm
@@ -218,7 +248,8 @@ def predict(cfg: BackboneConfig, model: torch.nn.Module, x: np.ndarray) -> np.nd
     model = model.to(memory_format=torch.channels_last)
     out = []
     for i in range(0, len(x), 256):
-        xb = batches(x[i : i + 256], cfg.size, False, g).contiguous(memory_format=torch.channels_last)
+        xb = batches(x[i : i + 256], cfg.size, False, g, cfg.init)
+        xb = xb.contiguous(memory_format=torch.channels_last)
         with autocast("auto", torch.device("cpu")):
             out.append(model(xb).float().argmax(1).numpy())
     return np.concatenate(out)
@@ -233,6 +264,7 @@ def save(model: torch.nn.Module, path: Path, cfg: BackboneConfig, kind: str, ima
     }
     meta = {
         "arch": cfg.arch,
+        "init": cfg.init,
         "kind": kind,
         "config": json.dumps(asdict(cfg)),
         "images_per_s": f"{images_per_s:.1f}",
@@ -251,6 +283,7 @@ def saved_metadata(path: Path) -> dict:
 RECIPE = (
     "data",
     "arch",
+    "init",
     "size",
     "epochs",
     "batch",
@@ -270,13 +303,16 @@ def same_recipe(path: Path, cfg: BackboneConfig) -> bool:
     return all(saved.get(k) == getattr(cfg, k) for k in RECIPE)
 
 
-def load(path: Path, arch: str) -> torch.nn.Module:
+def load(path: Path, arch: str, init: str = "") -> torch.nn.Module:
     from safetensors.torch import load_file
 
     meta = saved_metadata(path)
-    if meta.get("arch") != arch:
-        raise ValueError(f"{path} holds a {meta.get('arch')}, not a {arch}")
-    model = build(arch)
+    if meta.get("arch") != arch or meta.get("init", "") != init:
+        raise ValueError(
+            f"{path} holds a {meta.get('arch')} with --init {meta.get('init', '')!r}, "
+            f"not a {arch} with --init {init!r}"
+        )
+    model = build(arch, init)
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
     )
@@ -312,11 +348,12 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"Imagenette: {len(x_train)} train, {len(x_val)} val images at {side} px, crops of {cfg.size}")
 
     weights = {
-        k: Path(cfg.weights) / f"recognition_{cfg.arch}_{k}.safetensors" for k in ("clean", "augmented")
+        k: Path(cfg.weights) / f"recognition_{cfg.arch}{'-' + cfg.init if cfg.init else ''}_{k}.safetensors"
+        for k in ("clean", "augmented")
     }
     speed = {}
     if cfg.eval_only:
-        models = {k: load(p, cfg.arch) for k, p in weights.items()}
+        models = {k: load(p, cfg.arch, cfg.init) for k, p in weights.items()}
     else:
         aug = RandomCompression(
             tuple(cfg.aug_codecs.split(",")),
@@ -335,7 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
             if kind == "clean" and same_recipe(weights[kind], cfg):
                 # the clean network does not depend on the augmentation: train it once per recipe
                 print(f"the clean {cfg.arch} of this recipe is reused from {weights[kind]}", flush=True)
-                models[kind] = load(weights[kind], cfg.arch)
+                models[kind] = load(weights[kind], cfg.arch, cfg.init)
                 speed[kind] = float(saved_metadata(weights[kind]).get("images_per_s", "nan"))
                 continue
             print(
@@ -343,7 +380,8 @@ def main(argv: list[str] | None = None) -> dict:
             )
             models[kind], speed[kind] = train(cfg, x_train, train_y, cp)
             save(models[kind], weights[kind], cfg, kind, speed[kind])
-            models[kind] = load(weights[kind], cfg.arch)  # evaluate what is saved (fp16), as --eval-only does
+            # evaluate what is saved (fp16), as --eval-only does
+            models[kind] = load(weights[kind], cfg.arch, cfg.init)
 
     variants = [("none", None, None, None)]
     for codec in cfg.codecs.split(","):
@@ -391,7 +429,13 @@ def main(argv: list[str] | None = None) -> dict:
 def summary(r: dict) -> str:
     cfg = r["config"]
     lines = [
-        f"{cfg['arch']} from random initialisation, {cfg['size']} px, {cfg['epochs']} epochs of "
+        f"{cfg['arch']} "
+        + (
+            "fine-tuned from the pretrained TFLite MobileNetV2"
+            if cfg.get("init") == "tflite"
+            else "from random initialisation"
+        )
+        + f", {cfg['size']} px, {cfg['epochs']} epochs of "
         f"{cfg['train_per_class'] * 10} Imagenette train images, twice (clean; RandomCompression "
         f"{cfg['aug_codecs']} at {cfg['aug_bpp']} bpp, {cfg['aug_copies']} cached copies per image, "
         + (

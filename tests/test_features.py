@@ -1,5 +1,7 @@
 """The offline feature distance: FD / KID on known feature sets, patches, the extractor."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -54,3 +56,36 @@ def test_bench_reports_feature_distances(tmp_path):
     assert all(p["fd_mobilenet"] is not None for p in pts)
     assert pts[0]["fd_mobilenet"] > pts[-1]["fd_mobilenet"]  # more bits, closer features
     assert "MobileNetV2" in s["unavailable_metrics"]["fd_kid_mobilenet"]
+
+
+def test_torch_mobilenet_v2_is_the_tflite_model_in_float():
+    """The converted network predicts what the TFLite model predicts (10 Imagenette val images,
+    one per class), and BatchNorm calibration leaves its eval-mode outputs unchanged."""
+    ext, why = feature_extractor()
+    imagenette = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette" / "val"
+    if ext is None or not imagenette.is_dir():
+        pytest.skip(why or "needs ../shared/data/imagenette")
+    pytest.importorskip("torchvision")
+    import torch
+    from PIL import Image
+
+    from codec.bench.features import calibrate_batchnorm, torch_mobilenet_v2
+
+    files = [sorted(d.iterdir())[0] for d in sorted(imagenette.iterdir())]
+    imgs = np.stack([np.asarray(Image.open(f).convert("RGB").resize((224, 224))) for f in files])
+    _, scores = ext.outputs(imgs)
+    net = torch_mobilenet_v2()
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float().div(255).sub(0.5).div(0.5)
+    with torch.no_grad():
+        logits = net(x)
+    probs = logits.softmax(1).numpy()
+    assert (probs.argmax(1) == scores.argmax(1)).sum() >= 9
+    assert np.abs(probs - scores).sum(1).mean() < 0.3  # L1 distance of the two distributions
+    cut = torch_mobilenet_v2(outputs=[5, 7])  # two of the 1001 outputs: the same logits
+    with torch.no_grad():
+        assert torch.allclose(cut(x), logits[:, [5, 7]], atol=1e-4)
+    calibrate_batchnorm(net, x[:6])
+    bn = net.features[0][1]
+    assert not torch.allclose(bn.running_var, torch.ones_like(bn.running_var))
+    with torch.no_grad():
+        assert torch.allclose(net(x), logits, atol=1e-3 * float(logits.abs().max()))

@@ -98,12 +98,12 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
     )
     # one cache per copy: a run with two copies reuses the first one's file and adds one;
     # paired clean/compressed views with a consistency loss take the same steps as the clean network
-    (copy0,) = (tmp_path / "r" / "cache").glob("train-copy0-*.npz")
+    (copy0,) = (tmp_path / "r" / "cache" / "36px").glob("train-copy0-*.npz")  # stored at 32 * 9 / 8
     os.utime(copy0, (0, 0))
     capsys.readouterr()
     paired = mod.main([*args, "--consistency", "1", "--aug-copies", "2"])
     assert copy0.stat().st_mtime == 0
-    assert len(list((tmp_path / "r" / "cache").glob("train-copy1-*.npz"))) == 1
+    assert len(list((tmp_path / "r" / "cache" / "36px").glob("train-copy1-*.npz"))) == 1
     log = capsys.readouterr().out  # half batches: one pass would be 5 steps; it stops at clean's 3
     assert "step 3/3" in log and "step 4/" not in log and "step 5/" not in log
     assert clean_file.stat().st_mtime == 0
@@ -118,3 +118,29 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
     ref, clean, aug = (np.array(v, bool) for v in ([1, 1, 1, 1], [1, 0, 0, 0], [1, 1, 0, 0]))
     rec = mod.recovery(ref, clean, aug)
     assert rec(np.arange(4)) == pytest.approx(1 / 3)
+
+
+@pytest.mark.skipif(
+    not (DATA / "imagenette" / "classes.tsv").exists() or not (DATA / "models").is_dir(),
+    reason="needs ../shared/data/imagenette and the MobileNetV2 beside the checkout",
+)
+def test_backbone_study_starts_from_the_pretrained_mobilenet(tmp_path, monkeypatch):
+    """--init tflite: the converted pretrained network already knows the 10 classes at 128 px
+    (from random initialisation it would be at chance), its saved files are named apart and
+    are not loaded as another recipe's."""
+    pytest.importorskip("ai_edge_litert")
+    monkeypatch.setenv("CODEC_FEATURE_MODEL", str(DATA / "models" / "mobilenet_v2_1.0_224_quant.tflite"))
+    mod = backbone_study()
+    cfg = mod.BackboneConfig(data=str(DATA / "imagenette"), init="tflite")
+    paths, labels, _ = study().split(DATA / "imagenette", "val", 3)
+    x = mod.load_images(paths, mod.stored_size(cfg))
+    net = mod.initial(cfg, x)
+    assert (mod.predict(cfg, net, x) == labels).mean() >= 0.7
+    with pytest.raises(ValueError, match="--init 'tflite'"):
+        mod.initial(mod.BackboneConfig(arch="resnet18", init="tflite"), x)
+    path = tmp_path / "w.safetensors"
+    mod.save(net, path, cfg, "clean", 1.0)
+    again = mod.load(path, "mobilenet_v2", "tflite")
+    assert (mod.predict(cfg, again, x) == mod.predict(cfg, net, x)).mean() >= 0.9  # saved as fp16
+    with pytest.raises(ValueError, match="with --init 'tflite'"):
+        mod.load(path, "mobilenet_v2")

@@ -120,3 +120,125 @@ def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
         + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
         - 2 * k(a, b).mean()
     )
+
+
+def torch_mobilenet_v2(path: str | Path | None = None, outputs: list[int] | None = None):
+    """The bundled TFLite MobileNetV2 as a trainable torchvision ``mobilenet_v2`` (float32).
+
+    Each uint8 weight is dequantized (``scale * (q - zero_point)``) into the matching conv
+    of torchvision's network, in graph order; each int32 bias (batch norm already folded in
+    by the TFLite converter) goes into that conv's BatchNorm, set to the identity plus the
+    bias (mean 0, variance 1, weight sqrt(1 + eps)); :func:`calibrate_batchnorm` then gives
+    the BatchNorms real statistics without changing the function. The classifier is the
+    1001-way logits layer, or only its rows ``outputs`` (e.g. the Imagenette classes).
+    The stride-2 convs pad as TensorFlow's "SAME" does (:func:`tf_same_padding`), so the one
+    difference from the TFLite model is float activations (no uint8 rounding). Input: RGB
+    scaled to [-1, 1], i.e. ``(x - 0.5) / 0.5`` for x in [0, 1]; any size. Needs
+    ``ai-edge-litert`` (to read the file) and torchvision."""
+    import torch
+    import torchvision
+    from ai_edge_litert.interpreter import Interpreter
+
+    interpreter = Interpreter(model_path=str(path or default_model_path()))
+    tensors = {t["index"]: t for t in interpreter.get_tensor_details()}
+
+    def dequantize(index: int) -> torch.Tensor:
+        t = tensors[index]
+        scale, zero = t["quantization"]
+        q = interpreter.get_tensor(index).astype(np.float64)
+        return torch.from_numpy(scale * (q - zero) if t["dtype"] == np.uint8 else scale * q).float()
+
+    layers = [  # (weight, bias) in graph order: 52 convs, then the logits (a 1x1 conv)
+        (dequantize(op["inputs"][1]), dequantize(op["inputs"][2]), op["op_name"])
+        for op in interpreter._get_ops_details()  # the public API has no op list
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")
+    ]
+    net = tf_same_padding(torchvision.models.mobilenet_v2(weights=None, num_classes=1001))
+    convs = [m for m in net.features.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in net.features.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    if len(layers) != len(convs) + 1:
+        raise ValueError(f"{path}: {len(layers)} conv layers, a MobileNetV2 has {len(convs) + 1}")
+    with torch.no_grad():
+        for conv, bn, (w, b, kind) in zip(convs, norms, layers, strict=False):
+            # TFLite: conv [out, kh, kw, in], depthwise [1, kh, kw, channels]
+            w = w.permute(3, 0, 1, 2) if kind == "DEPTHWISE_CONV_2D" else w.permute(0, 3, 1, 2)
+            if w.shape != conv.weight.shape:
+                raise ValueError(f"{path}: weight {tuple(w.shape)} for a conv of {tuple(conv.weight.shape)}")
+            conv.weight.copy_(w)
+            bn.running_mean.zero_()
+            bn.running_var.fill_(1.0)
+            bn.weight.fill_((1 + bn.eps) ** 0.5)
+            bn.bias.copy_(b)
+        w, b, _ = layers[-1]
+        rows = list(range(len(b))) if outputs is None else list(outputs)
+        linear = torch.nn.Linear(w.shape[-1], len(rows))
+        linear.weight.copy_(w.reshape(len(b), -1)[rows])
+        linear.bias.copy_(b[rows])
+        net.classifier[-1] = linear
+    return net.eval()
+
+
+def tf_same_padding(net):
+    """``net`` with each stride-2 conv padding as TensorFlow's "SAME" does (the extra row and
+    column of an even input at the bottom and right; PyTorch pads both sides alike, which
+    shifts the sampling grid by one input pixel). Parameters and their names are unchanged,
+    so a state dict moves between the two forms."""
+    import torch
+    import torch.nn.functional as F
+
+    class SamePadConv2d(torch.nn.Conv2d):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            pads = []
+            for size, k, s in zip(x.shape[:-3:-1], self.kernel_size[::-1], self.stride[::-1], strict=True):
+                total = max((-(-size // s) - 1) * s + k - size, 0)
+                pads += [total // 2, total - total // 2]  # left/top, right/bottom
+            x = F.pad(x, pads)
+            return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+    for module in list(net.modules()):
+        for name, child in module.named_children():
+            if isinstance(child, torch.nn.Conv2d) and child.stride != (1, 1):
+                same = SamePadConv2d(
+                    child.in_channels,
+                    child.out_channels,
+                    child.kernel_size,
+                    child.stride,
+                    dilation=child.dilation,
+                    groups=child.groups,
+                    bias=child.bias is not None,
+                )
+                same.load_state_dict(child.state_dict())
+                setattr(module, name, same)
+    return net
+
+
+def calibrate_batchnorm(net, x) -> None:
+    """Give every BatchNorm2d of ``net`` the mean and variance of its input over the batch
+    ``x`` (float [N, 3, H, W]) and the affine parameters that keep its eval-mode output
+    unchanged, so that training (which normalizes by batch statistics) starts from the same
+    function. Meant for the nets of :func:`torch_mobilenet_v2`, whose BatchNorms are affine
+    maps; ``net`` is left in eval mode."""
+    import torch
+
+    stats = {}
+    hooks = [
+        m.register_forward_pre_hook(
+            lambda m, inp: stats.__setitem__(
+                m, (inp[0].mean((0, 2, 3)), inp[0].var((0, 2, 3), unbiased=False))
+            )
+        )
+        for m in net.modules()
+        if isinstance(m, torch.nn.BatchNorm2d)
+    ]
+    net.eval()
+    with torch.no_grad():
+        net(x)  # one pass: each BatchNorm keeps its output, so no later input changes
+        for bn, (mean, var) in stats.items():
+            scale = bn.weight / (bn.running_var + bn.eps).sqrt()
+            shift = bn.bias - bn.running_mean * scale  # eval output: x * scale + shift
+            bn.running_mean.copy_(mean)
+            bn.running_var.copy_(var)
+            bn.weight.copy_(scale * (var + bn.eps).sqrt())
+            bn.bias.copy_(shift + scale * mean)
+    for h in hooks:
+        h.remove()
