@@ -20,7 +20,7 @@ with 95% bootstrap intervals over val images. The two backbones are saved as fp1
 safetensors with their recipe (``--weights``); ``--eval-only`` evaluates saved ones.
 
     python bench/recognition_backbone.py [--arch mobilenet_v2] [--epochs 16] [--threads 1]
-    python bench/recognition_backbone.py --init tflite --lr 0.01 --epochs 8
+    python bench/recognition_backbone.py --init tflite --lr 0.001 --label-smoothing 0 --epochs 8
     python bench/recognition_backbone.py --eval-only
 """
 
