@@ -101,8 +101,9 @@ def build(arch: str, init: str = "", classes: int = 10) -> torch.nn.Module:
 
 def initial(cfg: BackboneConfig, x: np.ndarray) -> torch.nn.Module:
     """The network training starts from: random (seeded by the caller), or with ``--init
-    tflite`` the pretrained MobileNetV2 whose BatchNorms take their statistics from the first
-    256 training images ``x`` (shuffled; uint8 [N, S, S, 3]), centre crops at ``cfg.size``."""
+    tflite`` the pretrained MobileNetV2 whose BatchNorms take their statistics from 256 of
+    the training images ``x`` (uint8 [N, S, S, 3], drawn with ``cfg.seed``), centre crops at
+    ``cfg.size``."""
     if not cfg.init:
         return build(cfg.arch)
     if (cfg.init, cfg.arch) != ("tflite", "mobilenet_v2"):

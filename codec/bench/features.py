@@ -13,8 +13,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import torch
 
 DEFAULT_MODEL = "../shared/data/models/mobilenet_v2_1.0_224_quant.tflite"
 POOL = "MobilenetV2/Logits/AvgPool"
@@ -122,7 +126,7 @@ def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
     )
 
 
-def torch_mobilenet_v2(path: str | Path | None = None, outputs: list[int] | None = None):
+def torch_mobilenet_v2(path: str | Path | None = None, outputs: list[int] | None = None) -> torch.nn.Module:
     """The bundled TFLite MobileNetV2 as a trainable torchvision ``mobilenet_v2`` (float32).
 
     Each uint8 weight is dequantized (``scale * (q - zero_point)``) into the matching conv
@@ -178,7 +182,7 @@ def torch_mobilenet_v2(path: str | Path | None = None, outputs: list[int] | None
     return net.eval()
 
 
-def tf_same_padding(net):
+def tf_same_padding(net: torch.nn.Module) -> torch.nn.Module:
     """``net`` with each stride-2 conv padding as TensorFlow's "SAME" does (the extra row and
     column of an even input at the bottom and right; PyTorch pads both sides alike, which
     shifts the sampling grid by one input pixel). Parameters and their names are unchanged,
@@ -212,7 +216,7 @@ def tf_same_padding(net):
     return net
 
 
-def calibrate_batchnorm(net, x) -> None:
+def calibrate_batchnorm(net: torch.nn.Module, x: torch.Tensor) -> None:
     """Give every BatchNorm2d of ``net`` the mean and variance of its input over the batch
     ``x`` (float [N, 3, H, W]) and the affine parameters that keep its eval-mode output
     unchanged, so that training (which normalizes by batch statistics) starts from the same
