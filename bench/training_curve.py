@@ -1,4 +1,5 @@
-"""Training curve of a run (the flagship's): Kodak PSNR at each evaluated rate point against
+"""Training curve of a run (the flagship's): PSNR on its evaluation photos (Kodak up to step
+20,000 of the flagship, then held-out BSDS500 test photos) at each evaluated rate point against
 steps and CPU-hours, from the run's log.jsonl; a Markdown table and a plot.
 
     python bench/training_curve.py $CODEC_RUNS/flagship --threads 1 --out docs/flagship_curve
@@ -44,7 +45,7 @@ def main() -> None:
         vals = [f"{r.get(k, float('nan')):.2f}" for k in keys] + [f"{r['psnr']:.2f}"]
         lines.append(f"| {r['step']} | {r['cpu_s'] / 3600:.2f} | " + " | ".join(vals) + " |")
     table = "\n".join(lines)
-    print(f"{args.run}: Kodak PSNR (dB) of the evaluations in log.jsonl\n{table}")
+    print(f"{args.run}: PSNR (dB) of the evaluations in log.jsonl (the run's --eval-data)\n{table}")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.with_suffix(".md").write_text(table + "\n")
@@ -58,8 +59,8 @@ def main() -> None:
             label = f"m={k[6:]}" if k != "psnr" else "full"
             ax[0].plot([r["step"] for r in curve], [r.get(k) for r in curve], "o-", label=label)
             ax[1].plot([r["cpu_s"] / 3600 for r in curve], [r.get(k) for r in curve], "o-")
-        ax[0].set(xlabel="step", ylabel="Kodak PSNR (dB)", xscale="log")
-        ax[1].set(xlabel="CPU-hours", ylabel="Kodak PSNR (dB)", xscale="log")
+        ax[0].set(xlabel="step", ylabel="PSNR on the evaluation photos (dB)", xscale="log")
+        ax[1].set(xlabel="CPU-hours", ylabel="PSNR on the evaluation photos (dB)", xscale="log")
         ax[0].legend()
         fig.tight_layout()
         fig.savefig(args.out.with_suffix(".png"), dpi=100)
