@@ -1,6 +1,6 @@
 """Kodak evaluation of a PQ-VAE against JPEG and WebP at the same bits per pixel.
 
-    python bench/eval_pqvae.py WEIGHTS [--kodak DIR] [--out FILE]
+    python bench/eval_pqvae.py WEIGHTS [--kodak DIR] [--out FILE] [--prefixes 2,6,12]
 
 WEIGHTS: exported .safetensors or a training checkpoint folder. Our rate here is the
 raw bound M*log2(K)/s^2 (tokens stored at log2(K) bits each, no entropy model yet) and
@@ -37,13 +37,16 @@ def main() -> None:
     ap.add_argument("--out", default="bench/results/eval_pqvae.json")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--classical", default="jpeg,webp,avif", help="Pillow codecs to compare at the same bpp")
+    ap.add_argument("--prefixes", default="", help="nested models: also evaluate these prefix lengths m")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     model = load_pqvae(args.weights)
     files = list_images(args.kodak)
     imgs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
-    ours = evaluate(model, [torch.from_numpy(i).permute(2, 0, 1) for i in imgs], torch.device("cpu"))
+    prefixes = [int(m) for m in args.prefixes.split(",") if m]
+    tensors = [torch.from_numpy(i).permute(2, 0, 1) for i in imgs]
+    ours = evaluate(model, tensors, torch.device("cpu"), prefixes)
     enc_ms, dec_ms, per_image = [], [], []
     for f, img in zip(files, imgs):
         x = to_tensor(img)
@@ -57,7 +60,7 @@ def main() -> None:
         per_image.append({"image": f.name, "psnr": float(psnr(y, x)), "ms_ssim": float(ms_ssim(y, x))})
     target = ours["raw_bpp"]
     rows = {"ours (raw bound)": (target, ours["psnr"], ours["ms_ssim"])}
-    for codec in args.classical.split(","):
+    for codec in filter(None, args.classical.split(",")):
         vals = [at_bpp(rd_curve(img, codec), target) for img in imgs]
         ok = [v for v in vals if v is not None]
         rows[f"{codec} @ same bpp"] = (
@@ -74,6 +77,11 @@ def main() -> None:
     print(f"{'codec':22} {'bpp':>7} {'PSNR dB':>8} {'MS-SSIM':>8}")
     for name, (b, p, s) in rows.items():
         print(f"{name:22} {b:7.4f} {p:8.2f} {s:8.4f}")
+    for m in prefixes:
+        print(
+            f"ours, first {m} sub-vectors: PSNR {ours[f'psnr_m{m}']:.2f} dB, MS-SSIM "
+            f"{ours[f'ms_ssim_m{m}']:.4f}, unigram {ours[f'unigram_bpp_m{m}']:.4f} bpp"
+        )
     print(
         f"ours: tokens' unigram entropy {ours['unigram_bpp']:.4f} bpp; "
         f"perplexity per sub-vector {ours['perplexity']}"
