@@ -354,6 +354,10 @@ def main(argv: list[str] | None = None) -> dict:
     }
     speed = {}
     if cfg.eval_only:
+        for p in weights.values():  # a network sees val at the size it was trained at
+            trained = json.loads(saved_metadata(p).get("config", "{}")).get("size") if p.is_file() else None
+            if trained not in (None, cfg.size):
+                raise ValueError(f"{p} was trained on {trained}-px crops: pass --size {trained}")
         models = {k: load(p, cfg.arch, cfg.init) for k, p in weights.items()}
     else:
         aug = RandomCompression(

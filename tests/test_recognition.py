@@ -80,6 +80,8 @@ def test_backbone_study_trains_saves_and_re_evaluates(tmp_path, capsys):
     ]
     again = mod.main([*args, "--eval-only"])
     assert [r["acc_augmented"] for r in again["rows"]] == [r["acc_augmented"] for r in first["rows"]]
+    with pytest.raises(ValueError, match="trained on 32-px crops: pass --size 32"):
+        mod.main([*args, "--eval-only", "--size", "48"])
     assert {r["variant"] for r in first["rows"]} == {"clean", "jpeg-0.5"}
     assert "| jpeg-0.5 |" in (tmp_path / "r" / "summary.md").read_text()
     # another augmentation retrains only the augmented network: the clean one's recipe is the same
