@@ -45,6 +45,8 @@ def main() -> None:
     files = list_images(args.kodak)
     imgs = [np.asarray(Image.open(f).convert("RGB")) for f in files]
     prefixes = [int(m) for m in args.prefixes.split(",") if m]
+    if prefixes and not (model.cfg.nested and all(0 < m < model.cfg.M for m in prefixes)):
+        ap.error(f"--prefixes needs a nested model and 0 < m < {model.cfg.M}")
     tensors = [torch.from_numpy(i).permute(2, 0, 1) for i in imgs]
     ours = evaluate(model, tensors, torch.device("cpu"), prefixes)
     enc_ms, dec_ms, per_image = [], [], []
