@@ -304,7 +304,9 @@ def same_recipe(path: Path, cfg: BackboneConfig) -> bool:
     return all(saved.get(k) == getattr(cfg, k) for k in RECIPE)
 
 
-def load(path: Path, arch: str, init: str = "") -> torch.nn.Module:
+def load(path: Path, arch: str, init: str = "", size: int | None = None) -> torch.nn.Module:
+    """The saved network at ``path``; refused unless it is an ``arch`` with ``init`` and (if
+    ``size`` is given) was trained on crops of ``size`` px, the size it is evaluated at."""
     from safetensors.torch import load_file
 
     meta = saved_metadata(path)
@@ -313,6 +315,9 @@ def load(path: Path, arch: str, init: str = "") -> torch.nn.Module:
             f"{path} holds a {meta.get('arch')} with --init {meta.get('init', '')!r}, "
             f"not a {arch} with --init {init!r}"
         )
+    trained = json.loads(meta.get("config", "{}")).get("size")
+    if size is not None and trained not in (None, size):
+        raise ValueError(f"{path} was trained on {trained}-px crops: pass --size {trained}")
     model = build(arch, init)
     model.load_state_dict(
         {k: v.float() if v.is_floating_point() else v for k, v in load_file(str(path)).items()}
@@ -354,11 +359,7 @@ def main(argv: list[str] | None = None) -> dict:
     }
     speed = {}
     if cfg.eval_only:
-        for p in weights.values():  # a network sees val at the size it was trained at
-            trained = json.loads(saved_metadata(p).get("config", "{}")).get("size") if p.is_file() else None
-            if trained not in (None, cfg.size):
-                raise ValueError(f"{p} was trained on {trained}-px crops: pass --size {trained}")
-        models = {k: load(p, cfg.arch, cfg.init) for k, p in weights.items()}
+        models = {k: load(p, cfg.arch, cfg.init, cfg.size) for k, p in weights.items()}
     else:
         aug = RandomCompression(
             tuple(cfg.aug_codecs.split(",")),
@@ -377,7 +378,7 @@ def main(argv: list[str] | None = None) -> dict:
             if kind == "clean" and same_recipe(weights[kind], cfg):
                 # the clean network does not depend on the augmentation: train it once per recipe
                 print(f"the clean {cfg.arch} of this recipe is reused from {weights[kind]}", flush=True)
-                models[kind] = load(weights[kind], cfg.arch, cfg.init)
+                models[kind] = load(weights[kind], cfg.arch, cfg.init, cfg.size)
                 speed[kind] = float(saved_metadata(weights[kind]).get("images_per_s", "nan"))
                 continue
             print(
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> dict:
             models[kind], speed[kind] = train(cfg, x_train, train_y, cp)
             save(models[kind], weights[kind], cfg, kind, speed[kind])
             # evaluate what is saved (fp16), as --eval-only does
-            models[kind] = load(weights[kind], cfg.arch, cfg.init)
+            models[kind] = load(weights[kind], cfg.arch, cfg.init, cfg.size)
 
     variants = [("none", None, None, None)]
     for codec in cfg.codecs.split(","):
