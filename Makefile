@@ -37,13 +37,14 @@ bench: $(BENCH_STAMP)
 	$(PY) bench/coder.py
 
 # Training photos for the GPU machine (only the checkout travels; 64 MiB at most): BSDS500
-# train+val and Sun-Hays80 for training, BSDS500 test held out for the evaluations during
-# training (Kodak stays the benchmark, never used to pick checkpoints), into gpu_data/.
-gpu-data:
-	mkdir -p gpu_data/train gpu_data/held_out
-	cp -r ../shared/data/train/bsds500/train ../shared/data/train/bsds500/val ../shared/data/train/sun_hays80 gpu_data/train/
-	cp ../shared/data/train/bsds500/test/* gpu_data/held_out/
-	du -sh gpu_data
+# train+val, Sun-Hays80 and Urban100 (shrunk to 512 px) for training, 24 BSDS500 test photos
+# held out for the evaluations during training (Kodak stays the benchmark, never used to pick
+# checkpoints), and the default bundle to continue, into gpu_data/. The tracked weights are
+# larger than what travels: `git rm -r -q --cached codec/weights bench/weights` before the
+# GPU call (and `git reset -q -- codec/weights bench/weights` after it), carry gpu_data.
+gpu-data: $(STAMP)
+	rm -rf gpu_data
+	$(PY) bench/gpu_data.py --init codec/weights/default.safetensors
 
 train-gpu: $(STAMP)
 	PYTHON=$(PY) bash bench/train_gpu.sh

@@ -69,7 +69,7 @@ def refine_tokens(
     B, _, h, w = z0.shape
 
     def tokens_of(z: torch.Tensor) -> torch.Tensor:
-        return q.nearest(q._split(z)).reshape(q.M, B, h, w).permute(1, 0, 2, 3)
+        return q.indices(z)
 
     best = tokens_of(z0)
     if steps <= 0:
@@ -83,9 +83,8 @@ def refine_tokens(
     try:
         for step in range(steps + 1):  # the last pass only measures the last update
             tokens = tokens_of(z.detach())
-            z_q = z + (q.codes_from_indices(tokens) - z).detach()  # straight-through
-            if counts is not None:
-                z_q = ae.apply_prefix(z_q, counts)
+            codes, has_code = q.dequantize(tokens, counts)
+            z_q = ae.fill_absent(z + (codes - z).detach(), has_code)  # straight-through
             with autocast(amp, z.device):
                 x_hat = ae.decoder(z_q)[..., :H, :W]
             err = F.mse_loss(x_hat.float().clamp(0, 1), images, reduction="none").mean((1, 2, 3))

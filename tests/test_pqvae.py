@@ -88,3 +88,43 @@ def test_stage_blocks():
     assert n == 3
     with pytest.raises(ValueError, match="one count per stage"):
         _ = PQVAEConfig(channels=[8, 16], blocks=[1, 2, 3]).stage_blocks
+
+
+def test_transform_model_starts_as_the_linear_transform():
+    """With a complete orthonormal basis and zero nonlinear branches, an untrained transform
+    model reconstructs its unquantized input exactly (up to float error)."""
+    torch.manual_seed(0)
+    cfg = PQVAEConfig(channels=[8, 16], latent_dim=48, M=4, K=16, transform=True)
+    m = PQVAE(cfg)
+    basis = torch.linalg.qr(torch.randn(48, 48))[0]  # orthonormal rows, 3*4*4 = 48 dims
+    m.init_transform(basis, torch.linspace(2, 0.1, 48))
+    x = torch.rand(2, 3, 16, 20)
+    with torch.no_grad():
+        y, _, _ = m(x, quantize=False)
+        patch = x[:, :, :4, :4].reshape(2, 48)
+        torch.testing.assert_close(m.encoder(x)[:, :, 0, 0], patch @ basis.T, atol=1e-5, rtol=0)
+    torch.testing.assert_close(y, x, atol=1e-5, rtol=0)
+
+
+def test_residual_nested_model_fills_groups_without_codes():
+    torch.manual_seed(0)
+    cfg = PQVAEConfig(
+        channels=[8, 16], latent_dim=24, M=4, K=16, nested=True, groups=6, code_groups=[0, 1, 0, 2]
+    )
+    m = PQVAE(cfg)
+    m.train()
+    m(torch.rand(2, 3, 32, 32))
+    with torch.no_grad():
+        m.fill.normal_()
+    m.eval()
+    x = torch.rand(1, 3, 16, 24)
+    idx = m.encode(x)
+    z = m.latent(idx)  # full rate: groups 3-5 have no code and take the fill
+    torch.testing.assert_close(z[0, 12:, 1, 2], m.fill[3:].reshape(-1))
+    for k in (1, 2, 3, 4):
+        with torch.no_grad():
+            fwd = m(x, prefix=torch.tensor([k]))[0].clamp(0, 1)
+        torch.testing.assert_close(fwd, m.decode(idx[:, :k], (16, 24)), atol=1e-5, rtol=0)
+    # the forward pass at the full rate (no prefix) also takes the fill
+    with torch.no_grad():
+        torch.testing.assert_close(m(x)[0].clamp(0, 1), m.decode(idx, (16, 24)), atol=1e-5, rtol=0)

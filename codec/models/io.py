@@ -42,20 +42,24 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
 def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
     """A PQ-VAE from exported (fp16) or checkpoint safetensors, or the autoencoder of a
     codec bundle; float32, eval mode."""
-    path, prefix = Path(path), ""
-    if path.is_dir():  # a training checkpoint folder
-        cfg = json.loads((path / "state.json").read_text())[schema.STATE_MODEL_CONFIG]
-        path = path / "model.safetensors"
-    else:
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-        if meta.get(schema.KIND) == schema.KIND_BUNDLE:
-            cfg, prefix = json.loads(meta[schema.AUTOENCODER_CONFIG]), schema.AUTOENCODER
-        else:
-            cfg = json.loads(meta[schema.CONFIG])
+    cfg, path, prefix = read_pqvae_config(path)
     model = PQVAE(PQVAEConfig(**cfg))
     model.load_state_dict(_load_tensors(path, prefix))
     return model.to(device).eval()
+
+
+def read_pqvae_config(path: str | Path) -> tuple[dict, Path, str]:
+    """(PQ-VAE config, safetensors file, name prefix of its tensors) of an exported file, a
+    codec bundle or a training checkpoint folder."""
+    path = Path(path)
+    if path.is_dir():  # a training checkpoint folder
+        state = json.loads((path / "state.json").read_text())
+        return state[schema.STATE_MODEL_CONFIG], path / "model.safetensors", ""
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    if meta.get(schema.KIND) == schema.KIND_BUNDLE:
+        return json.loads(meta[schema.AUTOENCODER_CONFIG]), path, schema.AUTOENCODER
+    return json.loads(meta[schema.CONFIG]), path, ""
 
 
 # Tensors of a bundle that do not change the tokens: decoders may be retrained or added

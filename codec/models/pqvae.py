@@ -1,4 +1,4 @@
-"""The product-quantized VQ-VAE: Encoder -> ProductQuantizer -> Decoder.
+"""The product(-residual)-quantized VQ-VAE: Encoder -> ProductQuantizer -> Decoder.
 
 Image tensors are float in [0, 1], ``[B, 3, H, W]``; any H, W (padded to a multiple of the
 stride by edge replication, cropped back after decoding).
@@ -33,6 +33,14 @@ class PQVAEConfig:
     # Nested product quantization: sub-vectors ordered by importance; any prefix of m of them
     # decodes (absent ones take a learned fill), so one model serves every rate.
     nested: bool = False
+    # Product-residual quantization: the group of each of the M codes, in nested order (a group
+    # may take several residual stages); empty: product quantization, code j = group j.
+    code_groups: list[int] = field(default_factory=list)
+    groups: int = 0  # latent groups G (0: M)
+    # A linear patch transform at the stride (initialised as a PCA of training patches) as a skip
+    # path of the encoder and the decoder; the nonlinear branches start at zero, so an untrained
+    # model codes like the linear transform.
+    transform: bool = False
     # Residual blocks the decoder adds after its own at each stage (one per stage, high
     # resolution first; empty: none). They start as the identity, so capacity can be added to a
     # trained decoder (with the encoder frozen: same tokens, same entropy model).
@@ -53,12 +61,17 @@ class PQVAEConfig:
         return 2 ** len(self.channels)
 
     @property
+    def G(self) -> int:  # noqa: N802 (the papers' name)
+        """Groups of the latent (M for product quantization)."""
+        return self.groups or self.M
+
+    @property
     def raw_bpp(self) -> float:
         """Rate bound before entropy coding: M * log2(K) / stride**2 bits per pixel."""
         return self.prefix_raw_bpp(self.M)
 
     def prefix_raw_bpp(self, m: int) -> float:
-        """Raw bound of the first m sub-vectors (a nested model's rate point m)."""
+        """Raw bound of the first m codes (a nested model's rate point m)."""
         return m * math.log2(self.K) / self.stride**2
 
     def to_dict(self) -> dict:
@@ -90,7 +103,10 @@ class Attention(nn.Module):
 
 
 class Encoder(nn.Module):
-    """[B, 3, H, W] in [0, 1] (H, W multiples of the stride) -> z [B, D, H/s, W/s]."""
+    """[B, 3, H, W] in [0, 1] (H, W multiples of the stride) -> z [B, D, H/s, W/s].
+
+    With ``cfg.transform``: z = linear(x) + net(x), ``linear`` a patch transform at the stride
+    (:meth:`PQVAE.init_transform`) and ``net``'s last layer starting at zero."""
 
     def __init__(self, cfg: PQVAEConfig) -> None:
         super().__init__()
@@ -103,9 +119,11 @@ class Encoder(nn.Module):
             layers.append(Attention(c_in))
         layers += [nn.LeakyReLU(0.2), nn.Conv2d(c_in, cfg.latent_dim, 1)]
         self.net = nn.Sequential(*layers)
+        self.linear = nn.Conv2d(3, cfg.latent_dim, cfg.stride, stride=cfg.stride) if cfg.transform else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x * 2 - 1)
+        z = self.net(x * 2 - 1)
+        return z if self.linear is None else z + self.linear(x)
 
 
 class Decoder(nn.Module):
@@ -113,7 +131,10 @@ class Decoder(nn.Module):
 
     ``net`` holds the layers; the extra blocks of a stage (``cfg.extra_decoder_blocks``) live
     in ``extra[stage]`` (stage 0: the highest resolution) and run after that stage's own
-    blocks, so adding them leaves the names of a trained decoder's weights unchanged."""
+    blocks, so adding them leaves the names of a trained decoder's weights unchanged.
+    With ``cfg.transform``: image = linear(z) + net(z / scale) / 2, ``linear`` the inverse
+    patch transform, ``scale`` [D] the latent's spread per channel (so ``net`` sees unit-scale
+    inputs), ``net``'s last layer starting at zero."""
 
     def __init__(self, cfg: PQVAEConfig) -> None:
         super().__init__()
@@ -136,15 +157,24 @@ class Decoder(nn.Module):
             layers += [nn.LeakyReLU(0.2), nn.Conv2d(c, 4 * c_out, 3, padding=1), nn.PixelShuffle(2)]
         layers += [nn.LeakyReLU(0.2), nn.Conv2d(32, 3, 3, padding=1)]
         self.net = nn.Sequential(*layers)
+        self.linear = None
+        if cfg.transform:
+            self.linear = nn.ConvTranspose2d(cfg.latent_dim, 3, cfg.stride, stride=cfg.stride)
+            self.register_buffer("scale", torch.ones(cfg.latent_dim))
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
+        if self.linear is not None:
+            return self.linear(z) + self._branch(z / self.scale.to(z.dtype)[:, None, None]) * 0.5
+        return self._branch(z) * 0.5 + 0.5
+
+    def _branch(self, z: torch.Tensor) -> torch.Tensor:
         if not self._extra_after:
-            return self.net(z) * 0.5 + 0.5
+            return self.net(z)
         for j, layer in enumerate(self.net):
             z = layer(z)
             if j in self._extra_after:
                 z = self.extra[self._extra_after[j]](z)
-        return z * 0.5 + 0.5
+        return z
 
     def zero_extra_blocks(self) -> None:
         """The extra blocks' residual branches output zero: the decoder computes what it did
@@ -177,7 +207,7 @@ class PQVAE(nn.Module):
 
     ``forward(x)`` (training): returns ``(x_hat, indices, stats)``; with
     ``quantize=False`` the quantizer is bypassed (autoencoder warm-up); ``prefix`` (nested
-    models; int [B], or [B, h, w] per latent position) keeps that many leading sub-vectors
+    models; int [B], or [B, h, w] per latent position) keeps that many leading codes
     and gives the others the learned fill (nested dropout).
     ``encode(x)`` -> indices int64 [B, M, h, w]; ``decode(indices, (H, W))`` -> image in [0, 1],
     where a nested model accepts any prefix ``indices[:, :m]`` (and a per-position count map).
@@ -188,40 +218,61 @@ class PQVAE(nn.Module):
         self.cfg = cfg
         self.encoder = Encoder(cfg)
         self.quantizer = ProductQuantizer(
-            cfg.latent_dim, cfg.M, cfg.K, decay=cfg.ema_decay, restart_threshold=cfg.restart_threshold
+            cfg.latent_dim,
+            cfg.M,
+            cfg.K,
+            decay=cfg.ema_decay,
+            restart_threshold=cfg.restart_threshold,
+            code_groups=cfg.code_groups,
+            groups=cfg.G,
         )
         self.decoder = Decoder(cfg)
-        if cfg.nested:  # what the decoder sees for an absent sub-vector: [M, D/M]
-            self.fill = nn.Parameter(torch.zeros(cfg.M, cfg.latent_dim // cfg.M))
+        if cfg.nested:  # what the decoder sees for a group without codes: [G, D/G]
+            self.fill = nn.Parameter(torch.zeros(cfg.G, cfg.latent_dim // cfg.G))
         kaiming_init(self)
         self.decoder.zero_extra_blocks()
+        if cfg.transform:  # the nonlinear branches start at zero: the model codes like the transform
+            for conv in (self.encoder.net[-1], self.decoder.net[-1]):
+                nn.init.zeros_(conv.weight)
+                nn.init.zeros_(conv.bias)
+
+    @torch.no_grad()
+    def init_transform(self, basis: torch.Tensor, scale: torch.Tensor) -> None:
+        """Sets the linear skip paths to an orthonormal patch transform: ``basis`` [D, 3*s*s]
+        (orthonormal rows, over patches flattened as [3, s, s]; no bias), ``scale`` [D] (the
+        spread of each coefficient)."""
+        s, D = self.stride, self.cfg.latent_dim
+        w = basis.reshape(D, 3, s, s).to(self.encoder.linear.weight)
+        for lin in (self.encoder.linear, self.decoder.linear):  # ConvTranspose2d: the transpose
+            lin.weight.copy_(w)
+            nn.init.zeros_(lin.bias)
+        self.decoder.scale.copy_(scale.clamp_min(1e-3))
 
     @property
     def stride(self) -> int:
         return self.cfg.stride
 
-    def apply_prefix(self, z_q: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
-        """z_q [B, D, h, w] with sub-vector j of a position replaced by the fill where j >= its
-        count: ``counts`` int [B] (one prefix per image) or [B, h, w] (per position)."""
+    def fill_absent(self, z_q: torch.Tensor, has_code: torch.Tensor | None) -> torch.Tensor:
+        """z_q [B, D, h, w] with each group that has no code (``has_code`` bool [B, G, h, w]
+        False) replaced by the learned fill; ``has_code`` None or a model that is not nested
+        (no fill: such a group stays zero): unchanged."""
+        if has_code is None or not self.cfg.nested:
+            return z_q
         B, D, h, w = z_q.shape
-        M = self.cfg.M
-        counts = counts.to(z_q.device)
-        counts = counts[:, None, None].expand(B, h, w) if counts.dim() == 1 else counts
-        keep = torch.arange(M, device=z_q.device)[None, :, None, None] < counts[:, None]  # [B, M, h, w]
-        keep = keep[:, :, None].expand(B, M, D // M, h, w).reshape(B, D, h, w)
+        G = self.cfg.G
+        keep = has_code[:, :, None].expand(B, G, D // G, h, w).reshape(B, D, h, w)
         return torch.where(keep, z_q, self.fill.reshape(1, D, 1, 1).to(z_q.dtype))
 
     def forward(self, x: torch.Tensor, quantize: bool = True, prefix: torch.Tensor | None = None):
         H, W = x.shape[-2:]
         z = self.encoder(pad_to_multiple(x, self.stride))
+        if prefix is not None and not self.cfg.nested:
+            raise ValueError("prefix needs a nested model")
         if quantize:
-            z_q, indices, stats = self.quantizer(z)
+            z_q, indices, stats = self.quantizer(z, prefix)
+            z_q = self.fill_absent(z_q, stats.get("has_code"))
         else:
             z_q, indices, stats = z, None, {"commit_loss": z.new_zeros(()), "perplexity": None}
-        if prefix is not None:
-            if not self.cfg.nested:
-                raise ValueError("prefix needs a nested model")
-            z_q = self.apply_prefix(z_q, prefix)
         return self.decoder(z_q)[..., :H, :W], indices, stats
 
     @torch.no_grad()
@@ -233,18 +284,12 @@ class PQVAE(nn.Module):
     def latent(self, indices: torch.Tensor, counts: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's input [B, D, h, w] from indices [B, m, h, w] (m < M: nested models only).
         ``counts`` (int [B, h, w], each <= m): sub-vectors present per position (default m)."""
-        B, m, h, w = indices.shape
-        M = self.cfg.M
-        if m == M and counts is None:
-            return self.quantizer.codes_from_indices(indices)
-        if not self.cfg.nested or not 1 <= m <= M:
+        m, M = indices.shape[1], self.cfg.M
+        if not 1 <= m <= M or (not self.cfg.nested and (m < M or counts is not None)):
             raise ValueError(
-                f"{m} sub-vectors given, the model needs {M}" + ("" if self.cfg.nested else " (not nested)")
+                f"{m} codes given, the model needs {M}" + ("" if self.cfg.nested else " (not nested)")
             )
-        full = torch.cat([indices, indices.new_zeros(B, M - m, h, w)], 1)
-        if counts is None:
-            counts = torch.full((B,), m, dtype=torch.int64, device=indices.device)
-        return self.apply_prefix(self.quantizer.codes_from_indices(full), counts)
+        return self.fill_absent(*self.quantizer.dequantize(indices, counts))
 
     @torch.no_grad()
     def decode(

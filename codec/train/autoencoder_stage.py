@@ -5,15 +5,18 @@ raw and unigram rates, per prefix m for nested models)."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from ..models import schema
-from ..models.pqvae import PQVAE, random_prefix
+from ..models.io import read_pqvae_config
+from ..models.pqvae import PQVAE, PQVAEConfig, random_prefix
+from ..models.quantizer import greedy_code_order
 from .config import AutoencoderConfig
-from .data import InMemoryImages, list_images, load_rgb, step_generator
+from .data import InMemoryImages, list_images, load_rgb, random_crops, step_generator
 from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp
 
 
@@ -73,10 +76,54 @@ def evaluate(
     return out
 
 
+@torch.no_grad()
+def patch_pca(
+    data: InMemoryImages, stride: int, dim: int, patches: int, seed: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(basis [dim, 3*s*s], spread [dim]): the leading eigenvectors of the second-moment matrix
+    of ``patches`` random s x s patches of the training images (pixels in [0, 1]; uncentred, so
+    the transform needs no bias and its first component is the patch mean)."""
+    crops = random_crops(data.images, patches, stride, seed, step=0)
+    x = torch.stack(crops).reshape(patches, -1).double() / 255
+    ev, vec = torch.linalg.eigh(x.T @ x / patches)
+    basis = vec[:, -dim:].flip(1).T  # [dim, 3*s*s], largest first
+    return basis.float(), ev[-dim:].flip(0).clamp_min(0).sqrt().float()
+
+
+def model_config(cfg: AutoencoderConfig, data: InMemoryImages) -> tuple[PQVAEConfig, torch.Tensor | None]:
+    """The PQ-VAE's config and, for a fresh model with a transform skip path, its initial patch
+    transform ([D, 3*s*s] basis and [D] spread stacked as [D, 3*s*s + 1]).
+
+    Product-residual quantization needs the order of its codes: a resumed run keeps its own, a
+    warm start takes its source's (same groups and M), a fresh run chooses it greedily by squared
+    error removed on the PCA coefficients of training patches (:func:`greedy_code_order`)."""
+    mc = cfg.model_config()
+    if not (cfg.groups or cfg.transform):
+        return mc, None
+    own = Path(cfg.out) / "checkpoint"
+    source = own if cfg.resume and (own / "state.json").exists() else cfg.init
+    if source:
+        previous = read_pqvae_config(source)[0]
+        if cfg.groups and previous.get("code_groups") and previous.get("groups") == cfg.groups:
+            mc.code_groups = list(previous["code_groups"])[: cfg.M]
+        if len(mc.code_groups) == cfg.M:
+            return mc, None
+    basis, spread = patch_pca(data, mc.stride, cfg.latent_dim, 20_000, cfg.seed)
+    if cfg.groups:
+        patches = torch.stack(random_crops(data.images, 20_000, mc.stride, cfg.seed + 1, step=0))
+        coefs = (patches.reshape(20_000, -1).float() / 255) @ basis.T
+        mc.code_groups = greedy_code_order(coefs, cfg.groups, cfg.M, cfg.K, cfg.max_stages)
+    return mc, torch.cat([basis, spread[:, None]], 1) if cfg.transform and not source else None
+
+
 def build(cfg: AutoencoderConfig) -> Run:
     """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
     rank, world, device = start_run(cfg)
-    model = PQVAE(cfg.model_config()).to(device)
+    data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
+    mc, transform = model_config(cfg, data)
+    model = PQVAE(mc).to(device)
+    if transform is not None:
+        model.init_transform(transform[:, :-1].to(device), transform[:, -1].to(device))
     if cfg.freeze_encoder:  # the tokens stay those of --init: only the decoder side learns
         model.encoder.requires_grad_(False)
         model.quantizer.requires_grad_(False)
@@ -88,7 +135,6 @@ def build(cfg: AutoencoderConfig) -> Run:
     if cfg.msssim_weight and cfg.crop <= 160:
         raise ValueError("--msssim-weight needs --crop of at least 161 (5 MS-SSIM scales)")
     lpips_fn = load_lpips(device) if cfg.lpips_weight else None
-    data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     if cfg.data_on_device:
         data.to(device)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
@@ -98,10 +144,29 @@ def build(cfg: AutoencoderConfig) -> Run:
             f"M={cfg.M} K={cfg.K} (raw {model.cfg.raw_bpp:.4f} bpp); {len(data)} training images; "
             f"{world} process(es) on {device}"
         )
+        if mc.code_groups:
+            print(f"code order (group of each code): {mc.code_groups}")
+
+    @torch.no_grad()
+    def init_codebooks(i: int) -> None:
+        """k-means codebooks on the encoder outputs of ``cfg.kmeans_batches`` batches (of seeds
+        the training batches do not use)."""
+        crop, batch = cfg.crop_at(i)
+        zs = []
+        for k in range(max(1, cfg.kmeans_batches)):
+            x = data.batch(batch, crop, cfg.seed + 1_000_003 * (k + 1), i, rank, cfg.max_downscale).to(device)
+            with autocast_for(cfg, device):
+                zs.append(model.encoder(x).float())
+        q = model.quantizer
+        q.init_from(torch.cat([q._split(z) for z in zs], 1))
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
         crop, batch = cfg.crop_at(i)
-        x = data.batch(batch, crop, cfg.seed, i, rank).to(device, non_blocking=True)
+        # the warm-up without quantization is for fresh codebooks only
+        quantize = i >= cfg.warmup_ae_steps or bool(model.quantizer.initialized)
+        if quantize and not bool(model.quantizer.initialized) and not cfg.freeze_encoder:
+            init_codebooks(i)
+        x = data.batch(batch, crop, cfg.seed, i, rank, cfg.max_downscale).to(device, non_blocking=True)
         prefix = None
         if model.cfg.nested:  # nested dropout (fractional prefixes, see random_prefix)
             g = step_generator(cfg.seed, i, rank, stream=2)
@@ -111,7 +176,7 @@ def build(cfg: AutoencoderConfig) -> Run:
             model.encoder.eval()  # no codebook EMA updates or restarts
             model.quantizer.eval()
         with autocast_for(cfg, device):
-            x_hat, _, stats = ddp(x, quantize=i >= cfg.warmup_ae_steps, prefix=prefix)
+            x_hat, _, stats = ddp(x, quantize=quantize, prefix=prefix)
         mse = F.mse_loss(x_hat.float(), x)
         loss = mse + stats["commit_loss"]
         if cfg.msssim_weight:
@@ -127,7 +192,7 @@ def build(cfg: AutoencoderConfig) -> Run:
         return loss, numbers
 
     def evaluate_now(done: int) -> dict | None:
-        if not eval_images or done <= cfg.warmup_ae_steps:
+        if not eval_images or not bool(model.quantizer.initialized):
             return None
         return evaluate(model, eval_images, device, eval_prefixes(cfg))
 

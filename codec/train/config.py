@@ -111,6 +111,9 @@ class AutoencoderConfig(RunConfig):
     attention: bool = False  # self-attention at the lowest resolution
     restart_threshold: float = 0.5  # EMA usage below which a codeword restarts
     nested: bool = False  # nested dropout: every prefix of m sub-vectors decodes (one model, all rates)
+    groups: int = 0  # product-residual quantization: latent groups G (0: one code per group, M groups)
+    max_stages: int = 8  # residual codes per group at most (the order of codes is chosen from data)
+    transform: bool = False  # a PCA patch transform at the stride as the skip path of encoder and decoder
     extra_decoder_blocks: str = ""  # decoder blocks added per stage (high res first), identity at start
     freeze_encoder: bool = False  # train the decoder alone: the tokens and entropy model stay valid
     eval_prefixes: str = ""  # nested models: evaluate at these m (default: 2, M/2, M)
@@ -118,7 +121,9 @@ class AutoencoderConfig(RunConfig):
     crop: int = 128  # training crops, pixels per side
     late_crop: int = 0  # larger crops late in training (batch shrunk to keep pixels per step); 0: off
     late_crop_from: float = 0.8  # share of `steps` after which late_crop is used
+    max_downscale: float = 1.0  # crops come from photos shrunk by a random factor in [1, this] (less noise)
     warmup_ae_steps: int = 300  # steps without quantization, then k-means codebook init
+    kmeans_batches: int = 8  # batches of encoder outputs the codebooks' k-means init runs on
     msssim_weight: float = 0.0  # loss += w * (1 - MS-SSIM); needs crop >= 161
     lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
     data_on_device: bool = False  # keep the training images on the GPU (GPU recipe)
@@ -138,6 +143,8 @@ class AutoencoderConfig(RunConfig):
             attention=self.attention,
             restart_threshold=self.restart_threshold,
             nested=self.nested,
+            transform=self.transform,
+            groups=self.groups,
             extra_decoder_blocks=[int(b) for b in self.extra_decoder_blocks.split(",")]
             if self.extra_decoder_blocks
             else [],

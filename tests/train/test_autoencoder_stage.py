@@ -130,3 +130,22 @@ def test_freeze_encoder_adds_decoder_blocks_and_keeps_the_tokens(tmp_path):
     assert any(not torch.equal(a[k], b[k]) for k in a if k.startswith("decoder."))
     assert any(k.startswith("decoder.extra.") for k in b)
     assert torch.equal(after.encode(x), idx)
+
+
+def test_product_residual_transform_model_trains_and_resumes(tmp_path):
+    """The prq recipe's parts on tiny images: the code order is chosen from data, the transform
+    starts as a PCA of patches (a step-0 model decodes like it), resume keeps both."""
+    kw = dict(M=3, latent_dim=24, groups=4, max_stages=2, transform=True, nested=True, max_downscale=1.5)
+    cfg = tiny_config(tmp_path, steps=8, eval_every=8, warmup_ae_steps=2, **kw)
+    train(cfg)
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    order = state["model_config"]["code_groups"]
+    assert len(order) == 3 and max(order.count(g) for g in order) <= 2 and order[0] == 0  # group 0: the mean
+    m = load_pqvae(tmp_path / "run" / "checkpoint")
+    assert m.cfg.transform and m.cfg.G == 4
+    # the linear encoder path is orthonormal at the start and still close to it after 8 steps
+    w = m.encoder.linear.weight.reshape(24, -1)
+    torch.testing.assert_close(w @ w.T, torch.eye(24), atol=0.05, rtol=0)
+    train(tiny_config(tmp_path, steps=12, eval_every=100, resume=True, **kw))
+    state = json.loads((tmp_path / "run" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 12 and state["model_config"]["code_groups"] == order

@@ -116,14 +116,15 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
     cpu = "--device cpu --amp off --threads 1 --batch 2"
     env = dict(
         os.environ,
-        OUT=str(tmp_path / "gpu"),
+        RUN_DIR=str(tmp_path / "gpu"),
+        OUT="",
         PYTHON=sys.executable,
         INIT="",
         DATA=str(data),
         EVAL=str(data),
         RECIPE="tiny",
-        AE_ARGS=f"{cpu} --crop 32",
-        EM_ARGS=f"{cpu} --token-crop 8",
+        AE_ARGS=f"{cpu} --crop 32 --steps 20 --max-minutes 2",
+        EM_ARGS=f"{cpu} --token-crop 8 --max-minutes 2",
     )
     p = subprocess.run(
         ["bash", "bench/train_gpu.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
@@ -131,5 +132,5 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
     from codec.zoo import load_codec
 
-    c = load_codec(tmp_path / "gpu" / "flagship.safetensors")
+    c = load_codec(tmp_path / "gpu" / "bundle.safetensors")
     assert c.autoencoder.cfg.M == 2 and c.autoencoder.cfg.K == 16
