@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from . import bitstream
+from .checks import checked_crop, integer
 from .effort import EFFORT_MAX_PIXELS, effort_steps, refine_tokens
 from .entropy import RangeDecoder, RangeEncoder
 from .entropy.schedule import CodingSchedule
@@ -362,8 +363,10 @@ class ImageCodec:
         if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
             raise CodecError("file's stride/M/K do not match the model")
         present = header.stages_present
-        if stages is not None and not 0 <= stages <= present:
+        if stages is not None and not 0 <= integer("stages", stages, CodecError) <= present:
             raise CodecError(f"--stages must be in 0..{present} for this file, got {stages}")
+        if crop is not None:  # before the tokens are decoded: a bad crop fails at once
+            crop = checked_crop(crop, (header.height, header.width))
         check_memory(header.height, header.width)
         schedule = CodingSchedule(header.stages, header.alpha, header.order)
         todo = present if stages is None else stages
@@ -397,9 +400,7 @@ class ImageCodec:
         dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
         s = self.autoencoder.stride
         if crop is not None:
-            x, y, w, h = crop
-            if not (w >= 1 and h >= 1 and 0 <= x and 0 <= y and x + w <= size[1] and y + h <= size[0]):
-                raise CodecError(f"crop {x},{y},{w},{h} is not inside the {size[1]}x{size[0]} image")
+            x, y, w, h = checked_crop(crop, size)
             r0, c0 = max(y // s - HALO_TOKENS, 0), max(x // s - HALO_TOKENS, 0)
             r1, c1 = (
                 min(-(-(y + h) // s) + HALO_TOKENS, z.shape[2]),

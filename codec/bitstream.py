@@ -56,6 +56,7 @@ checksum mismatch, out-of-range fields or an image over :data:`MAX_IMAGE_PIXELS`
 
 from __future__ import annotations
 
+import os
 import zlib
 from dataclasses import dataclass, replace
 from itertools import accumulate
@@ -287,14 +288,28 @@ class _Reader:
         raise CodecError(f"corrupt header: {what} is too long")
 
 
+def file_bytes(data: object) -> bytes:
+    """``data`` (bytes, bytearray, memoryview, ...) as bytes; CodecError naming it for
+    anything else, such as the path of a file instead of its contents."""
+    if isinstance(data, bytes):
+        return data
+    try:
+        return bytes(memoryview(data))
+    except TypeError:  # not bytes(data): bytes(5) is five zero bytes, bytes("x") a raw TypeError
+        path = isinstance(data, (str, os.PathLike))
+        hint = " (a path? pass the file's contents: Path(p).read_bytes())" if path else ""
+        raise CodecError(f"data must be the bytes of a .pqm file, got {type(data).__name__}{hint}") from None
+
+
 def unpack(data: bytes, max_pixels: int | None = None) -> tuple[Header, bytes]:
     """Parses and verifies ``.pqm`` bytes; returns ``(header, payload)``.
 
     Raises :class:`~codec.CodecError` saying why for any file this codec did not write
     (or that changed since), and for images over ``max_pixels`` (default
-    :data:`MAX_IMAGE_PIXELS`).
+    :data:`MAX_IMAGE_PIXELS`). ``data`` must be bytes-like: a path or other object is refused
+    with CodecError too.
     """
-    data = bytes(data)
+    data = file_bytes(data)
     r = _Reader(data)
     _check(len(data) >= 3 and data[:3] == MAGIC, "not a .pqm file (bad magic bytes)")
     r.pos = 3

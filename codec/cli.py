@@ -10,6 +10,7 @@ from itertools import accumulate
 from pathlib import Path
 
 from . import __version__
+from .checks import RATE_ARGS, checked_rate
 from .errors import CodecError
 from .files import check_output, write_output
 
@@ -41,6 +42,24 @@ def _checked_outputs(args: argparse.Namespace, ext: str) -> list[str]:
     return outs
 
 
+def _image_format(dst: str) -> str:
+    """The Pillow format an image output is written in: by its extension, else PNG ('-' too)."""
+    from PIL import Image
+
+    # registered_extensions() loads Pillow's plugins, which fill Image.SAVE: call it for '-' too
+    exts = Image.registered_extensions()
+    return "PNG" if dst == "-" else exts.get(Path(dst).suffix.lower(), "PNG")
+
+
+def _check_pqm_output(dst: str, command: str) -> None:
+    """Refuses to write .pqm bytes under the name of an image format (x.png holding a .pqm)."""
+    from PIL import Image
+
+    ext = Path(dst).suffix.lower()
+    if dst != "-" and ext != ".pqm" and ext in Image.registered_extensions():
+        raise CodecError(f"{dst}: codec {command} writes .pqm files; name the output .pqm")
+
+
 def _cmd_encode(args: argparse.Namespace) -> None:
     import io
 
@@ -51,15 +70,11 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
     outs = _checked_outputs(args, ".pqm")
     for dst in outs:
-        ext = Path(dst).suffix.lower()
-        if dst != "-" and ext != ".pqm" and ext in Image.registered_extensions():
-            raise CodecError(f"{dst}: codec encode writes .pqm files; name the output .pqm")
+        _check_pqm_output(dst, "encode")
+    rate = checked_rate(*(getattr(args, k) for k in RATE_ARGS), flag="--")  # before the model loads
     codec = get_codec(args.model)
     if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
         raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
-    rate = {k: getattr(args, k) for k in ("bpp", "size", "quality", "m") if getattr(args, k) is not None}
-    if len(rate) > 1:
-        raise CodecError("give at most one of --bpp, --size, --quality, --m")
     if rate and not hasattr(codec, "plan"):
         raise CodecError("this model codes at one rate: --bpp/--size/--quality/--m need a nested model")
     for src, dst in zip(args.inputs, outs):
@@ -100,7 +115,9 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     outs = _checked_outputs(args, ".png")
     for dst in outs:  # a format Pillow cannot write is refused before any decoding
-        fmt = "PNG" if dst == "-" else Image.registered_extensions().get(Path(dst).suffix.lower(), "PNG")
+        fmt = _image_format(dst)
+        if fmt == "PQM":  # Pillow would encode the decoded image again, with the default model
+            raise CodecError(f"{dst}: codec decode writes images, not .pqm files; use .png, .webp, .tif, ...")
         if fmt not in Image.SAVE:
             raise CodecError(f"{dst}: Pillow cannot write {fmt} files; use .png, .webp, .tif, ...")
     for src, dst in zip(args.inputs, outs):
@@ -123,8 +140,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             data, stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder, **extra
         )
         buf = io.BytesIO()
-        fmt = "PNG" if dst == "-" else (Image.registered_extensions().get(Path(dst).suffix.lower()) or "PNG")
-        Image.fromarray(pixels).save(buf, format=fmt)
+        Image.fromarray(pixels).save(buf, format=_image_format(dst))
         write_output(dst, buf.getvalue(), args.force)
 
 
@@ -250,11 +266,18 @@ def _cmd_truncate(args: argparse.Namespace) -> None:
 
     if (args.layers is None) == (args.bpp is None):
         raise CodecError("give one of --layers or --bpp")
+    checked_rate(bpp=args.bpp, flag="--")  # nan, inf, <= 0: refused as codec encode refuses them
+    _check_pqm_output(args.output, "truncate")
     data = _read(args.input)
     check_output(args.output, args.force, [args.input])
     header, _ = bitstream.unpack(data)
     max_bytes = None if args.bpp is None else int(args.bpp * header.height * header.width / 8)
     out = bitstream.truncate(data, args.layers, max_bytes)
+    if max_bytes is not None and len(out) > max_bytes:  # even the base layer alone is larger
+        raise CodecError(
+            f"no file of this image fits in {max_bytes} bytes (--bpp {args.bpp}; the smallest, "
+            f"its first layer, is {len(out)} bytes)"
+        )
     write_output(args.output, out, args.force)
     if args.output != "-":
         cut = bitstream.unpack(out)[0]
@@ -345,7 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("inputs", nargs="+")
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
     de.add_argument(
-        "--model", help="model bundle (default: $CODEC_MODEL, else the shipped model the file names)"
+        "--model", help="model bundle (default: the shipped model the file names, else $CODEC_MODEL)"
     )
     de.add_argument("--stages", type=int, default=None, help="decode only the first t stages (progressive)")
     de.add_argument("--layers", type=int, default=None, help="layered files: decode only the first L layers")
@@ -455,6 +478,26 @@ def _with_stage(argv: list[str]) -> list[str]:
     return ["train", stage or "autoencoder", *rest]
 
 
+_LIST_OPTIONS = ("--crop", "--bpp-range", "--bd-range")
+"""Options whose value is a comma-separated list of numbers, which may start with '-'."""
+
+
+def _glue_values(argv: list[str]) -> list[str]:
+    """``--crop -1,0,10,10`` -> ``--crop=-1,0,10,10``: argparse takes a value starting with '-'
+    that is not one number for an option (and fails with its usage text); glued, the value
+    reaches the command, which checks it and says in one line what is wrong."""
+    out, i = [], 0
+    while i < len(argv):
+        value = argv[i + 1] if i + 1 < len(argv) else ""
+        if argv[i] in _LIST_OPTIONS and value[:1] == "-" and value[1:2] in (*"0123456789", "."):
+            out.append(f"{argv[i]}={value}")
+            i += 2
+        else:
+            out.append(argv[i])
+            i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand. Errors the user can act on (bad input, bad arguments, missing or
     damaged files) print one line and return 1; Ctrl-C returns 130; never a traceback."""
@@ -463,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         if argv[:1] == ["train"]:
             command = "codec train"
-        args = build_parser().parse_args(_with_stage(argv))
+        args = build_parser().parse_args(_glue_values(_with_stage(argv)))
         command = f"codec {args.command}"
         args.func(args)
     except (CodecError, OSError, ValueError) as e:

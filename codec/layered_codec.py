@@ -23,6 +23,7 @@ import torch
 
 from . import bitstream
 from .api import ImageCodec, check_memory, checked_images, one_thread
+from .checks import checked_crop, checked_rate, integer
 from .effort import effort_steps
 from .entropy import RangeDecoder, RangeEncoder, symbol_bits
 from .entropy.schedule import CodingSchedule, position_order
@@ -222,25 +223,20 @@ class LayeredImageCodec(ImageCodec):
         estimate fits; :meth:`compress` then checks the real size) or ``quality`` (0-100:
         the share of the model's sub-vectors beyond the base layer, fractional); none:
         ``quality`` :data:`DEFAULT_QUALITY`."""
-        given = [v is not None for v in (m, bpp, max_bytes, quality)]
-        if sum(given) > 1:
-            raise ValueError("give at most one of m, bpp, size, quality")
+        rate = checked_rate(bpp=bpp, size=max_bytes, quality=quality, m=m)  # ValueError if invalid
+        bpp, max_bytes, quality, m = (rate.get(k) for k in ("bpp", "size", "quality", "m"))
         M, h, w = tokens.shape
         g0 = self.groups[0]
-        if not any(given):
+        if not rate:
             quality = DEFAULT_QUALITY
         if m is not None:
             if not g0 <= m <= M:
                 raise ValueError(f"m must be in {g0}..{M}, got {m}")
-            return RatePoint(int(m))
+            return RatePoint(m)
         if quality is not None:
-            if not 0 <= quality <= 100:
-                raise ValueError(f"quality must be in 0..100, got {quality}")
             r = self.quality_subvectors(quality)
             mm = min(int(r), M)
             return RatePoint(mm, 0 if mm == M else int(round((r - mm) * h * w)) % (h * w))
-        if bpp is not None and not bpp > 0:
-            raise ValueError(f"bpp must be positive, got {bpp}")
         base_bits, per = costs or self.symbol_costs(tokens)
         order = position_order(h, w, self.schedule.order)
         header_bits = 8 * (32 + 5 * len(self.groups))  # fixed fields + a length and CRC per layer
@@ -299,6 +295,8 @@ class LayeredImageCodec(ImageCodec):
             raise ValueError(
                 "a layered model codes every stage; choose the rate with m, bpp, size or quality"
             )
+        rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # ValueError, before any work
+        bpp, size, quality, m = (rate.get(k) for k in ("bpp", "size", "quality", "m"))
         effort_steps(effort)  # ValueError for an effort out of range, before any work
         xs = checked_images(images, max_pixels)
         out = []
@@ -315,9 +313,9 @@ class LayeredImageCodec(ImageCodec):
             budget = size
             for _ in range(8):  # the estimate is within a few bytes: shrink the budget until it fits
                 data = self.pack_tokens(tokens, hw, self.plan(tokens, hw, max_bytes=budget, costs=costs))
-                if len(data) <= size:
+                if len(data) <= size or budget == 1:  # fits, or the smallest point does not
                     break
-                budget -= len(data) - size + 1
+                budget = max(1, budget - (len(data) - size + 1))  # 1 byte plans the smallest point
             if len(data) > size:
                 raise CodecError(f"no file of this image fits in {size} bytes (the smallest is {len(data)})")
             out.append(data)
@@ -347,10 +345,12 @@ class LayeredImageCodec(ImageCodec):
         if (header.stride, header.M, header.K, header.groups) != (cfg.stride, cfg.M, cfg.K, self.groups):
             raise CodecError("file's stride/M/K/groups do not match the model")
         coded = len(header.layer_bytes)
-        if layers is not None and not 1 <= layers <= coded:
+        if layers is not None and not 1 <= integer("layers", layers, CodecError) <= coded:
             raise CodecError(f"layers must be in 1..{coded} for this file, got {layers}")
+        if crop is not None:  # before the tokens are decoded: a bad crop fails at once
+            crop = checked_crop(crop, (header.height, header.width))
         if layers is not None and layers < coded:
-            header, payload = bitstream.unpack(bitstream.truncate(data, layers))
+            header, payload = bitstream.unpack(bitstream.truncate(data, int(layers)))
         check_memory(header.height, header.width)
         tokens = self.decode_layers(header, payload, len(header.layer_bytes))
         M, h, w = header.token_shape

@@ -12,6 +12,7 @@ from __future__ import annotations
 from PIL import Image, ImageFile
 
 from . import bitstream
+from .checks import RATE_ARGS
 
 
 def _accept(prefix: bytes) -> bool:
@@ -44,12 +45,15 @@ class PqmImageFile(ImageFile.ImageFile):
 
 def _save(im: Image.Image, fp, filename) -> None:
     """``img.save("x.pqm", bpp=0.2)``: the keyword arguments of :func:`codec.compress`
-    (``model``, ``bpp``, ``size``, ``quality``, ``m``, ``effort``)."""
+    (``model``, ``bpp``, ``size``, ``quality``, ``m``, ``effort``), checked by the same rules
+    (:func:`codec.checks.checked_rate`: ValueError for several rates or an invalid one)."""
     from .simple import compress
 
     info = im.encoderinfo
-    rate = {k: info[k] for k in ("bpp", "size", "quality", "m", "effort") if info.get(k) is not None}
-    fp.write(compress(im.convert("RGB"), info.get("model"), **rate))
+    kwargs = {k: info[k] for k in (*RATE_ARGS, "effort") if info.get(k) is not None}
+    # The image as it is: compress converts it as for any caller (16-bit and float modes
+    # scaled, EXIF orientation, ICC profile); im.convert("RGB") would clip 16-bit to white.
+    fp.write(compress(im, info.get("model"), **kwargs))
 
 
 def register() -> None:

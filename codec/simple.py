@@ -3,6 +3,7 @@ with a shipped model or a bundle path (re-exported by the package)."""
 
 from __future__ import annotations
 
+from .checks import checked_rate
 from .errors import CodecError
 
 
@@ -22,14 +23,15 @@ def compress(
     Rate control (nested models, at most one): ``bpp`` (the nearest file size the model
     offers), ``size`` (the best file not larger than that many bytes), ``quality`` (0-100,
     monotone in rate) or ``m`` (sub-vectors per position). Without one: ``quality`` 30 (see
-    :data:`codec.layered_codec.DEFAULT_QUALITY`; 100 is the full rate).
+    :data:`codec.layered_codec.DEFAULT_QUALITY`; 100 is the full rate). Several of them, or
+    an invalid one (nan, inf, <= 0, a string, a fractional ``size`` or ``m``): ValueError.
     ``effort`` (0..9, as cjxl's): encode time spent on a better token grid for the same
     decoder (:mod:`codec.effort`; 0 is the encoder network alone).
     """
     from .zoo import get_codec
 
+    rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # before the model loads
     codec = get_codec(model)
-    rate = {k: v for k, v in dict(bpp=bpp, size=size, quality=quality, m=m).items() if v is not None}
     if rate and not hasattr(codec, "plan"):
         raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
     return codec.compress(image, effort=effort, **rate)
@@ -43,9 +45,11 @@ def decompress(
     crop: tuple[int, int, int, int] | None = None,
 ):
     """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
-    ``$CODEC_MODEL``, else the shipped model whose id the file names). ``stages``: decode
+    the shipped model whose id the file names, else ``$CODEC_MODEL``). ``stages``: decode
     only that many stages (progressive, version-1 files); ``layers``: decode only the first
-    quality layers (layered files); ``crop`` = (x, y, width, height): only that region."""
+    quality layers (layered files); ``crop`` = (x, y, width, height): only that region.
+    CodecError for data that is not the bytes of a .pqm file this codec decodes (a path too)
+    and for arguments out of range or of the wrong type."""
     from PIL import Image
 
     from .zoo import codec_for_file

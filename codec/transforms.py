@@ -30,6 +30,7 @@ except ImportError as e:  # pragma: no cover - depends on the installation
     ) from e
 
 from . import bitstream, classical
+from .errors import CodecError
 from .hardware import autocast
 
 OURS = "ours"
@@ -37,9 +38,17 @@ OURS = "ours"
 
 def parse_codec(spec: str) -> tuple[str, str | None]:
     """``"jpeg"`` -> ("jpeg", None); ``"ours"`` / ``"ours:MODEL"`` -> ("ours", MODEL or None).
-    ValueError for an unknown codec or one whose library is missing here."""
+    ValueError for an unknown codec, a model that is neither a bundle file nor a shipped name,
+    or a codec whose library is missing here (so RandomCompression refuses it when built, not
+    in a DataLoader worker)."""
     name, _, model = str(spec).partition(":")
     if name == OURS:
+        from .zoo import resolve
+
+        try:
+            resolve(model or None)
+        except CodecError as e:
+            raise ValueError(f"codec {spec!r}: {e}") from None
         return name, model or None
     if name not in classical.SETTINGS or model:
         raise ValueError(f"unknown codec {spec!r} (known: {', '.join([*classical.SETTINGS, OURS])}[:MODEL])")
@@ -76,6 +85,14 @@ def compress_decode(
     else:
         raise ValueError("give a bpp or a quality")
     return classical.decode(data), len(data)
+
+
+def finite_images(x: torch.Tensor) -> torch.Tensor:
+    """``x`` unchanged; ValueError if it holds NaN or +-inf (clamped and cast, they would pass
+    as black or white pixels and give a finite, meaningless result)."""
+    if not bool(torch.isfinite(x).all()):
+        raise ValueError("images must hold finite values: this one has NaN or infinity")
+    return x
 
 
 def _pair(value, cast) -> tuple:
@@ -206,7 +223,7 @@ class RandomCompression(Transform):
         if x.dtype == torch.uint8:
             u8 = x
         elif x.is_floating_point():
-            u8 = (x.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+            u8 = (finite_images(x).detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
         else:
             raise TypeError(f"expected a uint8 or floating point tensor, got {x.dtype}")
         C, H, W = x.shape[-3:]
@@ -286,7 +303,7 @@ class NeuralCompression(torch.nn.Module):
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"expected images [B, 3, H, W], got shape {tuple(x.shape)}")
         device = next(self.autoencoder.parameters()).device
-        xf = (x.float() / 255 if x.dtype == torch.uint8 else x.float().clamp(0, 1)).to(device)
+        xf = (x.float() / 255 if x.dtype == torch.uint8 else finite_images(x).float().clamp(0, 1)).to(device)
         H, W = x.shape[-2:]
         tokens = self.autoencoder.encode(xf)  # float32: the tokens of the file
         with autocast(self.amp, device):  # the decoder in bf16 where it pays, as ImageCodec

@@ -1,10 +1,11 @@
 """The model zoo: named bundles shipped in the package, and which bundle to use.
 
 ``--model``/``model=`` takes a bundle path or the name of a shipped model (``codec models``
-lists them); without one, ``$CODEC_MODEL``, else the shipped ``default``. Shipped models are
-described in ``codec/weights/zoo.json`` (file, SHA-256, size, Kodak figures from the
-benchmark, the command lines that trained them); a shipped file whose SHA-256 differs from
-its entry is refused with :class:`~codec.CodecError` when it is loaded.
+lists them); without one, ``$CODEC_MODEL``, else the shipped ``default`` (to decode, the
+shipped model a file names comes before ``$CODEC_MODEL``: see :func:`codec_for_file`).
+Shipped models are described in ``codec/weights/zoo.json`` (file, SHA-256, size, Kodak
+figures from the benchmark, the command lines that trained them); a shipped file whose
+SHA-256 differs from its entry is refused with :class:`~codec.CodecError` when it is loaded.
 """
 
 from __future__ import annotations
@@ -158,18 +159,22 @@ def get_codec(model: str | Path | None = None, device: str = "cpu"):
 
 
 def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "cpu"):
-    """The codec that decodes the .pqm ``data``: ``model`` if given; else ``$CODEC_MODEL`` if
-    set; else the shipped model whose id the header names (zoo.json lists each model's id).
-    CodecError naming the needed id and the installed models when none has it."""
+    """The codec that decodes the .pqm ``data``: ``model`` if given; else the shipped model
+    whose id the header names (zoo.json lists each model's id); else ``$CODEC_MODEL`` if set.
+    The file's own model wins over ``$CODEC_MODEL``, which chooses the model to encode with:
+    a file made with another model still decodes. CodecError naming the needed id and the
+    installed models when none has it."""
     from . import bitstream
 
-    if model is not None or os.environ.get("CODEC_MODEL"):
+    if model is not None:
         return get_codec(model, device)
     header, _ = bitstream.unpack(data)
     wanted = header.model_id.hex()
     for name, entry in manifest().items():
         if entry.get("model_id") == wanted and (weights_dir() / entry["file"]).is_file():
             return get_codec(name, device)
+    if os.environ.get("CODEC_MODEL"):  # a bundle of one's own (the codec checks the file's id)
+        return get_codec(None, device)
     gone = retired().get(wanted)
     if gone:
         raise CodecError(

@@ -92,6 +92,7 @@ void Encoder::propagate_carry() {
 }
 
 std::vector<uint8_t> Encoder::finish() {
+  const size_t emitted = out_.size();  // the decoder reads these and 8 bytes more
   // Pick the value in [low, low + range) with the fewest significant bytes.
   if (low_ != 0) {
     if (range_ - 1 > ~low_) {
@@ -102,7 +103,10 @@ std::vector<uint8_t> Encoder::finish() {
       out_.push_back(static_cast<uint8_t>(v >> 56));
     }
   }
-  while (!out_.empty() && out_.back() == 0) out_.pop_back();
+  // Trailing zeros are implied (the decoder reads zeros past the end), but at most
+  // kMaxDroppedZeros of the emitted bytes are dropped: the decoder's bound on reading past the end.
+  const size_t keep = emitted > kMaxDroppedZeros ? emitted - kMaxDroppedZeros : 0;
+  while (out_.size() > keep && out_.back() == 0) out_.pop_back();
   std::vector<uint8_t> result;
   result.swap(out_);
   low_ = 0;

@@ -12,6 +12,10 @@
 // Stream layout: the big-endian bytes of a number v in [0, 1) written as a
 // base-256 fraction; trailing zero bytes are dropped and the decoder reads
 // zeros past the end of its buffer (it never reads outside the buffer).
+// The encoder drops at most kMaxDroppedZeros of the bytes its decoder will
+// read, so a decoder never needs more than kMaxOverread bytes past the end (its
+// 8-byte window plus those): one that does is decoding a truncated or forged
+// stream, and stops (CorruptStream) instead of decoding zeros for ever.
 #pragma once
 
 #include <cstddef>
@@ -27,6 +31,14 @@ constexpr int kLogitPrecision = 24;
 constexpr int kMaxPrecision = 24;
 /// Largest alphabet the logits quantizer accepts.
 constexpr uint32_t kMaxAlphabet = 1u << 16;
+/// Zero bytes at most that the encoder drops from the end of what its decoder
+/// reads.  Streams written before this limit dropped any number, but more than 64
+/// takes a final run of symbols 0 worth over 500 bits (or 64 bytes 0xff and a
+/// carry): real files decode as before.
+constexpr size_t kMaxDroppedZeros = 64;
+/// Bytes a decoder may read past the end of its stream (its 8-byte window plus
+/// the dropped zeros); reading further throws CorruptStream.
+constexpr size_t kMaxOverread = 8 + kMaxDroppedZeros;
 
 /// Raised by the decoder when the stream cannot have been produced by the
 /// encoder with the same distributions (a corrupt or mismatched stream).
@@ -106,7 +118,15 @@ class Decoder {
   size_t position() const { return pos_; }
 
  private:
-  inline uint64_t next_byte() { return pos_ < size_ ? data_[pos_++] : (pos_++, 0); }
+  inline uint64_t next_byte() {
+    if (pos_ < size_) return data_[pos_++];
+    // Past the end: the zeros the encoder dropped, up to kMaxOverread; further, the
+    // stream is truncated or forged, and decoding on would take time unbounded by its length.
+    if (pos_ - size_ >= kMaxOverread)
+      throw CorruptStream("range decoder: read past the end of the stream (truncated or forged)");
+    ++pos_;
+    return 0;
+  }
   const uint8_t* data_;
   size_t size_;
   size_t pos_ = 0;

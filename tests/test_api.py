@@ -266,3 +266,22 @@ def test_images_are_taken_as_a_viewer_shows_them():
     for empty in (np.zeros((0, 5, 3), np.uint8), Image.new("RGB", (0, 5))):
         with pytest.raises(CodecError, match="empty"):
             checked_images([empty])
+
+
+def test_a_forged_huge_header_fails_in_time_proportional_to_the_file(monkeypatch):
+    """A few payload bytes under a valid header (CRC included) of a 12000 x 12000 image: the
+    range decoder runs past the end of the payload in the first tile and the decode stops
+    with CodecError, instead of decoding zeros through every tile for minutes."""
+    import time
+
+    from codec import api, bitstream
+
+    monkeypatch.setattr(api, "available_memory", lambda: None)  # the decoder is what is tested
+    c = _shared_codec()
+    for payload in (b"", b"\x5a\x13\x77\x01\x99"):
+        data = bitstream.pack(c.header((12000, 12000), token_crc=0), payload)
+        assert bitstream.unpack(data)[1] == payload  # a well-formed file
+        t = time.perf_counter()
+        with pytest.raises(CodecError, match="past the end"):
+            c.decompress(data)
+        assert time.perf_counter() - t < 5.0

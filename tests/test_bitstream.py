@@ -166,3 +166,15 @@ def test_the_tiled_flag_must_match_the_grid():
     ):
         with pytest.raises(CodecError, match="tiled flag"):
             bs.pack(wrong, b"")
+
+
+def test_data_must_be_bytes_like():
+    """A path (or anything but bytes-like data) is refused in one line, not a raw TypeError
+    (and not bytes(5), five zero bytes)."""
+    data = bs.pack(SAMPLE, PAYLOAD)
+    for wrong in ("photo.pqm", 5, None, [80, 81, 77]):
+        with pytest.raises(CodecError, match="bytes of a .pqm file") as e:
+            bs.unpack(wrong)
+        assert "\n" not in str(e.value)
+    for ok in (bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
+        assert bs.unpack(ok) == (SAMPLE, PAYLOAD)

@@ -293,3 +293,142 @@ def test_a_damaged_bundle_given_by_path_is_refused(bundle, image, tmp_path, caps
     )
     with pytest.raises(CodecError, match="no content hash"):
         load_codec(tmp_path / "old.safetensors")
+
+
+def test_decode_to_stdout_writes_a_png(bundle, image, tmp_path):
+    """`codec decode x.pqm -o -` in a fresh process (Pillow's writers not loaded yet): the PNG
+    goes to stdout, as `-o x.png` would write it."""
+    import subprocess
+    import sys
+
+    pqm, png = tmp_path / "x.pqm", tmp_path / "x.png"
+    assert main(["encode", str(image), "-o", str(pqm), "--model", str(bundle)]) == 0
+    assert main(["decode", str(pqm), "-o", str(png), "--model", str(bundle)]) == 0
+    p = subprocess.run(
+        [sys.executable, "-m", "codec", "decode", str(pqm), "-o", "-", "--model", str(bundle)],
+        capture_output=True,
+        timeout=120,
+    )
+    assert p.returncode == 0, p.stderr.decode()
+    assert p.stdout == png.read_bytes() and p.stdout[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "rate,name",
+    [
+        ({"bpp": 0.05, "size": 20000}, "at most one"),
+        ({"quality": 30, "m": 2}, "at most one"),
+        ({"size": float("nan")}, "size"),
+        ({"size": 100.5}, "size"),
+        ({"size": 0}, "size"),
+        ({"bpp": float("nan")}, "bpp"),
+        ({"bpp": float("inf")}, "bpp"),
+        ({"bpp": 0}, "bpp"),
+        ({"bpp": -0.1}, "bpp"),
+        ({"bpp": "0.2"}, "bpp"),
+        ({"quality": float("nan")}, "quality"),
+        ({"quality": 101}, "quality"),
+        ({"m": 2.5}, "m"),
+        ({"m": True}, "m"),
+        ({"m": "2"}, "m"),
+    ],
+)
+def test_mixed_or_invalid_rates_are_refused_everywhere(layered_bundle, rate, name):
+    """One rule (codec.checks.checked_rate) for codec.compress, the Pillow plugin and the model's
+    own compress: several rates, nan, inf, <= 0 and wrong types are a one-line ValueError."""
+    from codec.zoo import get_codec
+
+    img = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
+    with pytest.raises(ValueError, match=name) as e:
+        codec.compress(img, layered_bundle, **rate)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ValueError, match=name):
+        img.save(io.BytesIO(), format="PQM", model=str(layered_bundle), **rate)
+    with pytest.raises(ValueError, match=name):
+        get_codec(layered_bundle).compress(img, **rate)
+
+
+def test_valid_rates_of_any_numeric_type_are_taken(layered_bundle):
+    img = Image.fromarray(np.random.default_rng(2).integers(0, 256, (16, 16, 3), dtype=np.uint8))
+    assert codec.compress(img, layered_bundle, m=np.int64(2)) == codec.compress(img, layered_bundle, m=2)
+    assert codec.compress(img, layered_bundle, quality=np.float32(50)) == codec.compress(
+        img, layered_bundle, quality=50
+    )
+
+
+def test_the_pillow_plugin_converts_images_as_compress_does(layered_bundle, tmp_path):
+    """A 16-bit grayscale PNG saved as .pqm: the same file codec.compress writes (16 bits scaled
+    to 8), not the all-white image of a plain convert("RGB")."""
+    ramp = (np.arange(32 * 48).reshape(32, 48) * 40).astype(np.uint16)  # 0 .. 61400
+    Image.fromarray(ramp).save(tmp_path / "g16.png")
+    with Image.open(tmp_path / "g16.png") as im:
+        assert im.mode.startswith("I")
+        im.save(tmp_path / "g.pqm", model=str(layered_bundle), quality=100)
+        assert (tmp_path / "g.pqm").read_bytes() == codec.compress(im, layered_bundle, quality=100)
+    out = np.asarray(codec.decompress((tmp_path / "g.pqm").read_bytes(), layered_bundle)).astype(int)
+    assert out.min() < 200  # not all white (what a clipped conversion gives)
+
+
+def test_damaged_files_raise_an_oserror_as_pillow_expects(layered_bundle, tmp_path, monkeypatch):
+    assert issubclass(codec.CodecError, OSError)
+    monkeypatch.setenv("CODEC_MODEL", str(layered_bundle))
+    data = codec.compress(Image.fromarray(np.zeros((16, 24, 3), np.uint8)), layered_bundle)
+    for bad in (data[:-3], b"PQM\x01" + bytes(30), data[:12]):
+        with pytest.raises(OSError):
+            with Image.open(io.BytesIO(bad)) as im:
+                im.load()
+    # a payload changed under a valid header: Image.open succeeds, load() fails
+    from codec import bitstream
+
+    header, payload = bitstream.unpack(data)
+    forged = bitstream.pack(header, bytes(b ^ 0x55 for b in payload))
+    with Image.open(io.BytesIO(forged)) as im:
+        with pytest.raises(OSError):
+            im.load()
+
+
+@pytest.mark.parametrize(
+    "kwargs,name",
+    [
+        ({"layers": 2.5}, "layers"),
+        ({"layers": "1"}, "layers"),
+        ({"crop": (1.5, 0, 2, 2)}, "crop"),
+        ({"crop": (0, 0, 5)}, "crop"),
+        ({"crop": "0,0,4,4"}, "crop"),
+        ({"crop": (0, 0, 99, 4)}, "crop"),
+    ],
+)
+def test_decompress_arguments_of_the_wrong_type_are_one_line_errors(layered_bundle, kwargs, name):
+    data = codec.compress(Image.fromarray(np.zeros((16, 24, 3), np.uint8)), layered_bundle, quality=100)
+    with pytest.raises(codec.CodecError, match=name) as e:
+        codec.decompress(data, layered_bundle, **kwargs)
+    assert "\n" not in str(e.value)
+
+
+def test_decompress_wants_bytes_not_a_path(layered_bundle, tmp_path):
+    from pathlib import Path
+
+    path = tmp_path / "x.pqm"
+    path.write_bytes(codec.compress(Image.fromarray(np.zeros((16, 24, 3), np.uint8)), layered_bundle))
+    for wrong in (str(path), path, 5, None):
+        with pytest.raises(codec.CodecError, match="bytes of a .pqm file") as e:
+            codec.decompress(wrong)
+        assert "\n" not in str(e.value)
+    assert isinstance(codec.decompress(bytearray(path.read_bytes()), layered_bundle), Image.Image)
+    assert "read_bytes" in str(pytest.raises(codec.CodecError, codec.decompress, str(path)).value)
+    assert Path(path).exists()
+
+
+def test_a_file_names_its_model_even_when_codec_model_is_set(tmp_path, monkeypatch, capsys):
+    """$CODEC_MODEL chooses the model to encode with; decoding, the shipped model a file names
+    wins over it (an explicit --model / model= still wins over both)."""
+    img = Image.fromarray(np.random.default_rng(5).integers(0, 256, (32, 48, 3), dtype=np.uint8))
+    data = codec.compress(img, "s16-m4-k256")
+    (tmp_path / "other.pqm").write_bytes(data)
+    monkeypatch.setenv("CODEC_MODEL", "extreme-s32-m1-k16")
+    expected = np.asarray(codec.decompress(data, "s16-m4-k256"))
+    assert np.array_equal(np.asarray(codec.decompress(data)), expected)
+    assert main(["decode", str(tmp_path / "other.pqm"), "-o", str(tmp_path / "o.png")]) == 0
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), expected)
+    with pytest.raises(codec.CodecError, match="model"):
+        codec.decompress(data, "extreme-s32-m1-k16")

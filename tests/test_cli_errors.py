@@ -3,6 +3,7 @@ traceback (the CLI's promise; tests/test_cli_codec.py covers the good paths)."""
 
 import io
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -53,6 +54,11 @@ CASES = [
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o12.pqm", "--model", "{bundle}", "--quality", "101"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/ok.png"]),  # the input itself
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/out.webp"]),  # a .pqm under an image name
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o13.pqm", "--model", "{bundle}", "--bpp", "nan"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o15.pqm", "--model", "{bundle}", "--bpp", "inf"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o16.pqm", "--model", "{bundle}", "--quality", "nan"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o17.pqm", "--model", "{bundle}", "--size", "0"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o18", "--model", "{bundle}", "--m", "4", "--bpp", "1"]),
     ("decode", ["decode", "{d}/missing.pqm", "-o", "{d}/p1.png"]),
     ("decode", ["decode", "{d}/empty.png", "-o", "{d}/p2.png"]),
     ("decode", ["decode", "{d}/text.pqm", "-o", "{d}/p3.png"]),
@@ -62,6 +68,11 @@ CASES = [
     ("decode", ["decode", "{d}/v1.pqm", "-o", "{d}/p7.png", "--layers", "1"]),
     ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p8.png", "--model", "{d}/badjson.safetensors"]),
     ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p9.png"]),  # its model is not installed
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p10.pqm", "--model", "{bundle}"]),  # not re-encoded
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p11.png", "--model", "{bundle}", "--crop", "-1,0,10,10"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p12.png", "--model", "{bundle}", "--crop", "0,0,5"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p13.png", "--model", "{bundle}", "--crop", "1.5,0,2,2"]),
+    ("decode", ["decode", "{d}/ok.pqm", "-o", "{d}/p14.png", "--model", "{bundle}", "--crop", "0,0,99,2"]),
     ("info", ["info", "{d}/missing.pqm"]),
     ("info", ["info", "{d}/text.pqm"]),
     ("info", ["info", "{d}/empty.png"]),
@@ -69,6 +80,12 @@ CASES = [
     ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t2.pqm", "--layers", "0"]),
     ("truncate", ["truncate", "{d}/text.pqm", "-o", "{d}/t3.pqm", "--bpp", "0.1"]),
     ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t4.pqm"]),  # neither --layers nor --bpp
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t5.png", "--layers", "1"]),  # a .pqm named .png
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t6.pqm", "--bpp", "inf"]),
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t7.pqm", "--bpp", "nan"]),
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t8.pqm", "--bpp", "0.001"]),  # below one layer
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t9.pqm", "--bpp", "0"]),
+    ("truncate", ["truncate", "{d}/ok.pqm", "-o", "{d}/t10.pqm", "--bpp", "-1"]),
     ("export", ["export", "{d}/missing-checkpoint", "-o", "{d}/e1.safetensors"]),
     ("train", ["train", "--stage", "bogus", "--out", "{d}/run"]),
     ("bench", ["bench", "--codecs", "bogus", "--dataset", "{d}", "--out", "{d}/bench"]),
@@ -87,6 +104,9 @@ def test_bad_input_gives_one_line_and_status_1(files, name, argv, capsys, monkey
     assert rc == 1, (args, err)
     assert len(err) == 1 and err[0].startswith(f"codec {name}: error: "), err
     assert "Traceback" not in err[0] and "BytesIO" not in err[0] and ".tmp-" not in err[0]
+    out = args[args.index("-o") + 1] if "-o" in args else None
+    if out is not None and not out.endswith(("ok.png", "ok.pqm")):  # nothing written, not even in part
+        assert not Path(out).exists() and not list(Path(out).parent.glob(".*.tmp-*")), out
 
 
 def test_huge_images_are_refused_in_one_line(files, capsys, monkeypatch):
@@ -148,3 +168,56 @@ def test_ctrl_c_at_any_moment_is_one_line_and_leaves_nothing(tmp_path, delay):
     else:  # it finished before the signal arrived (-2: during the interpreter's shutdown)
         assert p.returncode in (0, -signal.SIGINT) and out.read_bytes()[:3] == b"PQM"
         assert [f.name for f in tmp_path.iterdir()] == ["out.pqm"]
+
+
+def test_a_forged_huge_file_fails_in_seconds(files, capsys, monkeypatch):
+    """A small .pqm whose valid header (CRC and all) declares a 4000 x 4000 image: codec decode
+    fails in one line as soon as the range decoder runs past the end of the tiny payload."""
+    import time
+
+    from codec import api, bitstream
+    from codec.layered_codec import RatePoint
+    from codec.zoo import load_codec
+
+    d, bundle = files
+    monkeypatch.setattr(api, "available_memory", lambda: None)  # the decoder is what is tested
+    c = load_codec(bundle)
+    point = RatePoint(c.groups[0] + c.groups[1])  # two layers
+    streams = [b"\x5a\x13\x77", b"\x01"]
+    forged = d / "forged.pqm"
+    forged.write_bytes(bitstream.pack(c.header_for((4000, 4000), point, streams, [0, 0]), b"".join(streams)))
+    t = time.perf_counter()
+    assert main(["decode", str(forged), "-o", str(d / "forged.png"), "--model", str(bundle)]) == 1
+    assert time.perf_counter() - t < 10.0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "past the end" in err[0], err
+    assert not (d / "forged.png").exists()
+
+
+def test_bench_refuses_an_unknown_codec_before_any_work(files, capsys):
+    d, _ = files
+    out = d / "bench-unknown"
+    assert main(["bench", "--codecs", "jpeg,nosuch", "--dataset", str(d), "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and not out.exists()  # no tables of nothing, no results folder
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and "unknown codec 'nosuch'" in err[0], err
+    from codec.bench.run import check_codec_name
+
+    for name in ("ours", "ours:default", "ours:a+b", "hyperprior:runs/x", "compressai:mbt2018-mean", "jxl"):
+        check_codec_name(name)  # known names pass (whether they can run here is found later)
+    for name in ("", "ours:", "hyperprior", "jpeg:x", "compressai:", "JPEG"):
+        with pytest.raises(ValueError, match="unknown codec"):
+            check_codec_name(name)
+
+
+@pytest.mark.parametrize("bpp", ["inf", "nan", "0.001", "0", "-1"])
+def test_truncate_refuses_a_budget_in_one_line_naming_it(files, capsys, bpp):
+    """--bpp inf was a traceback, nan a raw float message, and a budget below the first layer
+    wrote that layer anyway (far over the budget): each is now one line naming --bpp."""
+    d, _ = files
+    out = d / f"budget-{bpp}.pqm"
+    assert main(["truncate", str(d / "ok.pqm"), "-o", str(out), "--bpp", bpp]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("codec truncate: error: ") and "--bpp" in err[0], err
+    assert not out.exists()

@@ -307,3 +307,38 @@ def test_corrupt_stream_stops_helper_threads():
         # 0xff... points past every symbol's interval (into the truncation gap).
         with pytest.raises(CodecError, match="corrupt"):
             RangeDecoder(b"\xff" * 16, threads=threads).decode_logits(x)
+
+
+def test_decoder_stops_past_the_end_of_its_stream():
+    """A stream too short for what is decoded from it (truncated, or a forged header asking
+    for a huge image) fails once the decoder reads past its end, in time bounded by its
+    length, instead of decoding zeros for every symbol asked for."""
+    import time
+
+    x = np.zeros((2_000_000, 16), np.float32)  # 4 bits a symbol: 1 MB of stream wanted
+    table = cdf_from_counts(np.ones((1, 16), np.int64))
+    for data in (b"", b"\x5a\x13\x77"):
+        t = time.perf_counter()
+        with pytest.raises(CodecError, match="past the end"):
+            RangeDecoder(data).decode_logits(x)
+        with pytest.raises(CodecError, match="past the end"):
+            RangeDecoder(data).decode_indexed(np.zeros(10**6, np.int32), table)
+        assert time.perf_counter() - t < 2.0
+
+
+def test_streams_ending_in_zero_bytes_still_decode():
+    """The encoder drops trailing zero bytes only as far as the decoder may read past the end:
+    a long final run of symbol 0 (all-zero bytes) keeps most of its bytes and decodes."""
+    n = 100_000
+    x = np.zeros((n, 2), np.float32)  # 1 bit per symbol: 12,500 zero bytes
+    for tail in (0, 1):
+        symbols = np.zeros(n, np.int32)
+        symbols[:50] = tail  # a nonzero start, then the run of zeros
+        enc = RangeEncoder()
+        enc.encode_logits(symbols, x)
+        data = enc.finish()
+        assert n // 8 - 64 - 1 <= len(data) <= n // 8 + 1
+        np.testing.assert_array_equal(RangeDecoder(data).decode_logits(x), symbols)
+        # a decoder asked for more symbols than were coded runs past the end and stops
+        with pytest.raises(CodecError, match="past the end"):
+            RangeDecoder(data).decode_logits(np.zeros((2 * n, 2), np.float32))

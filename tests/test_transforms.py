@@ -278,3 +278,26 @@ def test_neural_refuses_an_m_the_model_cannot_code(layered_bundle):
         NeuralCompression(layered_bundle, m=0)
     with pytest.raises(ValueError, match="one rate"):
         NeuralCompression("s16-m4-k256", m=2)
+
+
+def test_an_unknown_model_is_refused_when_the_transform_is_built(layered_bundle, tmp_path):
+    """ours:MODEL with no such bundle or shipped name fails at construction, not in a worker."""
+    with pytest.raises(ValueError, match="nosuch"):
+        RandomCompression("ours:nosuch")
+    with pytest.raises(ValueError, match="missing"):
+        RandomCompression(("jpeg", f"ours:{tmp_path / 'missing.safetensors'}"))
+    RandomCompression(("jpeg", f"ours:{layered_bundle}", "ours:s16-m4-k256"))  # these exist
+
+
+def test_nan_or_inf_images_are_refused(layered_bundle):
+    """Clamped and cast, NaN would pass as black pixels and give a finite, meaningless result."""
+    x = torch.rand(1, 3, 32, 32)
+    x[0, 1, 5, 7] = float("nan")
+    t = RandomCompression("jpeg", bpp=0.5, seed=0)
+    n = NeuralCompression(layered_bundle, amp="off")
+    for bad in (x, x.half(), torch.where(torch.isnan(x), torch.tensor(float("inf")), x)):
+        with pytest.raises(ValueError, match="finite"):
+            t(bad)
+        with pytest.raises(ValueError, match="finite"):
+            n(bad.float())
+    assert torch.isfinite(n(torch.rand(1, 3, 32, 32))[0]).all()  # finite images pass

@@ -66,6 +66,24 @@ class BenchCodec:
 
 _CACHE: dict[str, BenchCodec] = {}
 
+LEARNED_KINDS = ("hyperprior", "mbt", "compressai")
+"""Codec names of the form KIND:SPEC besides ``ours``/``ours:SPEC`` (see the module doc)."""
+
+
+def check_codec_name(name: str) -> None:
+    """ValueError for a name that is no codec at all (a typo), so a benchmark refuses it before
+    any work; a known codec that cannot run here (library, weights or bundle missing) is
+    skipped by :func:`run_bench` with the reason instead."""
+    kind, sep, spec = name.partition(":")
+    if kind == "ours" and (not sep or spec) or kind in LEARNED_KINDS and spec:
+        return
+    if kind in classical.SETTINGS and not sep:
+        return
+    raise ValueError(
+        f"unknown codec {name!r} (codecs: {', '.join(classical.SETTINGS)}, ours, ours:MODEL[+MODEL...], "
+        "hyperprior:RUN[+RUN...], mbt:RUN[+RUN...], compressai:ARCH)"
+    )
+
 
 def make_codec(name: str) -> BenchCodec:
     """The :class:`BenchCodec` for a name (cached per process); ValueError if it cannot run."""
@@ -361,6 +379,10 @@ def run_bench(
 
     from ..imageio import list_images, load_rgb
 
+    if not codecs:
+        raise ValueError("no codec to run: name at least one")
+    for name in codecs:  # a typo fails here, not after a run that prints empty tables
+        check_codec_name(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     images = list_images(str(dataset))[: max_images or None]

@@ -17,8 +17,12 @@ order. Sizes: the stream is at most 1 byte longer than the information content o
 
 Invalid arguments (shapes, symbols out of range, bad tables) raise ``ValueError``; a stream
 the decoder cannot have been given by the encoder raises :class:`codec.CodecError`. The
-decoder never reads outside its buffer; it reads zeros past the end, so a truncated stream
-decodes to wrong symbols rather than failing: the container's checksums catch that.
+decoder never reads outside its buffer; it reads zeros past the end (the encoder drops
+trailing zero bytes), but never more than the encoder can have dropped (its 8-byte window
+and 64 bytes, ``kMaxOverread`` in csrc/range_coder.h): a stream too short for what is
+decoded from it, truncated or under a forged header, fails there (CodecError), in time
+bounded by its length. A stream cut less than that decodes to wrong symbols: the
+container's checksums catch that.
 """
 
 from __future__ import annotations
@@ -200,5 +204,6 @@ class RangeDecoder:
 
     @property
     def position(self) -> int:
-        """Bytes consumed so far, including the zeros read past the end of the stream."""
+        """Bytes consumed so far, including the zeros read past the end of the stream (a few
+        dozen at most, csrc/range_coder.h's kMaxOverread: reading further raises CodecError)."""
         return self._dec.position
