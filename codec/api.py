@@ -23,7 +23,7 @@ from .errors import CodecError
 from .hardware import autocast
 from .models.mim import MaskedEntropyModel
 from .models.pqvae import PQVAE
-from .tiling import HALO_TOKENS, TILE_ABOVE_PIXELS, encode_tiled, is_tiled, render_tiled, token_tiles
+from .tiling import HALO_TOKENS, TILE_ABOVE_PIXELS, encode_tiled, render_tiled, token_tiles
 
 # Peak memory of coding, measured for the s=16 model on the CPU (float32 autoencoder): about
 # 0.23 GB per megapixel to encode, 0.38 GB to decode, over ~0.6 GB for the process.
@@ -244,7 +244,7 @@ class ImageCodec:
         Grayscale, palette and RGBA PIL images are converted to RGB (alpha is dropped); arrays
         must be uint8 [H, W, 3] (ValueError otherwise). Images over ``max_pixels`` (default
         :data:`codec.bitstream.MAX_IMAGE_PIXELS`) or too large for the available memory are
-        refused with CodecError before any work (tiled coding is not implemented).
+        refused with CodecError before any work; large images are coded in tiles (:mod:`codec.tiling`).
         ``stages`` < S writes only the first stages (a smaller, coarser file: the decoder
         predicts the rest, as ``decompress(stages=)`` does with a full file).
         ``effort`` 0..9: encode time spent on a better token grid (:mod:`codec.effort`); the
@@ -315,7 +315,7 @@ class ImageCodec:
         """The header of this model's file of an image of ``size`` = (H, W) pixels."""
         cfg, s = self.autoencoder.cfg, self.schedule
         present = s.stages if stages is None else stages
-        tiled = is_tiled(-(-size[0] // cfg.stride), -(-size[1] // cfg.stride))
+        tiled = bitstream.is_tiled(-(-size[0] // cfg.stride), -(-size[1] // cfg.stride))
         return bitstream.Header(
             flags=self.flags() | (bitstream.FLAG_TILED if tiled else 0),
             height=size[0],

@@ -67,7 +67,6 @@ from .entropy.schedule import ORDERS  # an order's byte in the header is its ind
 from .errors import CodecError
 
 MAGIC = b"PQM"
-VERSION = 1
 FILE_EXTENSION = ".pqm"
 
 MAX_IMAGE_PIXELS: int = 178_956_970
@@ -82,6 +81,22 @@ _KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE | FLAG_TILED
 TILE_TOKENS = 48
 """Positions per side of the tiles a large token grid is coded in (see FLAG_TILED): 768
 pixels at stride 16, so Kodak-sized images (48 x 32 positions) are one tile."""
+
+
+def is_tiled(h: int, w: int) -> bool:
+    """Whether an ``h x w`` token grid is coded in more than one tile: exactly the files that
+    carry FLAG_TILED."""
+    return h > TILE_TOKENS or w > TILE_TOKENS
+
+
+def layers_needed(groups: tuple[int, ...], m: int, extra: int = 0) -> int:
+    """Layers (sub-vector groups, in order) a version-2 file of rate point ``m`` (+ sub-vector
+    m at ``extra`` positions) codes: those holding sub-vectors 0..m-1, and m when extra > 0."""
+    need, n, total = m + (1 if extra else 0), 0, 0
+    while total < need:
+        total += groups[n]
+        n += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -115,12 +130,8 @@ class Header:
 
     @property
     def coded_layers(self) -> int:
-        """Version 2: the number of groups holding a coded sub-vector."""
-        need, n, total = self.m + (1 if self.extra else 0), 0, 0
-        while total < need:
-            total += self.groups[n]
-            n += 1
-        return n
+        """Version 2: the number of groups holding a coded sub-vector (:func:`layers_needed`)."""
+        return layers_needed(self.groups, self.m, self.extra)
 
     @property
     def token_shape(self) -> tuple[int, int, int]:
@@ -181,10 +192,8 @@ def _validate(h: Header, max_pixels: int) -> None:
     _check(len(h.model_id) == 4, "model_id must be 4 bytes")
     _check(h.flags & ~_KNOWN_FLAGS == 0, f"unknown flags 0x{h.flags:02x}")
     _, th, tw = h.token_shape
-    _check(
-        bool(h.flags & FLAG_TILED) == (th > TILE_TOKENS or tw > TILE_TOKENS),
-        f"the tiled flag does not match a {th}x{tw} token grid",
-    )
+    tiled = is_tiled(th, tw)
+    _check(bool(h.flags & FLAG_TILED) == tiled, f"the tiled flag does not match a {th}x{tw} token grid")
     _check(0 <= h.token_crc < 2**32, "token_crc must be a 32-bit value")
     if h.groups:
         _check(1 <= len(h.groups) <= 255 and min(h.groups) >= 1, f"invalid groups {h.groups}")
@@ -213,19 +222,49 @@ def pack(header: Header, payload: bytes, max_pixels: int | None = None) -> bytes
     _validate(header, MAX_IMAGE_PIXELS if max_pixels is None else max_pixels)
     _check(len(payload) <= max_payload_bytes(header), "payload longer than any valid stream")
     if header.groups:
-        return _pack_v2(header, payload)
-    head = b"".join(
-        [
-            *_common_fields(header),
+        _check(sum(header.layer_bytes) == len(payload), "layer sizes do not add up to the payload")
+    head = _head(header, len(payload))
+    crc = zlib.crc32(payload, zlib.crc32(head))
+    return head + crc.to_bytes(4, "little") + bytes(payload)
+
+
+def header_size(header: Header, payload_len: int = 0) -> int:
+    """Bytes before the payload (the CRC included) of the file :func:`pack` writes for
+    ``header``: a file's size minus its payload. Version 1 stores the payload's length
+    (``payload_len``) in its header; version 2 the length of each layer (``layer_bytes``)."""
+    return len(_head(header, payload_len)) + 4
+
+
+def layered_header_estimate(groups: int) -> int:
+    """Bytes a rate controller sets aside for a version-2 header before the layer sizes are
+    known: 32 for the fixed fields, plus a length and a CRC (5) for each of ``groups``
+    layers; within a few bytes of :func:`header_size`."""
+    return 32 + 5 * groups
+
+
+def _head(header: Header, payload_len: int) -> bytes:
+    """The header's bytes before its CRC (see the module doc's layout)."""
+    if header.groups:
+        rest = [
+            bytes([len(header.groups)]),
+            *(_varint(g) for g in header.groups),
+            _varint(header.m),
+            _varint(header.extra),
+            bytes([header.stages]),
+            _varint(round(header.alpha * 1000)),
+            bytes([ORDERS.index(header.order)]),
+            bytes([len(header.layer_bytes)]),
+            *(_varint(n) + c.to_bytes(4, "little") for n, c in zip(header.layer_bytes, header.layer_crcs)),
+        ]
+    else:
+        rest = [
             bytes([header.stages, header.stages_present]),
             _varint(round(header.alpha * 1000)),
             bytes([ORDERS.index(header.order)]),
-            _varint(len(payload)),
+            _varint(payload_len),
             header.token_crc.to_bytes(4, "little"),
         ]
-    )
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + crc.to_bytes(4, "little") + bytes(payload)
+    return b"".join([*_common_fields(header), *rest])
 
 
 def _common_fields(header: Header) -> list[bytes]:
@@ -240,26 +279,6 @@ def _common_fields(header: Header) -> list[bytes]:
         _varint(header.M),
         _varint(header.K),
     ]
-
-
-def _pack_v2(header: Header, payload: bytes) -> bytes:
-    _check(sum(header.layer_bytes) == len(payload), "layer sizes do not add up to the payload")
-    head = b"".join(
-        [
-            *_common_fields(header),
-            bytes([len(header.groups)]),
-            *(_varint(g) for g in header.groups),
-            _varint(header.m),
-            _varint(header.extra),
-            bytes([header.stages]),
-            _varint(round(header.alpha * 1000)),
-            bytes([ORDERS.index(header.order)]),
-            bytes([len(header.layer_bytes)]),
-            *(_varint(n) + c.to_bytes(4, "little") for n, c in zip(header.layer_bytes, header.layer_crcs)),
-        ]
-    )
-    crc = zlib.crc32(payload, zlib.crc32(head))
-    return head + crc.to_bytes(4, "little") + bytes(payload)
 
 
 class _Reader:
@@ -379,22 +398,41 @@ def truncate(data: bytes, layers: int | None = None, max_bytes: int | None = Non
     for m = the sub-vectors of those layers (tested); no model is needed. Raises CodecError
     for version-1 files and impossible requests."""
     header, payload = unpack(data)
+    cut, kept = cut_layers(header, payload, layers, max_bytes)
+    return bytes(data) if cut is header else pack(cut, kept)
+
+
+def cut_layers(
+    header: Header, payload: bytes, layers: int | None = None, max_bytes: int | None = None
+) -> tuple[Header, bytes]:
+    """:func:`truncate` on a file already unpacked: the ``(header, payload)`` of the file cut
+    after ``layers`` layers (or as many as fit in ``max_bytes``); ``header`` itself when
+    every layer is kept."""
     _check(header.version == 2, "only layered (version 2) files have layers to cut")
     n = len(header.layer_bytes)
     if layers is None:
         _check(max_bytes is not None, "give layers or max_bytes")
         layers = 1
-        while layers < n and len(truncate(data, layers + 1)) <= max_bytes:
+        while layers < n and _file_size(_first_layers(header, layers + 1)) <= max_bytes:
             layers += 1
     _check(1 <= layers <= n, f"layers must be in 1..{n} for this file, got {layers}")
-    if layers == n:
-        return bytes(data)
-    bounds = list(accumulate(header.groups, initial=0))
-    cut = replace(
+    cut = _first_layers(header, layers)
+    return cut, payload if cut is header else payload[: sum(cut.layer_bytes)]
+
+
+def _first_layers(header: Header, layers: int) -> Header:
+    """The header of a layered file cut after ``layers`` layers (``header`` if that is all of them)."""
+    if layers == len(header.layer_bytes):
+        return header
+    return replace(
         header,
-        m=bounds[layers],
+        m=list(accumulate(header.groups, initial=0))[layers],
         extra=0,
         layer_bytes=header.layer_bytes[:layers],
         layer_crcs=header.layer_crcs[:layers],
     )
-    return pack(cut, payload[: sum(cut.layer_bytes)])
+
+
+def _file_size(header: Header) -> int:
+    """Bytes of a version-2 file with this header."""
+    return header_size(header) + sum(header.layer_bytes)

@@ -229,7 +229,11 @@ def _cmd_info(args: argparse.Namespace) -> None:
         ("file", args.file),
         ("format", f".pqm version {header.version}"),
         ("image", f"{header.width}x{header.height}, {header.channels} channels"),
-        ("size", f"{len(data)} bytes = {8 * len(data) / pixels:.4f} bpp (header {len(data) - len(payload)})"),
+        (
+            "size",
+            f"{len(data)} bytes = {8 * len(data) / pixels:.4f} bpp "
+            f"(header {bitstream.header_size(header, len(payload))})",
+        ),
         ("model", header.model_id.hex()),
         ("tokens", f"{m} x {h} x {w} (stride {header.stride}, M={header.M}, K={header.K})"),
         (
@@ -270,9 +274,10 @@ def _cmd_truncate(args: argparse.Namespace) -> None:
     _check_pqm_output(args.output, "truncate")
     data = _read(args.input)
     check_output(args.output, args.force, [args.input])
-    header, _ = bitstream.unpack(data)
+    header, payload = bitstream.unpack(data)  # the one parse: bitstream.truncate without a second
     max_bytes = None if args.bpp is None else int(args.bpp * header.height * header.width / 8)
-    out = bitstream.truncate(data, args.layers, max_bytes)
+    cut, kept = bitstream.cut_layers(header, payload, args.layers, max_bytes)
+    out = data if cut is header else bitstream.pack(cut, kept)
     if max_bytes is not None and len(out) > max_bytes:  # even the base layer alone is larger
         raise CodecError(
             f"no file of this image fits in {max_bytes} bytes (--bpp {args.bpp}; the smallest, "
@@ -280,7 +285,6 @@ def _cmd_truncate(args: argparse.Namespace) -> None:
         )
     write_output(args.output, out, args.force)
     if args.output != "-":
-        cut = bitstream.unpack(out)[0]
         bpp = 8 * len(out) / (header.height * header.width)
         print(
             f"{args.input} -> {args.output}: {len(cut.layer_bytes)} layers, m={cut.m}, {len(out)} bytes, "
@@ -320,12 +324,28 @@ def _cmd_export(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``codec`` parser: one subcommand per ``_add_*`` function below, in this order."""
     p = argparse.ArgumentParser(
         prog="codec", description="A learned image codec (PQ-VAE + masked entropy model)."
     )
     p.add_argument("--version", action="version", version=f"codec {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
+    for add in (
+        _add_demo,
+        _add_encode,
+        _add_decode,
+        _add_truncate,
+        _add_models,
+        _add_info,
+        _add_bench,
+        _add_train,
+        _add_export,
+    ):
+        add(sub)
+    return p
 
+
+def _add_demo(sub: argparse._SubParsersAction) -> None:
     d = sub.add_parser("demo", help="code the bundled sample image and print the figures")
     d.add_argument("--image", help="another image instead of the bundled sample")
     d.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
@@ -337,6 +357,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.set_defaults(func=_cmd_demo)
 
+
+def _add_encode(sub: argparse._SubParsersAction) -> None:
     en = sub.add_parser("encode", help="images -> .pqm files ('-': stdin/stdout)")
     en.add_argument("inputs", nargs="+")
     en.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
@@ -364,6 +386,8 @@ def build_parser() -> argparse.ArgumentParser:
     rate.add_argument("--m", type=int, help="sub-vectors per latent position")
     en.set_defaults(func=_cmd_encode)
 
+
+def _add_decode(sub: argparse._SubParsersAction) -> None:
     de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")
     de.add_argument("inputs", nargs="+")
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
@@ -385,6 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--force", action="store_true", help="replace existing output files")
     de.set_defaults(func=_cmd_decode)
 
+
+def _add_truncate(sub: argparse._SubParsersAction) -> None:
     tr = sub.add_parser("truncate", help="cut a layered .pqm after a quality layer (a valid lower-rate file)")
     tr.add_argument("input")
     tr.add_argument("-o", "--output", required=True, help="output file ('-': stdout)")
@@ -393,10 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--force", action="store_true", help="replace an existing output file")
     tr.set_defaults(func=_cmd_truncate)
 
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
     ms = sub.add_parser("models", help="list the shipped models with their Kodak bpp and PSNR")
     ms.add_argument("--json", action="store_true", help="machine-readable")
     ms.set_defaults(func=_cmd_models)
 
+
+def _add_info(sub: argparse._SubParsersAction) -> None:
     i = sub.add_parser("info", help="print the header of a .pqm file ('-' reads stdin)")
     i.add_argument("file")
     i.add_argument(
@@ -404,6 +434,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     i.set_defaults(func=_cmd_info)
 
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="rate-distortion benchmark against classical codecs (BD-rate, plots)")
     b.add_argument(
         "--dataset", default=None, help="a folder of images (default: Kodak: $CODEC_KODAK or the shared data)"
@@ -417,6 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")
     b.set_defaults(func=_cmd_bench)
 
+
+def _add_train(sub: argparse._SubParsersAction) -> None:
     from .train.config import STAGES, add_flags
 
     t = sub.add_parser(
@@ -432,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
         add_flags(sp, cls)
     t.set_defaults(func=_cmd_train)
 
+
+def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
     e.add_argument("checkpoint", help="a run's checkpoint folder (runs/NAME/checkpoint)")
     e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
@@ -442,7 +478,6 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--alpha", type=float, default=2.2, help="bundle: schedule exponent")
     e.add_argument("--order", default="lds", help="bundle: position order (raster, permutation, lds)")
     e.set_defaults(func=_cmd_export)
-    return p
 
 
 def _with_stage(argv: list[str]) -> list[str]:

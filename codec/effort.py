@@ -26,7 +26,8 @@ from .models.pqvae import PQVAE, pad_to_multiple
 
 EFFORT_MAX_PIXELS = 1024 * 1024
 """The largest image effort > 0 refines (it runs the autoencoder on the whole image, with
-gradients): larger ones are encoded at effort 0, in tiles."""
+gradients): larger ones are refused with CodecError (the CLI says to use effort 0, which
+codes them in tiles)."""
 
 EFFORT_STEPS = (0, 2, 3, 4, 6, 8, 10, 12, 16, 20)
 """Gradient steps on the latent for effort 0..9 (each one decoder forward + backward)."""

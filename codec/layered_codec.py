@@ -111,7 +111,7 @@ class LayeredImageCodec(ImageCodec):
         crcs = [bitstream.token_checksum(tokens[:g0])]
         order = position_order(h, w, self.schedule.order)
         flat = tokens.reshape(M, h * w)
-        for g in range(1, self._layers(point)):
+        for g in range(1, bitstream.layers_needed(self.groups, point.m, point.extra)):
             full, partial = self._layer_symbols(g, point, order)
             n = full.stop - full.start
             sym_full = flat[full].T  # [hw, n]: raster order, a position's sub-vectors together
@@ -178,10 +178,6 @@ class LayeredImageCodec(ImageCodec):
     def cfg_K(self) -> int:
         return self.autoencoder.cfg.K
 
-    def _layers(self, point: RatePoint) -> int:
-        need = point.m + (1 if point.extra else 0)
-        return next(g for g in range(1, len(self.bounds)) if self.bounds[g] >= need)
-
     # -- rate control ---------------------------------------------------------------------------
     def symbol_costs(self, tokens: np.ndarray) -> tuple[float, np.ndarray]:
         """(bits of the base layer, bits [M, h*w] of every other sub-vector at each position
@@ -239,7 +235,7 @@ class LayeredImageCodec(ImageCodec):
             return RatePoint(mm, 0 if mm == M else int(round((r - mm) * h * w)) % (h * w))
         base_bits, per = costs or self.symbol_costs(tokens)
         order = position_order(h, w, self.schedule.order)
-        header_bits = 8 * (32 + 5 * len(self.groups))  # fixed fields + a length and CRC per layer
+        header_bits = 8 * bitstream.layered_header_estimate(len(self.groups))
         target = (bpp * size[0] * size[1] if bpp is not None else 8 * max_bytes) - header_bits
         done = base_bits
         for j in range(g0, M + 1):
@@ -259,8 +255,18 @@ class LayeredImageCodec(ImageCodec):
         return RatePoint(M)
 
     # -- images <-> bytes ---------------------------------------------------------------------
-    def header_for(self, size: tuple[int, int], point: RatePoint, streams: list[bytes], crcs: list[int]):
-        """The version-2 header of a file of this model at ``point`` with these layer streams."""
+    def header_for(
+        self,
+        size: tuple[int, int],
+        point: RatePoint,
+        streams: list[bytes] | None = None,
+        crcs: list[int] | None = None,
+    ) -> bitstream.Header:
+        """The version-2 header of a file of this model at ``point`` with these layer streams;
+        without them, with an empty stream (CRC 0) for each layer ``point`` needs."""
+        if streams is None:
+            n = bitstream.layers_needed(self.groups, point.m, point.extra)
+            streams, crcs = [b""] * n, [0] * n
         return replace(
             self.header(size),
             groups=self.groups,
@@ -349,8 +355,8 @@ class LayeredImageCodec(ImageCodec):
             raise CodecError(f"layers must be in 1..{coded} for this file, got {layers}")
         if crop is not None:  # before the tokens are decoded: a bad crop fails at once
             crop = checked_crop(crop, (header.height, header.width))
-        if layers is not None and layers < coded:
-            header, payload = bitstream.unpack(bitstream.truncate(data, int(layers)))
+        if layers is not None and layers < coded:  # the file cut there, from the header already read
+            header, payload = bitstream.cut_layers(header, payload, int(layers))
         check_memory(header.height, header.width)
         tokens = self.decode_layers(header, payload, len(header.layer_bytes))
         M, h, w = header.token_shape

@@ -282,8 +282,7 @@ class NeuralCompression(torch.nn.Module):
             if not g0 <= self.m <= M:
                 raise ValueError(f"m must be in {g0}..{M}, got {m}")
             point = RatePoint(self.m)
-            L = codec._layers(point)  # the header lists the length and checksum of each layer
-            self._header = lambda size: codec.header_for(size, point, [b""] * L, [0] * L)
+            self._header = lambda size: codec.header_for(size, point)  # empty layers: sizes unknown
         else:
             if m not in (None, M):
                 raise ValueError(f"this model codes at one rate (m={M}); m needs a nested model")
@@ -292,8 +291,9 @@ class NeuralCompression(torch.nn.Module):
         self.requires_grad_(False).eval().to(device)
 
     def header_bytes(self, height: int, width: int) -> int:
-        """Bytes of this model's .pqm header for an image of height x width pixels."""
-        return len(bitstream.pack(self._header((height, width)), b""))
+        """Bytes of this model's .pqm header for an image of height x width pixels (with
+        length fields of an empty payload: a byte or two below the real file's)."""
+        return bitstream.header_size(self._header((height, width)))
 
     def train(self, mode: bool = True) -> NeuralCompression:
         return super().train(False)  # frozen: quantizer statistics never update

@@ -59,7 +59,7 @@ PAYLOAD = bytes(range(40))
 
 
 def test_golden_bytes():
-    """The container layout must not change by accident (bump VERSION instead)."""
+    """The container layout must not change by accident (a new layout is a new version)."""
     assert bs.pack(SAMPLE, PAYLOAD)[:32].hex() == GOLDEN_HEADER
     assert len(bs.pack(SAMPLE, PAYLOAD)) == 32 + len(PAYLOAD)
 
@@ -178,3 +178,61 @@ def test_data_must_be_bytes_like():
         assert "\n" not in str(e.value)
     for ok in (bytearray(data), memoryview(data), np.frombuffer(data, np.uint8)):
         assert bs.unpack(ok) == (SAMPLE, PAYLOAD)
+
+
+LAYERED = bs.Header(
+    height=100,
+    width=150,
+    M=6,
+    K=16,
+    stages=4,
+    stages_present=4,
+    alpha=2.2,
+    order="lds",
+    groups=(1, 1, 2, 2),
+    m=4,
+    extra=30,
+    layer_bytes=(40, 7, 200, 130),
+    layer_crcs=(1, 2, 3, 4),
+)
+LAYERED_PAYLOAD = bytes(range(256)) + bytes(121)
+
+
+@given(headers(), st.binary(max_size=300))
+def test_header_size_is_the_file_minus_its_payload(header, payload):
+    assert bs.header_size(header, len(payload)) == len(bs.pack(header, payload)) - len(payload)
+
+
+def test_header_size_of_a_layered_file_and_the_rate_controller_s_estimate():
+    data = bs.pack(LAYERED, LAYERED_PAYLOAD)
+    assert bs.header_size(LAYERED) == len(data) - len(LAYERED_PAYLOAD)
+    assert abs(bs.layered_header_estimate(len(LAYERED.groups)) - bs.header_size(LAYERED)) <= 8
+
+
+def test_layers_needed_is_the_format_s_rule():
+    """Layer l holds sub-vectors bounds[l]..bounds[l+1]-1; extra > 0 codes sub-vector m too."""
+    groups = (1, 1, 2, 2)
+    assert [bs.layers_needed(groups, m) for m in range(1, 7)] == [1, 2, 3, 3, 4, 4]
+    assert [bs.layers_needed(groups, m, extra=5) for m in range(1, 6)] == [2, 3, 3, 4, 4]
+    assert LAYERED.coded_layers == bs.layers_needed(LAYERED.groups, LAYERED.m, LAYERED.extra) == 4
+
+
+def test_is_tiled_is_the_rule_of_the_tiled_flag():
+    assert not bs.is_tiled(bs.TILE_TOKENS, bs.TILE_TOKENS)
+    assert bs.is_tiled(bs.TILE_TOKENS + 1, 1) and bs.is_tiled(1, bs.TILE_TOKENS + 1)
+
+
+def test_cut_layers_is_truncate_on_a_parsed_file():
+    data = bs.pack(LAYERED, LAYERED_PAYLOAD)
+    header, payload = bs.unpack(data)
+    for layers in (1, 2, 3):
+        cut, kept = bs.cut_layers(header, payload, layers)
+        assert bs.pack(cut, kept) == bs.truncate(data, layers)
+        assert (cut.m, cut.extra, len(cut.layer_bytes)) == ((1, 2, 4)[layers - 1], 0, layers)
+    assert bs.cut_layers(header, payload, 4) == (header, payload)  # every layer: the file itself
+    for max_bytes in (1, 100, len(data) - 1, len(data)):
+        cut, kept = bs.cut_layers(header, payload, max_bytes=max_bytes)
+        assert bs.pack(cut, kept) == bs.truncate(data, max_bytes=max_bytes)
+    v1, p1 = bs.unpack(bs.pack(SAMPLE, PAYLOAD))
+    with pytest.raises(CodecError, match="only layered"):
+        bs.cut_layers(v1, p1, 1)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "codec"
 # Lowest first. Data flow: image -> encoder -> quantizer -> tokens -> entropy model -> range
 # coder -> bytes; a module may import its own layer or lower ones.
 LAYERS = [
-    ["codec.errors", "codec.hardware", "codec.imageio", "codec.metrics", "codec.files"],
+    ["codec.errors", "codec.checks", "codec.hardware", "codec.imageio", "codec.metrics", "codec.files"],
     ["codec.entropy", "codec.entropy.schedule", "codec.entropy.range_coder", "codec.entropy.portable"],
     ["codec.bitstream"],
     [

@@ -99,6 +99,16 @@ def test_truncated_file_is_the_lower_rate_file(layers):
     np.testing.assert_array_equal(CODEC.decompress(full, layers=layers), CODEC.decompress(cut))
 
 
+def test_decoding_the_first_layers_parses_the_file_once(monkeypatch):
+    """decompress(layers=) cuts the file it has already read, without packing and parsing it again."""
+    full = CODEC.compress(image(5), m=6)
+    expected = CODEC.decompress(bitstream.truncate(full, 2))
+    calls, unpack = [], bitstream.unpack
+    monkeypatch.setattr(bitstream, "unpack", lambda *a, **k: calls.append(1) or unpack(*a, **k))
+    np.testing.assert_array_equal(CODEC.decompress(full, layers=2), expected)
+    assert len(calls) == 1
+
+
 def test_truncate_to_bytes_and_refusals():
     img = image(6)
     full = CODEC.compress(img, quality=100)

@@ -156,19 +156,21 @@ def make_codec(name: str) -> BenchCodec:
 
 def _load_baseline(run: str):
     """(model ready to code, description) from a run folder (``runs/NAME`` or its ``checkpoint``)."""
+    from ..models import schema
     from ..models.baseline import build_baseline
     from ..train.checkpoint import load_checkpoint
 
     folder = Path(run)
     folder = folder / "checkpoint" if (folder / "checkpoint").is_dir() else folder
-    if not (folder / "state.json").exists():
+    if not (folder / schema.CHECKPOINT_STATE).exists():
         raise ValueError(f"no baseline checkpoint in {run}")
-    state = json.loads((folder / "state.json").read_text())
-    model = build_baseline(state["arch"], state["N"], state["M"])
+    state = json.loads((folder / schema.CHECKPOINT_STATE).read_text())
+    arch = state[schema.STATE_ARCH]
+    model = build_baseline(arch, state[schema.STATE_N], state[schema.STATE_M])
     load_checkpoint(folder, model)
     model.eval().update(force=True)
-    cfg = state["config"]
-    return model, f"{run} ({state['arch']}, lambda {cfg['rd_lambda']}, {state['step']} steps)"
+    cfg = state[schema.STATE_CONFIG]
+    return model, f"{run} ({arch}, lambda {cfg['rd_lambda']}, {state[schema.STATE_STEP]} steps)"
 
 
 def _baseline_encode(model, img: np.ndarray) -> bytes:
@@ -375,9 +377,7 @@ def run_bench(
     """Runs (or resumes) a benchmark; returns the summary written to ``out``/results.json.
     ``bpp_range``: where settings are swept; ``bd_range``: the BD-rate interval (default: the
     sweep range)."""
-    from tqdm import tqdm
-
-    from ..imageio import list_images, load_rgb
+    from ..imageio import list_images
 
     if not codecs:
         raise ValueError("no codec to run: name at least one")
@@ -388,6 +388,45 @@ def run_bench(
     images = list_images(str(dataset))[: max_images or None]
     if not images:
         raise ValueError(f"no images in {dataset}")
+    runnable, skipped = _runnable(codecs)
+    settings = _settings(runnable, images[0], bpp_range, points)
+    (out / "features").mkdir(exist_ok=True)
+    log = out / "results.jsonl"
+    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
+    done = {(r["codec"], r["setting"], r["image"]) for r in rows}
+    jobs = [
+        (name, s, str(p), str(out))
+        for name in runnable
+        for s in settings[name]
+        for p in images
+        if (name, s, p.name) not in done
+    ]
+    print(
+        f"{len(images)} images from {dataset}; codecs {', '.join(runnable)}; {len(jobs)} jobs to run "
+        f"({len(done)} done before); {workers} worker processes of 1 thread"
+    )
+    rows += _run_jobs(jobs, log, workers, progress)
+    rows = [r for r in rows if r["codec"] in runnable]  # earlier runs' other codecs stay in the log only
+    cur = curves(rows, len(images))
+    feature_note = _feature_distances(cur, images, out)
+    summary = {
+        "dataset": str(dataset),
+        "images": len(images),
+        "bpp_range": list(bpp_range),
+        "bd_range": list(bd_range or bpp_range),
+        "workers": workers,
+        "codecs": {k: runnable[k].note for k in runnable},
+        "skipped": skipped,
+        "unavailable_metrics": _unavailable_metrics(feature_note),
+        "curves": cur,
+        "bd_rate": {m: bd_table(cur, m, tuple(bd_range or bpp_range)) for m in METRICS},
+    }
+    _write_results(summary, rows, out)
+    return summary
+
+
+def _runnable(codecs: Sequence[str]) -> tuple[dict[str, BenchCodec], dict[str, str]]:
+    """(the codecs that can run here, by name; the others with the reason, printed too)."""
     runnable, skipped = {}, {}
     for name in codecs:
         try:
@@ -395,8 +434,17 @@ def run_bench(
         except (ValueError, OSError, CodecError) as e:  # a library, weights or a bundle missing
             skipped[name] = str(e)
             print(f"skipping {name}: {e}")
-    # Settings: the codec's grid narrowed to the bpp range on a calibration image.
-    calib = load_rgb(images[0]).permute(1, 2, 0).numpy()
+    return runnable, skipped
+
+
+def _settings(
+    runnable: dict[str, BenchCodec], calibration: Path, bpp_range: tuple[float, float], points: int
+) -> dict[str, list[int]]:
+    """The settings to run of each codec: ours and learned ones every model / stage; a classical
+    codec's grid narrowed to ``points`` settings in the bpp range on a calibration image."""
+    from ..imageio import load_rgb
+
+    calib = load_rgb(calibration).permute(1, 2, 0).numpy()
     px = calib.shape[0] * calib.shape[1]
     settings = {}
     for name, c in runnable.items():
@@ -414,21 +462,15 @@ def run_bench(
             settings[name] = (
                 find_settings(bpp_of, c.grid, lo, hi, points) or c.grid[:: max(1, len(c.grid) // points)]
             )
-    (out / "features").mkdir(exist_ok=True)
-    log = out / "results.jsonl"
-    rows = [json.loads(x) for x in log.read_text().splitlines()] if log.exists() else []
-    done = {(r["codec"], r["setting"], r["image"]) for r in rows}
-    jobs = [
-        (name, s, str(p), str(out))
-        for name in runnable
-        for s in settings[name]
-        for p in images
-        if (name, s, p.name) not in done
-    ]
-    print(
-        f"{len(images)} images from {dataset}; codecs {', '.join(runnable)}; {len(jobs)} jobs to run "
-        f"({len(done)} done before); {workers} worker processes of 1 thread"
-    )
+    return settings
+
+
+def _run_jobs(jobs: list[tuple[str, int, str, str]], log: Path, workers: int, progress: bool) -> list[dict]:
+    """The rows of ``jobs`` (in ``workers`` processes when more than one), each appended to
+    ``log`` as it finishes, so an interrupted run resumes."""
+    from tqdm import tqdm
+
+    rows = []
     with open(log, "a") as f:
         if workers > 1 and len(jobs) > 1:
             import multiprocessing as mp
@@ -445,35 +487,29 @@ def run_bench(
                 f.write(json.dumps(row) + "\n")
                 f.flush()
                 rows.append(row)
-    rows = [r for r in rows if r["codec"] in runnable]  # earlier runs' other codecs stay in the log only
-    cur = curves(rows, len(images))
-    feature_note = _feature_distances(cur, images, out)
-    summary = {
-        "dataset": str(dataset),
-        "images": len(images),
-        "bpp_range": list(bpp_range),
-        "bd_range": list(bd_range or bpp_range),
-        "workers": workers,
-        "codecs": {k: runnable[k].note for k in runnable},
-        "skipped": skipped,
-        "unavailable_metrics": {
-            "lpips": "per image (AlexNet LPIPS)"
-            if _lpips() is not None
-            else "n/a: needs torchvision's AlexNet weights in the torch cache (none offline here)",
-            "fid_kid": "n/a: needs Inception-v3 weights (none offline here)",
-            "fd_kid_mobilenet": feature_note,
-        },
-        "curves": cur,
-        "bd_rate": {m: bd_table(cur, m, tuple(bd_range or bpp_range)) for m in METRICS},
+    return rows
+
+
+def _unavailable_metrics(feature_note: str) -> dict[str, str]:
+    """What the summary says of the metrics this run could not compute (or how it did)."""
+    return {
+        "lpips": "per image (AlexNet LPIPS)"
+        if _lpips() is not None
+        else "n/a: needs torchvision's AlexNet weights in the torch cache (none offline here)",
+        "fid_kid": "n/a: needs Inception-v3 weights (none offline here)",
+        "fd_kid_mobilenet": feature_note,
     }
+
+
+def _write_results(summary: dict, rows: list[dict], out: Path) -> None:
+    """results.json, results.csv (a row per job), the R-D plots and summary.md in ``out``."""
     (out / "results.json").write_text(json.dumps(summary, indent=1))
     with open(out / "results.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["codec"])
         w.writeheader()
         w.writerows(rows)
-    _plots(cur, out)
+    _plots(summary["curves"], out)
     (out / "summary.md").write_text(markdown(summary))
-    return summary
 
 
 def label(name: str) -> str:

@@ -167,11 +167,6 @@ class RangeEncoder:
             _int32(symbols, "symbols"), _tables(tables), _int32(indexes, "indexes"), precision
         )
 
-    @property
-    def num_bytes(self) -> int:
-        """Bytes written so far; the finished stream is at most one byte longer."""
-        return self._enc.size
-
     def finish(self) -> bytes:
         """Terminates and returns the stream. The encoder cannot be used afterwards."""
         return self._enc.finish()

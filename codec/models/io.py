@@ -11,6 +11,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from ..files import atomic_write
 from . import schema
 from .pqvae import PQVAE, PQVAEConfig
 
@@ -18,8 +19,8 @@ from .pqvae import PQVAE, PQVAEConfig
 def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str = "") -> Path:
     """Writes a training checkpoint's model as fp16 safetensors (+ config, step, metrics)."""
     checkpoint, output = Path(checkpoint), Path(output)
-    state = json.loads((checkpoint / "state.json").read_text())
-    with safe_open(str(checkpoint / "model.safetensors"), "pt") as f:
+    state = json.loads((checkpoint / schema.CHECKPOINT_STATE).read_text())
+    with safe_open(str(checkpoint / schema.CHECKPOINT_MODEL), "pt") as f:
         tensors = {k: f.get_tensor(k) for k in f.keys()}
     half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
     kind = state.get(schema.KIND, schema.KIND_PQVAE)
@@ -28,15 +29,12 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
         schema.CONFIG: json.dumps(
             state[schema.STATE_MIM_CONFIG if kind == schema.KIND_ENTROPY else schema.STATE_MODEL_CONFIG]
         ),
-        "step": str(state["step"]),
-        "metrics": json.dumps(state.get("metrics")),
-        "command": command,
+        schema.STEP: str(state[schema.STATE_STEP]),
+        schema.METRICS: json.dumps(state.get(schema.STATE_METRICS)),
+        schema.COMMAND: command,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(output.name + ".tmp")
-    save_file(half, str(tmp), metadata=meta)
-    tmp.rename(output)
-    return output
+    return atomic_write(output, lambda tmp: save_file(half, str(tmp), metadata=meta))
 
 
 def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
@@ -53,8 +51,8 @@ def read_pqvae_config(path: str | Path) -> tuple[dict, Path, str]:
     codec bundle or a training checkpoint folder."""
     path = Path(path)
     if path.is_dir():  # a training checkpoint folder
-        state = json.loads((path / "state.json").read_text())
-        return state[schema.STATE_MODEL_CONFIG], path / "model.safetensors", ""
+        state = json.loads((path / schema.CHECKPOINT_STATE).read_text())
+        return state[schema.STATE_MODEL_CONFIG], path / schema.CHECKPOINT_MODEL, ""
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     if meta.get(schema.KIND) == schema.KIND_BUNDLE:
@@ -165,12 +163,15 @@ def save_bundle(
     def part(path: Path, key: str) -> tuple[dict, dict, dict]:
         """(tensors, config, provenance: step, metrics, command)"""
         if path.is_dir():
-            state = json.loads((path / "state.json").read_text())
-            info = {"step": str(state["step"]), "metrics": json.dumps(state.get("metrics"))}
-            return _load_tensors(path / "model.safetensors"), state[key], info
+            state = json.loads((path / schema.CHECKPOINT_STATE).read_text())
+            info = {
+                schema.STEP: str(state[schema.STATE_STEP]),
+                schema.METRICS: json.dumps(state.get(schema.STATE_METRICS)),
+            }
+            return _load_tensors(path / schema.CHECKPOINT_MODEL), state[key], info
         with safe_open(str(path), "pt") as f:
             meta = f.metadata()
-        info = {k: meta[k] for k in ("step", "metrics", "command") if k in meta}
+        info = {k: meta[k] for k in schema.PROVENANCE if k in meta}
         return _load_tensors(path), json.loads(meta[schema.CONFIG]), info
 
     ae, ae_cfg, ae_info = part(Path(autoencoder), schema.STATE_MODEL_CONFIG)
@@ -180,15 +181,15 @@ def save_bundle(
     }
     extra = {}
     if realism is not None:
-        state = json.loads((Path(realism) / "state.json").read_text())
+        state = json.loads((Path(realism) / schema.CHECKPOINT_STATE).read_text())
         if state.get(schema.KIND) != schema.KIND_REALISM or state[schema.STATE_MODEL_CONFIG] != ae_cfg:
             raise ValueError(f"{realism} is not a realism run over this autoencoder")
-        dec = _load_tensors(Path(realism) / "model.safetensors", "decoder.")
+        dec = _load_tensors(Path(realism) / schema.CHECKPOINT_MODEL, schema.REALISM_CHECKPOINT_DECODER)
         tensors |= {schema.REALISM_DECODER + k: v for k, v in dec.items()}
         extra = {
-            "realism_discriminator": state["discriminator"],
-            "realism_step": str(state["step"]),
-            "realism_metrics": json.dumps(state.get("metrics")),
+            schema.REALISM_DISCRIMINATOR: state[schema.STATE_DISCRIMINATOR],
+            schema.REALISM_STEP: str(state[schema.STATE_STEP]),
+            schema.REALISM_METRICS: json.dumps(state.get(schema.STATE_METRICS)),
         }
     tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
     sched = schedule or CodingSchedule().__dict__
@@ -197,14 +198,10 @@ def save_bundle(
         schema.AUTOENCODER_CONFIG: json.dumps(ae_cfg),
         schema.MIM_CONFIG: json.dumps(em_cfg),
         schema.SCHEDULE: json.dumps(sched),
-        "command": command,
-        **{f"autoencoder_{k}": v for k, v in ae_info.items()},
-        **{f"entropy_model_{k}": v for k, v in em_info.items()},
+        schema.COMMAND: command,
+        **{schema.AUTOENCODER_PROVENANCE + k: v for k, v in ae_info.items()},
+        **{schema.ENTROPY_PROVENANCE + k: v for k, v in em_info.items()},
         **extra,
     }
     meta[CONTENT_KEY] = content_hash(tensors, meta)
-    output = Path(output)
-    tmp = output.with_name(output.name + ".tmp")
-    save_file(tensors, str(tmp), metadata=meta)
-    tmp.rename(output)
-    return output
+    return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

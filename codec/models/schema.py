@@ -1,15 +1,19 @@
-"""The names of everything persisted: bundle and checkpoint kinds, tensor prefixes and metadata
-keys. Writers and readers (models.io, zoo, the training stages, benchmarks) use these, so a
-rename happens in one place and old files keep their meaning.
+"""The names of everything persisted: bundle and checkpoint kinds, file names, tensor prefixes,
+metadata keys and checkpoint state keys. Writers and readers (models.io, zoo, the training
+stages and loop, benchmarks) use these, so a rename happens in one place and old files keep
+their meaning.
 
 A **bundle** (``kind = codec``: what ``codec export`` writes and the zoo ships) is one
 safetensors file: tensors under :data:`AUTOENCODER` / :data:`ENTROPY_MODEL` /
 :data:`REALISM_DECODER`, metadata :data:`AUTOENCODER_CONFIG`, :data:`MIM_CONFIG`,
-:data:`SCHEDULE` (JSON), the content hash and provenance. An **exported stage** (``kind`` =
-pqvae, entropy, realism, baseline) holds one model, its JSON config under :data:`CONFIG`.
-A **checkpoint** is a folder (``model.safetensors``, ``optimizer.safetensors``,
-``state.json``); ``state.json`` keeps the step, the run's config, the kind and the model
-config under :data:`STATE_MODEL_CONFIG` or :data:`STATE_MIM_CONFIG`.
+:data:`SCHEDULE` (JSON), the content hash and provenance (:data:`COMMAND`, each part's
+:data:`PROVENANCE` under :data:`AUTOENCODER_PROVENANCE` / :data:`ENTROPY_PROVENANCE`, the
+realism decoder's :data:`REALISM_PROVENANCE`). An **exported stage** (``kind`` = pqvae,
+entropy, realism, baseline) holds one model, its JSON config under :data:`CONFIG` and its
+:data:`PROVENANCE`. A **checkpoint** is a folder (:data:`CHECKPOINT_MODEL`,
+:data:`CHECKPOINT_OPTIMIZER`, :data:`CHECKPOINT_STATE`); ``state.json`` keeps the step, the
+run's config, the kind and the model config under :data:`STATE_MODEL_CONFIG` or
+:data:`STATE_MIM_CONFIG`, and each stage's own keys (``STATE_*`` below).
 """
 
 from __future__ import annotations
@@ -25,6 +29,12 @@ KIND_BASELINE = "baseline"
 AUTOENCODER = "autoencoder."
 ENTROPY_MODEL = "entropy_model."
 REALISM_DECODER = "realism_decoder."
+REALISM_CHECKPOINT_DECODER = "decoder."  # the decoder's tensors in a realism checkpoint's model file
+
+# the files of a checkpoint folder (checkpoints on disk use these names: never rename them)
+CHECKPOINT_MODEL = "model.safetensors"  # weights and buffers
+CHECKPOINT_OPTIMIZER = "optim.safetensors"  # optimizer state tensors, named "<param id>.<key>"
+CHECKPOINT_STATE = "state.json"  # everything else, as JSON (the STATE_* keys)
 
 # metadata keys
 KIND = "kind"
@@ -33,10 +43,33 @@ AUTOENCODER_CONFIG = "autoencoder_config"
 MIM_CONFIG = "mim_config"
 SCHEDULE = "schedule"
 CONTENT_HASH = "content_sha256"  # SHA-256 over the metadata and every tensor (see models.io)
+STEP = "step"  # provenance: training steps (a decimal string)
+METRICS = "metrics"  # provenance: the last evaluation (JSON)
+COMMAND = "command"  # provenance: the command line that trained it
+PROVENANCE = (STEP, METRICS, COMMAND)  # an exported stage's provenance keys
+AUTOENCODER_PROVENANCE = "autoencoder_"  # a bundle: the autoencoder's provenance keys, prefixed
+ENTROPY_PROVENANCE = "entropy_model_"  # a bundle: the entropy model's provenance keys, prefixed
+REALISM_DISCRIMINATOR = "realism_discriminator"  # a bundle: the realism run's discriminator
+REALISM_STEP = "realism_step"
+REALISM_METRICS = "realism_metrics"
+REALISM_PROVENANCE = (REALISM_DISCRIMINATOR, REALISM_STEP, REALISM_METRICS)
 
 # checkpoint state.json keys
+STATE_STEP = "step"  # steps done (an int)
+STATE_CONFIG = "config"  # the run's config (RunConfig.to_dict())
+STATE_METRICS = "metrics"  # the last evaluation, or null
+STATE_LOSS_EMA = "loss_ema"  # the spike guard's running loss
+STATE_PARAM_GROUPS = "param_groups"  # the optimizer's hyperparameters
 STATE_MODEL_CONFIG = "model_config"
 STATE_MIM_CONFIG = "mim_config"
+STATE_AUTOENCODER = "autoencoder"  # entropy and realism runs: the autoencoder they were given
+STATE_DISCRIMINATOR = "discriminator"  # realism runs: vq or binary
+STATE_CLASSES = "classes"  # realism runs: the discriminator's classes
+STATE_LABEL_MODEL = "label_model"  # realism runs: the vq discriminator's label model
+STATE_ARCH = "arch"  # baseline runs: the CompressAI architecture
+STATE_N = "N"  # baseline runs: its channels N and M
+STATE_M = "M"
+STATE_LAMBDA = "lambda"  # baseline runs: the rate-distortion trade-off
 
 # the part of a bundle each training stage's model is, for warm starts from bundles
 STAGE_PREFIX = {"autoencoder": AUTOENCODER, "entropy": ENTROPY_MODEL}

@@ -70,9 +70,9 @@ def build(cfg: BaselineConfig) -> Run:
 
     state = {
         schema.KIND: schema.KIND_BASELINE,
-        "arch": cfg.arch,
-        "N": cfg.baseline_N,
-        "M": cfg.baseline_M,
-        "lambda": cfg.rd_lambda,
+        schema.STATE_ARCH: cfg.arch,
+        schema.STATE_N: cfg.baseline_N,
+        schema.STATE_M: cfg.baseline_M,
+        schema.STATE_LAMBDA: cfg.rd_lambda,
     }
     return Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema, clipped=main)

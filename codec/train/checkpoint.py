@@ -1,49 +1,49 @@
 """Checkpoints without pickle: tensors in safetensors files, everything else in JSON.
 
-A checkpoint is a folder: ``model.safetensors`` (weights and buffers), ``optim.safetensors``
-(optimizer state tensors), ``state.json`` (train config, model config, step, optimizer
-hyperparameters, metrics). It is written to a temporary folder and renamed, so a crash
-never leaves a half-written checkpoint.
+A checkpoint is a folder (file names and keys: :mod:`codec.models.schema`):
+``model.safetensors`` (weights and buffers), ``optim.safetensors`` (optimizer state tensors),
+``state.json`` (train config, model config, step, optimizer hyperparameters, metrics). It is
+written to a temporary folder and renamed, so a crash never leaves a half-written checkpoint.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..files import atomic_write
+from ..models import schema
+
 
 def save_checkpoint(
     folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict
 ) -> None:
-    folder = Path(folder)
-    tmp = folder.with_name(folder.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file(
-        {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-        str(tmp / "model.safetensors"),
-    )
-    if optimizer is not None:
-        opt = optimizer.state_dict()
-        tensors = {
-            f"{pid}.{key}": v.detach().contiguous().cpu()
-            for pid, s in opt["state"].items()
-            for key, v in s.items()
-            if torch.is_tensor(v)
-        }
-        save_file(tensors, str(tmp / "optim.safetensors"))
-        state = dict(state, param_groups=opt["param_groups"])
-    (tmp / "state.json").write_text(json.dumps(state, indent=1))
-    old = folder.with_name(folder.name + ".old")
-    shutil.rmtree(old, ignore_errors=True)
-    if folder.exists():
-        folder.rename(old)
-    tmp.rename(folder)
-    shutil.rmtree(old, ignore_errors=True)
+    """Writes the checkpoint ``folder``: ``model``'s weights, ``optimizer``'s state and the JSON
+    ``state`` (plus the optimizer's hyperparameters), replacing the old one as a whole."""
+    opt = optimizer.state_dict() if optimizer is not None else None
+    if opt is not None:
+        state = {**state, schema.STATE_PARAM_GROUPS: opt["param_groups"]}
+
+    def write(tmp: Path) -> None:
+        tmp.mkdir(parents=True)
+        save_file(
+            {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+            str(tmp / schema.CHECKPOINT_MODEL),
+        )
+        if opt is not None:
+            tensors = {
+                f"{pid}.{key}": v.detach().contiguous().cpu()
+                for pid, s in opt["state"].items()
+                for key, v in s.items()
+                if torch.is_tensor(v)
+            }
+            save_file(tensors, str(tmp / schema.CHECKPOINT_OPTIMIZER))
+        (tmp / schema.CHECKPOINT_STATE).write_text(json.dumps(state, indent=1))
+
+    atomic_write(folder, write)
 
 
 def load_checkpoint(
@@ -54,15 +54,15 @@ def load_checkpoint(
 ) -> dict:
     """Loads weights (and optimizer state) in place; returns the JSON state."""
     folder = Path(folder)
-    state = json.loads((folder / "state.json").read_text())
-    model.load_state_dict(load_file(str(folder / "model.safetensors"), device=str(device)))
-    if optimizer is not None and (folder / "optim.safetensors").exists():
-        flat = load_file(str(folder / "optim.safetensors"), device=str(device))
+    state = json.loads((folder / schema.CHECKPOINT_STATE).read_text())
+    model.load_state_dict(load_file(str(folder / schema.CHECKPOINT_MODEL), device=str(device)))
+    if optimizer is not None and (folder / schema.CHECKPOINT_OPTIMIZER).exists():
+        flat = load_file(str(folder / schema.CHECKPOINT_OPTIMIZER), device=str(device))
         per_param: dict[int, dict] = {}
         for name, v in flat.items():
             pid, key = name.split(".", 1)
             per_param.setdefault(int(pid), {})[key] = v
-        optimizer.load_state_dict({"state": per_param, "param_groups": state["param_groups"]})
+        optimizer.load_state_dict({"state": per_param, "param_groups": state[schema.STATE_PARAM_GROUPS]})
     return state
 
 
@@ -77,7 +77,7 @@ def warm_start(model: torch.nn.Module, source: str | Path, prefix: str = "") -> 
     ``update()`` derives from the parameters) are neither compared nor copied.
     """
     source = Path(source)
-    file = source / "model.safetensors" if source.is_dir() else source
+    file = source / schema.CHECKPOINT_MODEL if source.is_dir() else source
     loaded = load_file(str(file))
     if prefix and any(k.startswith(prefix) for k in loaded):
         loaded = {k[len(prefix) :]: v for k, v in loaded.items() if k.startswith(prefix)}

@@ -135,6 +135,6 @@ def build(cfg: EntropyConfig) -> Run:
     state = {
         schema.KIND: schema.KIND_ENTROPY,
         schema.STATE_MIM_CONFIG: mcfg.to_dict(),
-        "autoencoder": str(Path(cfg.autoencoder)),
+        schema.STATE_AUTOENCODER: str(Path(cfg.autoencoder)),
     }
     return Run(cfg, model, opt, step, evaluate, state, rank, world, device, start, loss_ema)

@@ -9,6 +9,7 @@ checkpoints every few minutes and a wall-time budget that every rank agrees on.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -16,7 +17,7 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import torch
@@ -125,14 +126,14 @@ def resume_if_asked(
     cfg: RunConfig, model: torch.nn.Module, opt: torch.optim.Optimizer, rank: int, device: torch.device
 ) -> tuple[int, float | None]:
     ckpt_dir = Path(cfg.out) / "checkpoint"
-    if cfg.resume and (ckpt_dir / "state.json").exists():
+    if cfg.resume and (ckpt_dir / schema.CHECKPOINT_STATE).exists():
         state = load_checkpoint(ckpt_dir, model, opt, device)
-        step = state["step"]
+        step = state[schema.STATE_STEP]
         for group in opt.param_groups:  # the learning rate is this run's (lower it to fine-tune)
             group["lr"] = cfg.lr * group.get("lr_scale", 1.0)
         if rank == 0:
             print(f"resumed {ckpt_dir} at step {step} (lr {cfg.lr})")
-        return step, state.get("loss_ema")  # the spike guard's memory (see fit)
+        return step, state.get(schema.STATE_LOSS_EMA)  # the spike guard's memory (see fit)
     if cfg.init:
         prefix = schema.STAGE_PREFIX.get(cfg.stage, "")
         copied, skipped = warm_start(model, cfg.init, prefix)
@@ -147,113 +148,169 @@ def resume_if_asked(
 def fit(run: Run) -> dict:
     """The loop every stage shares: steps, clipping, logs, evaluations, checkpoints every
     few minutes, a wall-time budget that all ranks agree on; returns the last metrics."""
-    cfg, rank = run.cfg, run.rank
-    out = Path(cfg.out)
-    ckpt_dir, log_path = out / "checkpoint", out / "log.jsonl"
-    if rank == 0:
-        out.mkdir(parents=True, exist_ok=True)
+    cfg = run.cfg
+    loop = _Loop(run)
+    t_start = last_ckpt = time.time()
+    with _stop_requests() as interrupted:  # SIGTERM / Ctrl-C: finish the step, checkpoint, stop
+        steps = range(run.start, cfg.steps)
+        bar = tqdm(steps, initial=run.start, total=cfg.steps, disable=run.rank != 0, smoothing=0.05)
+        for step in bar:
+            value, numbers = loop.step(step)
+            loop.report(value, numbers, bar, t_start)
+            out_of_time = bool(interrupted) or (
+                bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
+            )
+            out_of_time = _as_rank_0_says(run, out_of_time)  # every rank must agree to stop
+            if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
+                loop.save()
+                last_ckpt = time.time()
+            if out_of_time:
+                break
+    return loop.finish(evaluate=not interrupted)
 
-    def log(row: dict) -> None:
-        with log_path.open("a") as f:
+
+class _Loop:
+    """The state of one :func:`fit`: steps done, the spike guard, the last and the best
+    evaluation; rank 0 writes the log (OUT/log.jsonl) and the checkpoints."""
+
+    def __init__(self, run: Run) -> None:
+        self.run, self.cfg = run, run.cfg
+        self.out = Path(run.cfg.out)
+        self.log_path = self.out / "log.jsonl"
+        if run.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.best_psnr = _best_psnr(self.out, run.cfg)
+        self.metrics: dict | None = None
+        self.done = run.start
+        # Spike guard: a step whose loss is not finite or above spike_factor x the running mean
+        # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
+        self.loss_ema: float | None = run.loss_ema
+        self.skipped_in_row = 0
+
+    def log(self, row: dict) -> None:
+        with self.log_path.open("a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def save(step: int, metrics: dict | None, folder: Path = ckpt_dir) -> None:
-        if rank == 0:
+    def save(self, folder: Path | None = None) -> None:
+        """Rank 0 checkpoints the run after ``done`` steps (to OUT/checkpoint unless ``folder``)."""
+        if self.run.rank == 0:
             state = {
-                "step": step,
-                "config": cfg.to_dict(),
-                "metrics": metrics,
-                "loss_ema": loss_ema,
-                **run.state,
+                schema.STATE_STEP: self.done,
+                schema.STATE_CONFIG: self.cfg.to_dict(),
+                schema.STATE_METRICS: self.metrics,
+                schema.STATE_LOSS_EMA: self.loss_ema,
+                **self.run.state,
             }
-            save_checkpoint(folder, run.model, run.opt, state)
+            save_checkpoint(folder or self.out / "checkpoint", self.run.model, self.run.opt, state)
 
-    # The best evaluation so far (PSNR on the held-out eval_data) is kept in OUT/best: a run
-    # that diverges (bf16 Adam did, twice) resumes from there instead of from its damaged last
-    # state. A best state measured on other evaluation images does not count.
-    best_file = out / "best" / "state.json"
-    best_state = json.loads(best_file.read_text()) if best_file.exists() else {}
-    same_eval = (best_state.get("config") or {}).get("eval_data") == cfg.eval_data
-    best_psnr = (best_state.get("metrics") or {}).get("psnr") if same_eval else None
-
-    t_start = last_ckpt = time.time()
-    metrics: dict | None = None
-    interrupted = []  # SIGTERM / Ctrl-C: finish the step, checkpoint, stop
-    handlers = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            handlers[sig] = signal.signal(sig, lambda *_: interrupted.append(True))
-    bar = tqdm(
-        range(run.start, cfg.steps), initial=run.start, total=cfg.steps, disable=rank != 0, smoothing=0.05
-    )
-    done = run.start
-    # Spike guard: a step whose loss is not finite or above spike_factor x the running mean
-    # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
-    loss_ema: float | None = run.loss_ema
-    skipped_in_row = 0
-    for step in bar:
+    def step(self, step: int) -> tuple[float, dict]:
+        """Training step ``step``, or its skip by the spike guard: (loss, numbers to log)."""
+        run, cfg = self.run, self.cfg
         torch.manual_seed(cfg.seed * 7919 + step)  # any randomness in a step: resumable
         loss, numbers = run.step(step)
         value = loss.item()
         spike = not math.isfinite(value) or (
-            cfg.spike_factor > 0 and loss_ema is not None and value > cfg.spike_factor * loss_ema
+            cfg.spike_factor > 0 and self.loss_ema is not None and value > cfg.spike_factor * self.loss_ema
         )
-        if spike and skipped_in_row < 20:
-            skipped_in_row += 1
-            if rank == 0:
-                log({"step": step + 1, "skipped_spike": value, "loss_ema": loss_ema})
+        if spike and self.skipped_in_row < 20:
+            self.skipped_in_row += 1
+            if run.rank == 0:
+                self.log({"step": step + 1, "skipped_spike": value, "loss_ema": self.loss_ema})
         else:
-            skipped_in_row = 0
-            loss_ema = value if loss_ema is None or spike else 0.98 * loss_ema + 0.02 * value
-            run.opt.zero_grad(set_to_none=True)
-            loss.backward()
-            if run.world > 1 and run.average_grads:
-                average_gradients(run.model, run.world)
-            if cfg.lr_schedule != "constant":
-                for group in run.opt.param_groups:
-                    group["lr"] = cfg.lr_at(step) * group.get("lr_scale", 1.0)
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(run.clipped or run.model.parameters(), cfg.grad_clip)
-            run.opt.step()
-        done = step + 1
-        if rank == 0 and done % cfg.log_every == 0:
+            self.skipped_in_row = 0
+            ema = self.loss_ema
+            self.loss_ema = value if ema is None or spike else 0.98 * ema + 0.02 * value
+            _update(run, loss, step)
+        self.done = step + 1
+        return value, numbers
+
+    def report(self, value: float, numbers: dict, bar: tqdm, t_start: float) -> None:
+        """Rank 0, every ``log_every`` steps: a log row; every ``eval_every``: an evaluation
+        (the best one so far, by PSNR, is also checkpointed to OUT/best)."""
+        cfg, done = self.cfg, self.done
+        if self.run.rank == 0 and done % cfg.log_every == 0:
             row = {"step": done, "loss": value, **numbers, "time_s": round(time.time() - t_start, 1)}
-            row["threads"] = torch.get_num_threads() if run.device.type == "cpu" else 0
-            log(row)
+            row["threads"] = torch.get_num_threads() if self.run.device.type == "cpu" else 0
+            self.log(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
-        if rank == 0 and done % cfg.eval_every == 0:
+        if self.run.rank == 0 and done % cfg.eval_every == 0:
+            m = self.run.evaluate(done)
+            if m is not None:
+                self.metrics = {"step": done, **m}
+                self.log(self.metrics)
+                tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
+                if m.get("psnr") is not None and (self.best_psnr is None or m["psnr"] > self.best_psnr):
+                    self.best_psnr = m["psnr"]
+                    self.save(self.out / "best")
+                if cfg.plot:
+                    plot_log(self.log_path, self.out / "curves.png")
+
+    def finish(self, evaluate: bool) -> dict:
+        """After the last step: an evaluation of it (if ``evaluate`` and none ran at that step),
+        the last checkpoint and plot; returns the last metrics."""
+        run, done = self.run, self.done
+        if run.rank == 0 and (self.metrics or {}).get("step") != done and evaluate:
             m = run.evaluate(done)
             if m is not None:
-                metrics = {"step": done, **m}
-                log(metrics)
-                tqdm.write(f"step {done}: " + ", ".join(f"{k} {v}" for k, v in m.items()))
-                if m.get("psnr") is not None and (best_psnr is None or m["psnr"] > best_psnr):
-                    best_psnr = m["psnr"]
-                    save(done, metrics, out / "best")
-                if cfg.plot:
-                    plot_log(log_path, out / "curves.png")
-        out_of_time = bool(interrupted) or (
-            bool(cfg.max_minutes) and time.time() - t_start > 60 * cfg.max_minutes
-        )
-        if run.world > 1:  # every rank must agree to stop
-            flag = torch.tensor([1.0 if out_of_time else 0.0], device=run.device)
-            dist.broadcast(flag, 0)
-            out_of_time = bool(flag.item())
-        if time.time() - last_ckpt > 60 * cfg.ckpt_every_minutes or out_of_time:
-            save(done, metrics)
-            last_ckpt = time.time()
-        if out_of_time:
-            break
-    for sig, handler in handlers.items():
-        signal.signal(sig, handler)
-    if rank == 0 and (metrics or {}).get("step") != done and not interrupted:
-        m = run.evaluate(done)
-        if m is not None:
-            metrics = {"step": done, **m}
-            log(metrics)
-    save(done, metrics)
-    if rank == 0 and cfg.plot:
-        plot_log(log_path, out / "curves.png")
-    if run.world > 1:
-        dist.barrier()
-    return metrics or {}
+                self.metrics = {"step": done, **m}
+                self.log(self.metrics)
+        self.save()
+        if run.rank == 0 and self.cfg.plot:
+            plot_log(self.log_path, self.out / "curves.png")
+        if run.world > 1:
+            dist.barrier()
+        return self.metrics or {}
+
+
+def _best_psnr(out: Path, cfg: RunConfig) -> float | None:
+    """The PSNR of the run's best evaluation so far (OUT/best), if measured on ``eval_data``.
+
+    The best evaluation (PSNR on the held-out eval_data) is kept in OUT/best: a run that
+    diverges (bf16 Adam did, twice) resumes from there instead of from its damaged last state.
+    A best state measured on other evaluation images does not count."""
+    best_file = out / "best" / schema.CHECKPOINT_STATE
+    best_state = json.loads(best_file.read_text()) if best_file.exists() else {}
+    same_eval = (best_state.get(schema.STATE_CONFIG) or {}).get("eval_data") == cfg.eval_data
+    return (best_state.get(schema.STATE_METRICS) or {}).get("psnr") if same_eval else None
+
+
+def _update(run: Run, loss: torch.Tensor, step: int) -> None:
+    """One optimizer step on ``loss``: gradients (averaged over processes when the stage asks
+    it), the learning rate of ``step``, clipping."""
+    cfg = run.cfg
+    run.opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if run.world > 1 and run.average_grads:
+        average_gradients(run.model, run.world)
+    if cfg.lr_schedule != "constant":
+        for group in run.opt.param_groups:
+            group["lr"] = cfg.lr_at(step) * group.get("lr_scale", 1.0)
+    if cfg.grad_clip:
+        torch.nn.utils.clip_grad_norm_(run.clipped or run.model.parameters(), cfg.grad_clip)
+    run.opt.step()
+
+
+def _as_rank_0_says(run: Run, flag: bool) -> bool:
+    """Rank 0's ``flag`` on every rank (a single process: ``flag``)."""
+    if run.world == 1:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=run.device)
+    dist.broadcast(t, 0)
+    return bool(t.item())
+
+
+@contextlib.contextmanager
+def _stop_requests() -> Iterator[list]:
+    """A list that SIGTERM and SIGINT append to inside the block, instead of stopping the
+    process (in the main thread, the only one that receives signals); the previous handlers
+    are back after it."""
+    requests: list = []
+    handlers = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            handlers[sig] = signal.signal(sig, lambda *_: requests.append(True))
+    try:
+        yield requests
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)

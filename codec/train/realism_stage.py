@@ -120,10 +120,10 @@ def build(cfg: RealismConfig) -> Run:
     state = {
         schema.KIND: schema.KIND_REALISM,
         schema.STATE_MODEL_CONFIG: ae.cfg.to_dict(),
-        "discriminator": cfg.discriminator,
-        "classes": classes,
-        "autoencoder": cfg.autoencoder,
-        "label_model": cfg.label_model,
+        schema.STATE_DISCRIMINATOR: cfg.discriminator,
+        schema.STATE_CLASSES: classes,
+        schema.STATE_AUTOENCODER: cfg.autoencoder,
+        schema.STATE_LABEL_MODEL: cfg.label_model,
     }
     return Run(
         cfg, model, opt, step, evaluate_now, state, rank, world, device, start, loss_ema, average_grads=True

@@ -4,6 +4,7 @@ import pytest
 import torch
 from builders import tiny_config
 
+from codec.models import schema
 from codec.models.io import export_checkpoint, load_pqvae
 from codec.models.pqvae import PQVAE
 from codec.train import train
@@ -18,6 +19,14 @@ def test_checkpoint_round_trip_and_export(tmp_path):
     opt = torch.optim.Adam(m.parameters())
     state = load_checkpoint(ckpt, m, opt)
     assert state["step"] == 8 and state["config"]["M"] == 2
+    # the file names schema.py gives are the ones on disk (checkpoints written before keep loading)
+    assert sorted(f.name for f in ckpt.iterdir()) == ["model.safetensors", "optim.safetensors", "state.json"]
+    assert (schema.CHECKPOINT_MODEL, schema.CHECKPOINT_OPTIMIZER, schema.CHECKPOINT_STATE) == (
+        "model.safetensors",
+        "optim.safetensors",
+        "state.json",
+    )
+    assert not [f for f in ckpt.parent.iterdir() if f.name != "checkpoint" and "checkpoint" in f.name]
     assert len(opt.state) == len(list(m.parameters()))
     out = export_checkpoint(ckpt, tmp_path / "w.safetensors", command="codec train --preset tiny")
     m16 = load_pqvae(out)
