@@ -18,6 +18,7 @@ from importlib import resources
 from pathlib import Path
 
 from .errors import CodecError
+from .files import atomic_write
 from .models import schema
 
 MANIFEST = "zoo.json"
@@ -101,9 +102,7 @@ def _verified(path: str, size: int, mtime_ns: int, expected: str) -> None:
         known[key] = stamp
         f = _cache_file()
         f.parent.mkdir(parents=True, exist_ok=True)
-        tmp = f.with_name(f"{f.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(known))
-        os.replace(tmp, f)
+        atomic_write(f, lambda tmp: tmp.write_text(json.dumps(known)))
     except OSError:
         pass
 
@@ -256,7 +255,7 @@ def load_codec(path: str | Path, device="cpu"):
     with safe_open(str(path), "pt") as f:
         meta = f.metadata()
     if meta.get(schema.KIND) != schema.KIND_BUNDLE:
-        raise ValueError(f"{path} is not a codec bundle (kind {meta.get('kind')!r})")
+        raise ValueError(f"{path} is not a codec bundle (kind {meta.get(schema.KIND)!r})")
     raw = load_file(str(path))  # read once: checked, hashed for the id, then loaded
     verify_bundle(path, raw, trusted=is_shipped_file)  # old shipped files: by zoo.json's SHA-256
 
