@@ -2,7 +2,7 @@
 effort 0 of the same model (real files, header included; decoded with the shipped decoder).
 
     python bench/effort.py MODEL [--efforts 0,2,4,6,9] [--m 2,4,8,24] [--images 24]
-                           [--threads 2] [--out docs/effort]
+                           [--threads 2] [--out results/effort_run]
 
 Rate points: ``--m`` sub-vectors per position for a nested model, the model's one rate
 otherwise. Per effort: the mean bpp and PSNR over the images at each rate point, the PSNR
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--m", default="2,4,8,24", help="rate points of a nested model")
     ap.add_argument("--images", type=int, default=24)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--out", default="docs/effort", help="OUT.jsonl (rows) and OUT.md (table)")
+    ap.add_argument("--out", default="results/effort_run", help="OUT.jsonl (rows), OUT.md (table), OUT.png")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     c = load_codec(resolve(args.model))

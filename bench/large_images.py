@@ -2,7 +2,7 @@
 size, and the tiled decoder against the whole-image decoder on Kodak.
 
     python bench/large_images.py [--model default] [--sizes 768x512,1024x1024,2048x2048,4000x3000]
-                                 [--threads 2] [--kodak ../shared/data/kodak] [--out docs/large_images.md]
+                                 [--threads 2] [--kodak ../shared/data/kodak] [--out results/large_images.md]
 
 Images are kodim23 upscaled (bicubic) to each size, as in issue 20. Each command runs once
 in a fresh process (`/usr/bin/time -v`: wall seconds and maximum resident set size); time
@@ -115,7 +115,7 @@ def main() -> None:
     ap.add_argument("--sizes", default="768x512,1024x1024,2048x2048,4000x3000")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--kodak", default="../shared/data/kodak")
-    ap.add_argument("--out", default="docs/large_images.md")
+    ap.add_argument("--out", default="results/large_images.md")
     ap.add_argument("--in-process", action="store_true", help="time compress/decompress in one process")
     ap.add_argument("--repeat", type=int, default=3, help="runs per size (in-process): the median")
     args = ap.parse_args()
@@ -167,7 +167,7 @@ def main() -> None:
             print(row, flush=True)
     n, p_whole, p_tiled, p_enc, changed = tiled_vs_whole(args.model, args.kodak)
     lines = [
-        "# Large photos",
+        "# Large photos: time and memory per image size, tiles against whole images",
         "",
         "Token grids over 48 x 48 positions (768 px at stride 16) are entropy-coded in independent "
         "48 x 48 tiles (codec.tiling, header flag FLAG_TILED), so the masked transformer's cost is "

@@ -2,7 +2,7 @@
 20,000 of the flagship, then held-out BSDS500 test photos) at each evaluated rate point against
 steps and CPU-hours, from the run's log.jsonl; a Markdown table and a plot.
 
-    python bench/training_curve.py $CODEC_RUNS/flagship --threads 1 --out docs/flagship_curve
+    python bench/training_curve.py $CODEC_RUNS/flagship --threads 1 --out results/flagship_curve
 
 CPU-hours = the run's wall time (``time_s`` of the logged steps, summed over resumed
 segments) x the threads it trained with (logged per row; ``--threads`` for older logs).

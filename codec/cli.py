@@ -202,7 +202,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
         k = r["kodak"]
         print(
             fmt.format(
-                r["name"] + "".join(f" ({a})" for a in r["aliases"]),
+                r["name"] + (" (" + ", ".join(r["aliases"]) + ")" if r["aliases"] else ""),
                 f"{k['bpp']:.4f}" if "bpp" in k else "-",
                 f"{k['psnr']:.2f}" if "psnr" in k else "-",
                 f"{k['ms_ssim']:.4f}" if "ms_ssim" in k else "-",
@@ -252,14 +252,14 @@ def _cmd_info(args: argparse.Namespace) -> None:
     if header.groups:
         bounds = list(accumulate(header.groups, initial=0))
         rows.insert(
-            6, ("rate", f"m={header.m} sub-vectors of {header.M}, +1 at {header.extra} of {h * w} positions")
+            6, ("rate", f"m={header.m} codes of {header.M}, +1 at {header.extra} of {h * w} positions")
         )
         layers = ", ".join(
             f"{bounds[i]}-{min(bounds[i + 1], header.m + (header.extra > 0)) - 1}: {n} B"
             for i, n in enumerate(header.layer_bytes)
         )
         rows.insert(
-            7, ("layers", f"{len(header.layer_bytes)} of {len(header.groups)} (sub-vectors: bytes) {layers}")
+            7, ("layers", f"{len(header.layer_bytes)} of {len(header.groups)} (codes: bytes) {layers}")
         )
     for k, v in rows:
         print(f"{k:10s} {v}")
@@ -383,7 +383,7 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="0-100, monotone in rate (default 30: about 0.2 bpp with the default model; 100: the full rate)",
     )
-    rate.add_argument("--m", type=int, help="sub-vectors per latent position")
+    rate.add_argument("--m", type=int, help="codes per latent position (a nested model's rate point)")
     en.set_defaults(func=_cmd_encode)
 
 

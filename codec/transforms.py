@@ -251,9 +251,8 @@ class NeuralCompression(torch.nn.Module):
     length of the tokens under the model's schedule plus the header (within a few bytes of
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.
     ``model``: a shipped name or bundle path (default: the default model). ``m`` (nested
-    models): sub-vectors per position, default that of ``quality``
-    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (8 of the default model's 24; the
-    files ``codec.compress`` writes without a rate code 7.9 on average).
+    models): codes per position, default that of ``quality``
+    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (10 of the default model's 32).
     """
 
     def __init__(

@@ -184,7 +184,7 @@ def test_rate_control_and_layers_from_the_command_line(layered_bundle, tmp_path,
     capsys.readouterr()
     assert main(["info", str(full)]) == 0
     info = capsys.readouterr().out
-    assert "version 2" in info and "m=6 sub-vectors of 6" in info and "4 of 4" in info
+    assert "version 2" in info and "m=6 codes of 6" in info and "4 of 4" in info
     a, b = tmp_path / "a.png", tmp_path / "b.png"
     assert main(["decode", str(full), "-o", str(a), "--layers", "2", *m]) == 0
     assert main(["decode", str(cut), "-o", str(b), *m]) == 0

@@ -32,3 +32,16 @@ def test_golden_file_decodes_to_its_tokens_and_pixels(name, amp):
     assert out.shape == ref.shape == (64, 96, 3)
     diff = np.abs(out - ref)
     assert diff.mean() < 0.5 and diff.max() <= 8
+
+
+def test_a_file_of_the_retired_first_flagship_names_its_model_and_release():
+    """The first nested flagship (model id bb27cb9b) was `default` in codec 0.1.0; its files
+    fail with one line naming the id and the release that ships it."""
+    from codec import CodecError, decompress
+
+    data = (GOLDEN / "retired" / "default-bb27cb9b.pqm").read_bytes()
+    with pytest.raises(CodecError, match=r"bb27cb9b.*codec 0\.1\.0") as e:
+        decompress(data)
+    assert "\n" not in str(e.value)
+    # its own bundle (from the repository's history) still decodes it: the format did not change
+    assert bitstream.unpack(data)[0].model_id.hex() == "bb27cb9b"

@@ -102,7 +102,7 @@ def make_codec(name: str) -> BenchCodec:
             bc = BenchCodec(
                 name,
                 grid,
-                f"one nested model, m = {grid[0]}..{M} sub-vectors (model id {c.model_id.hex()}), "
+                f"one nested model, m = {grid[0]}..{M} codes (model id {c.model_id.hex()}), "
                 "entropy model 1 thread",
                 lambda img, m: c.compress(img, m=m),
                 lambda data, m: c.decompress(data),

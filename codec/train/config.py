@@ -33,8 +33,9 @@ def data_root() -> str:
 
 
 def train_photos() -> str:
-    """The training photos (BSDS500 train+val, Sun-Hays80) under :func:`data_root`."""
-    return ",".join(f"{data_root()}/train/{f}" for f in ("bsds500/train", "bsds500/val", "sun_hays80"))
+    """The training photos (BSDS500 train+val, Sun-Hays80, Urban100) under :func:`data_root`."""
+    folders = ("bsds500/train", "bsds500/val", "sun_hays80", "urban100")
+    return ",".join(f"{data_root()}/train/{f}" for f in folders)
 
 
 def held_out_photos() -> str:
