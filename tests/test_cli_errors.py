@@ -162,8 +162,8 @@ def test_ctrl_c_at_any_moment_is_one_line_and_leaves_nothing(tmp_path, delay):
     p.send_signal(signal.SIGINT)
     err = p.communicate(timeout=120)[1]
     assert "Traceback" not in err, err
-    if p.returncode == 130:
-        assert err.strip() == "codec encode: interrupted"
+    if not out.exists():  # interrupted: 130, or the interpreter re-raised SIGINT as it exited (-2)
+        assert p.returncode in (130, -signal.SIGINT) and err.strip() == "codec encode: interrupted", err
         assert list(tmp_path.iterdir()) == []
     else:  # it finished before the signal arrived (-2: during the interpreter's shutdown)
         assert p.returncode in (0, -signal.SIGINT) and out.read_bytes()[:3] == b"PQM"
