@@ -45,7 +45,7 @@ def main() -> None:
     c = load_codec(resolve(args.model))
     files = list_images(args.kodak)[: args.images]
     efforts = [int(e) for e in args.efforts.split(",")]
-    points = [int(m) for m in args.m.split(",")] if hasattr(c, "plan") else [None]
+    points = [int(m) for m in args.m.split(",")] if c.layered else [None]
     rows_path = Path(args.out + ".jsonl")
     rows_path.parent.mkdir(parents=True, exist_ok=True)
     done = {}

@@ -42,7 +42,7 @@ def main() -> None:
         codec = load_codec(resolve(name))
         codec.decompress(codec.compress(images[0][:256, :256]))  # warm-up
         # a nested model: every rate of --m (sub-vectors per position)
-        rates = [{"m": int(m)} for m in args.m.split(",")] if hasattr(codec, "plan") else [{}]
+        rates = [{"m": int(m)} for m in args.m.split(",")] if codec.layered else [{}]
         for rate in rates:
             enc, dec, real = [], [], []
             for img in images:

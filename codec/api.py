@@ -95,6 +95,11 @@ class ImageCodec:
     encoder runs in float32.
     """
 
+    layered: bool = False
+    """Capability: True for a nested model whose files have quality layers and whose rate is
+    chosen per image (``m``, ``bpp``, ``size``, ``quality``); False: a single-rate model
+    whose files are progressive by stages."""
+
     def __init__(
         self,
         autoencoder: PQVAE,

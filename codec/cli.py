@@ -75,7 +75,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     codec = get_codec(args.model)
     if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
         raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
-    if rate and not hasattr(codec, "plan"):
+    if rate and not codec.layered:
         raise CodecError("this model codes at one rate: --bpp/--size/--quality/--m need a nested model")
     for src, dst in zip(args.inputs, outs):
         raw = _read(src)
@@ -127,7 +127,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
         codec = codec_for_file(data, args.model)  # the file's own model unless --model names one
         extra = {}
         if args.layers is not None:
-            if not hasattr(codec, "plan"):
+            if not codec.layered:
                 raise CodecError("--layers needs a layered file and model")
             extra["layers"] = args.layers
         if args.crop is not None:

@@ -61,6 +61,8 @@ class LayeredImageCodec(ImageCodec):
     decodes the first layers.
     """
 
+    layered = True
+
     def __init__(self, autoencoder, entropy_model, schedule=None, **kwargs) -> None:
         super().__init__(autoencoder, entropy_model, schedule, **kwargs)
         if not autoencoder.cfg.nested:

@@ -32,7 +32,7 @@ def compress(
 
     rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # before the model loads
     codec = get_codec(model)
-    if rate and not hasattr(codec, "plan"):
+    if rate and not codec.layered:
         raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
     return codec.compress(image, effort=effort, **rate)
 
@@ -57,7 +57,7 @@ def decompress(
     codec = codec_for_file(data, model)
     extra = {} if crop is None else {"crop": crop}
     if layers is not None:
-        if not hasattr(codec, "plan"):
+        if not codec.layered:
             raise CodecError("layers= needs a layered file and model")
         extra["layers"] = layers
     return Image.fromarray(codec.decompress(data, stages=stages, **extra))

@@ -76,7 +76,7 @@ def compress_decode(
         from .zoo import get_codec
 
         c = get_codec(model)
-        data = c.compress(img, bpp=bpp) if bpp is not None and hasattr(c, "plan") else c.compress(img)
+        data = c.compress(img, bpp=bpp) if bpp is not None and c.layered else c.compress(img)
         return c.decompress(data), len(data)
     if quality is not None:
         data = classical.encode(img, name, quality)
@@ -271,7 +271,7 @@ class NeuralCompression(torch.nn.Module):
         self.autoencoder = codec.autoencoder.float()
         self.entropy_model = codec.entropy_model.float()  # this codec is private: no copy needed
         self.schedule, self.estimate, self.amp = codec.schedule, estimate, amp
-        self.layered = hasattr(codec, "plan")  # a nested model: files of m sub-vectors
+        self.layered = codec.layered  # a nested model: files of m sub-vectors
         M = codec.autoencoder.cfg.M
         if self.layered:
             from .layered_codec import DEFAULT_QUALITY, RatePoint

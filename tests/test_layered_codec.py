@@ -203,3 +203,13 @@ def test_channel_logits_in_bands_are_those_of_the_whole_grid():
         )
         out = CODEC.decompress(data)
         np.testing.assert_array_equal(out, reference(img, m, extra))
+
+
+def test_codecs_say_whether_they_are_layered():
+    """The capability that callers branch on (no duck-typing on method names)."""
+    from codec.api import ImageCodec
+    from codec.layered_codec import LayeredImageCodec
+    from codec.zoo import get_codec
+
+    assert LayeredImageCodec.layered and not ImageCodec.layered
+    assert get_codec("default").layered and not get_codec("s16-m4-k256").layered

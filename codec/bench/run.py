@@ -38,7 +38,7 @@ _LPIPS: list = []  # per process: [LPIPS module or None]
 
 def full_rate(c) -> dict:
     """compress() arguments for a model's whole file: a nested model's every sub-vector."""
-    return {"quality": 100} if hasattr(c, "plan") else {}
+    return {"quality": 100} if c.layered else {}
 
 
 def _lpips():
@@ -94,7 +94,7 @@ def make_codec(name: str) -> BenchCodec:
 
         specs = name.partition(":")[2].split("+") if ":" in name else [None]
         models = [get_codec(m) for m in specs]
-        if len(models) == 1 and hasattr(models[0], "plan"):  # a nested model: its own rate points
+        if len(models) == 1 and models[0].layered:  # a nested model: its own rate points
             c = models[0]
             M, g0 = c.autoencoder.cfg.M, c.groups[0]
             points = (1, 2, 3, 4, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64)
