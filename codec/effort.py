@@ -67,12 +67,9 @@ def refine_tokens(
     H, W = images.shape[-2:]
     with torch.no_grad():
         z0 = ae.encoder(pad_to_multiple(images, ae.stride)).float()
-    B, _, h, w = z0.shape
+    B = z0.shape[0]
 
-    def tokens_of(z: torch.Tensor) -> torch.Tensor:
-        return q.indices(z)
-
-    best = tokens_of(z0)
+    best = q.indices(z0)
     if steps <= 0:
         return best
     best_err = torch.full((B,), float("inf"), device=z0.device)
@@ -83,7 +80,7 @@ def refine_tokens(
         p.requires_grad_(False)
     try:
         for step in range(steps + 1):  # the last pass only measures the last update
-            tokens = tokens_of(z.detach())
+            tokens = q.indices(z.detach())
             codes, has_code = q.dequantize(tokens, counts)
             z_q = ae.fill_absent(z + (codes - z).detach(), has_code)  # straight-through
             with autocast(amp, z.device):

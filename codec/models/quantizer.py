@@ -130,10 +130,18 @@ class ProductQuantizer(nn.Module):
         # Codes of equal stage belong to distinct groups and are found together (one bmm each).
         self.levels = [[j for j in range(M) if stage[j] == s] for s in range(max(stage) + 1)]
         self.register_buffer("code_group", torch.tensor(code_groups), persistent=False)
+        for s, level in enumerate(self.levels):  # index tensors on the module's device, made once
+            self.register_buffer(f"level_codes{s}", torch.tensor(level), persistent=False)
+            groups_of = torch.tensor([code_groups[j] for j in level])
+            self.register_buffer(f"level_groups{s}", groups_of, persistent=False)
         self.register_buffer("codebooks", torch.randn(M, K, self.d) / math.sqrt(self.d))
         self.register_buffer("ema_count", torch.ones(M, K))
         self.register_buffer("ema_sum", self.codebooks.clone())
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))
+
+    def _level(self, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(codes, their groups) of residual stage ``s``: int64 index tensors."""
+        return getattr(self, f"level_codes{s}"), getattr(self, f"level_groups{s}")
 
     @property
     def residual(self) -> bool:
@@ -166,9 +174,8 @@ class ProductQuantizer(nn.Module):
         values = groups.new_empty(M, N, d)
         idx = torch.empty(M, N, dtype=torch.int64, device=groups.device)
         left = groups.clone() if self.residual else groups
-        for level in self.levels:
-            js = torch.tensor(level, device=groups.device)
-            gs = self.code_group[js]
+        for s in range(len(self.levels)):
+            js, gs = self._level(s)
             x = left[gs]
             k = _nearest(x, cb[js])
             v = torch.gather(cb[js], 1, k.unsqueeze(-1).expand(-1, -1, d))
@@ -265,9 +272,8 @@ class ProductQuantizer(nn.Module):
         g = torch.Generator(device="cpu").manual_seed(0)
         cb = self.codebooks.clone()
         left = groups.clone()
-        for level in self.levels:
-            js = torch.tensor(level, device=groups.device)
-            gs = self.code_group[js]
+        for s in range(len(self.levels)):
+            js, gs = self._level(s)
             cb[js] = kmeans(left[gs], self.K, iters, g)
             left[gs] = left[gs] - torch.gather(
                 cb[js], 1, _nearest(left[gs], cb[js]).unsqueeze(-1).expand(-1, -1, self.d)

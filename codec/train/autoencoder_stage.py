@@ -79,20 +79,23 @@ def evaluate(
 @torch.no_grad()
 def patch_pca(
     data: InMemoryImages, stride: int, dim: int, patches: int, seed: int
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """(basis [dim, 3*s*s], spread [dim]): the leading eigenvectors of the second-moment matrix
-    of ``patches`` random s x s patches of the training images (pixels in [0, 1]; uncentred, so
-    the transform needs no bias and its first component is the patch mean)."""
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(basis [dim, 3*s*s], spread [dim], coefficients [patches, dim]): the leading eigenvectors
+    of the second-moment matrix of ``patches`` random s x s patches of the training images
+    (pixels in [0, 1]; uncentred, so the transform needs no bias and its first component is the
+    patch mean), and those patches' coefficients in that basis."""
     crops = random_crops(data.images, patches, stride, seed, step=0)
     x = torch.stack(crops).reshape(patches, -1).double() / 255
     ev, vec = torch.linalg.eigh(x.T @ x / patches)
     basis = vec[:, -dim:].flip(1).T  # [dim, 3*s*s], largest first
-    return basis.float(), ev[-dim:].flip(0).clamp_min(0).sqrt().float()
+    return basis.float(), ev[-dim:].flip(0).clamp_min(0).sqrt().float(), (x @ basis.T).float()
 
 
-def model_config(cfg: AutoencoderConfig, data: InMemoryImages) -> tuple[PQVAEConfig, torch.Tensor | None]:
+def model_config(
+    cfg: AutoencoderConfig, data: InMemoryImages
+) -> tuple[PQVAEConfig, tuple[torch.Tensor, torch.Tensor] | None]:
     """The PQ-VAE's config and, for a fresh model with a transform skip path, its initial patch
-    transform ([D, 3*s*s] basis and [D] spread stacked as [D, 3*s*s + 1]).
+    transform (basis [D, 3*s*s], spread [D]; see :func:`patch_pca`).
 
     Product-residual quantization needs the order of its codes: a resumed run keeps its own, a
     warm start takes its source's (same groups and M), a fresh run chooses it greedily by squared
@@ -102,18 +105,16 @@ def model_config(cfg: AutoencoderConfig, data: InMemoryImages) -> tuple[PQVAECon
         return mc, None
     own = Path(cfg.out) / "checkpoint"
     source = own if cfg.resume and (own / "state.json").exists() else cfg.init
-    if source:
+    if source:  # the weights come from there: only a missing code order is left to choose
         previous = read_pqvae_config(source)[0]
         if cfg.groups and previous.get("code_groups") and previous.get("groups") == cfg.groups:
             mc.code_groups = list(previous["code_groups"])[: cfg.M]
-        if len(mc.code_groups) == cfg.M:
+        if not cfg.groups or len(mc.code_groups) == cfg.M:
             return mc, None
-    basis, spread = patch_pca(data, mc.stride, cfg.latent_dim, 20_000, cfg.seed)
+    basis, spread, coefs = patch_pca(data, mc.stride, cfg.latent_dim, 20_000, cfg.seed)
     if cfg.groups:
-        patches = torch.stack(random_crops(data.images, 20_000, mc.stride, cfg.seed + 1, step=0))
-        coefs = (patches.reshape(20_000, -1).float() / 255) @ basis.T
         mc.code_groups = greedy_code_order(coefs, cfg.groups, cfg.M, cfg.K, cfg.max_stages)
-    return mc, torch.cat([basis, spread[:, None]], 1) if cfg.transform and not source else None
+    return mc, (basis, spread) if cfg.transform and not source else None
 
 
 def build(cfg: AutoencoderConfig) -> Run:
@@ -123,7 +124,7 @@ def build(cfg: AutoencoderConfig) -> Run:
     mc, transform = model_config(cfg, data)
     model = PQVAE(mc).to(device)
     if transform is not None:
-        model.init_transform(transform[:, :-1].to(device), transform[:, -1].to(device))
+        model.init_transform(*(t.to(device) for t in transform))
     if cfg.freeze_encoder:  # the tokens stay those of --init: only the decoder side learns
         model.encoder.requires_grad_(False)
         model.quantizer.requires_grad_(False)
@@ -147,6 +148,10 @@ def build(cfg: AutoencoderConfig) -> Run:
         if mc.code_groups:
             print(f"code order (group of each code): {mc.code_groups}")
 
+    # Read once (a device sync per step otherwise): codebooks loaded by --resume or --init need
+    # neither the warm-up without quantization nor k-means.
+    codebooks_ready = [bool(model.quantizer.initialized)]
+
     @torch.no_grad()
     def init_codebooks(i: int) -> None:
         """k-means codebooks on the encoder outputs of ``cfg.kmeans_batches`` batches (of seeds
@@ -159,12 +164,12 @@ def build(cfg: AutoencoderConfig) -> Run:
                 zs.append(model.encoder(x).float())
         q = model.quantizer
         q.init_from(torch.cat([q._split(z) for z in zs], 1))
+        codebooks_ready[0] = True
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
         crop, batch = cfg.crop_at(i)
-        # the warm-up without quantization is for fresh codebooks only
-        quantize = i >= cfg.warmup_ae_steps or bool(model.quantizer.initialized)
-        if quantize and not bool(model.quantizer.initialized) and not cfg.freeze_encoder:
+        quantize = i >= cfg.warmup_ae_steps or codebooks_ready[0]
+        if quantize and not codebooks_ready[0] and not cfg.freeze_encoder:
             init_codebooks(i)
         x = data.batch(batch, crop, cfg.seed, i, rank, cfg.max_downscale).to(device, non_blocking=True)
         prefix = None
@@ -192,7 +197,7 @@ def build(cfg: AutoencoderConfig) -> Run:
         return loss, numbers
 
     def evaluate_now(done: int) -> dict | None:
-        if not eval_images or not bool(model.quantizer.initialized):
+        if not eval_images or not codebooks_ready[0]:
             return None
         return evaluate(model, eval_images, device, eval_prefixes(cfg))
 
