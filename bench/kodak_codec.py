@@ -49,8 +49,8 @@ def main() -> None:
         out = codec.decompress(data)
         t2 = time.perf_counter()
         header, payload = bitstream.unpack(data)
-        _, bits = codec.encode_tokens(
-            codec.decode_tokens(payload, header.token_shape)
+        _, bits = codec.tokens.encode_tokens(
+            codec.tokens.decode_tokens(payload, header.token_shape)
         )  # the model's estimate
         x, y = to_tensor(img), to_tensor(out)
         bpp = 8 * len(data) / (img.shape[0] * img.shape[1])

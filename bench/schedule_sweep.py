@@ -58,7 +58,7 @@ def main() -> None:
             for S in [int(s) for s in args.stages.split(",")]:
                 codec = ImageCodec(ae, em, CodingSchedule(S, alpha, order))
                 t0 = time.perf_counter()
-                bits = sum(codec.encode_tokens(g)[1] for g in grids)
+                bits = sum(codec.tokens.encode_tokens(g)[1] for g in grids)
                 dt = (time.perf_counter() - t0) / len(grids)
                 bpp = bits / pixels
                 saving = 100 * (bpp / ae.cfg.raw_bpp - 1)

@@ -15,54 +15,15 @@ import numpy as np
 import torch
 
 from . import bitstream
-from .checks import checked_crop, integer
+from .decoding import FileDecoder, FileTokens, token_coder
 from .effort import EFFORT_MAX_PIXELS, effort_steps, refine_tokens
-from .entropy import RangeDecoder, RangeEncoder
 from .entropy.schedule import CodingSchedule
 from .errors import CodecError
 from .hardware import autocast
 from .models.mim import MaskedEntropyModel
 from .models.pqvae import PQVAE
-from .tiling import HALO_TOKENS, TILE_ABOVE_PIXELS, encode_tiled, render_tiled, token_tiles
-
-# Peak memory of coding, measured for the s=16 model on the CPU (float32 autoencoder): about
-# 0.23 GB per megapixel to encode, 0.38 GB to decode, over ~0.6 GB for the process.
-BYTES_PER_PIXEL = 400
-BASE_BYTES = 1 << 30
-TILED_BYTES_PER_PIXEL = 24  # an estimate, checked by bench/large_images.py
-
-
-def available_memory() -> int | None:
-    """Bytes of memory the system can give (MemAvailable on Linux), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return None
-
-
-def memory_needed(height: int, width: int) -> int:
-    """Bytes coding an image takes at most: the autoencoder's activations of the whole image,
-    or of one tile for images over TILE_ABOVE_PIXELS (codec.tiling), plus what grows with
-    the pixels in tiled mode (the image, the output, the channel model's logits)."""
-    pixels = height * width
-    if pixels > TILE_ABOVE_PIXELS:
-        return BASE_BYTES + BYTES_PER_PIXEL * TILE_ABOVE_PIXELS + TILED_BYTES_PER_PIXEL * pixels
-    return BASE_BYTES + BYTES_PER_PIXEL * pixels
-
-
-def check_memory(height: int, width: int) -> None:
-    """Refuses (CodecError, before any allocation) an image that would not fit in memory:
-    better a clear message than the OOM killer."""
-    need, have = memory_needed(height, width), available_memory()
-    if have is not None and need > have:
-        raise CodecError(
-            f"a {width}x{height} image needs about {need / 2**30:.1f} GiB to code and only "
-            f"{have / 2**30:.1f} GiB is available"
-        )
+from .tiling import TILE_ABOVE_PIXELS, check_memory, encode_tiled, render_latent
+from .token_coding import PortableLogits, coded_tokens
 
 
 @contextmanager
@@ -81,7 +42,28 @@ def one_thread():
         torch.set_num_threads(before)
 
 
-class ImageCodec:
+class TorchLogits:
+    """The torch entropy model's logits on one thread (:class:`codec.token_coding.EntropyLogits`):
+    what files without ``FLAG_PORTABLE`` were written with."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model
+
+    @torch.no_grad()
+    def stage_logits(self, tokens: np.ndarray, known: np.ndarray, pos: np.ndarray) -> np.ndarray:
+        t, k, p = (torch.from_numpy(np.asarray(a, dtype=np.int64))[None] for a in (tokens, known, pos))
+        with one_thread():
+            logits = self.model(t, k, p)[0]  # [n, M, K]
+        return logits.reshape(-1, logits.shape[-1]).numpy()
+
+    @torch.no_grad()
+    def group_logits(self, tokens: np.ndarray, g: int) -> np.ndarray:
+        t = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))[None]
+        with one_thread():
+            return self.model.group_logits(t, g)[0].numpy()
+
+
+class ImageCodec(FileDecoder):
     """A trained PQ-VAE + entropy model + schedule; ``compress``/``decompress`` work on bytes.
 
     The autoencoder may run on ``device`` (e.g. a GPU); the entropy model runs on the CPU in
@@ -113,131 +95,42 @@ class ImageCodec:
     ) -> None:
         self.autoencoder = autoencoder.to(device).eval()
         self.portable = portable
-        self._portable = None
         # A second decoder of the same tokens (trained with the VQ-conditioned discriminator):
         # files say the model offers it (header flag); ``decompress(decoder="realism")`` uses it.
         self.realism_decoder = realism_decoder.to(device).eval() if realism_decoder is not None else None
         self.entropy_model = entropy_model.float().cpu().eval()
-        self.schedule = schedule or CodingSchedule()
         self.model_id = model_id
         self.device = torch.device(device)
         self.amp = amp
         cfg = autoencoder.cfg
         if (entropy_model.cfg.M, entropy_model.cfg.K) != (cfg.M, cfg.K):
             raise ValueError("autoencoder and entropy model disagree on M, K")
+        self.tokens = token_coder(
+            entropy_model.cfg.to_dict(),
+            schedule or CodingSchedule(),
+            self._portable_logits,
+            TorchLogits(self.entropy_model),
+        )
+
+    @property
+    def schedule(self) -> CodingSchedule:
+        """The coding schedule this codec writes (its token coder's)."""
+        return self.tokens.schedule
+
+    @schedule.setter
+    def schedule(self, schedule: CodingSchedule) -> None:
+        self.tokens.schedule = schedule
 
     # -- tokens <-> payload -------------------------------------------------------------
+    def _portable_logits(self) -> PortableLogits:
+        em = self.entropy_model
+        return PortableLogits(em.cfg.to_dict(), {k: v.float().numpy() for k, v in em.state_dict().items()})
+
     def portable_models(self) -> dict:
-        """The C++ inference of the entropy model (built on first use): ``base`` (the masked
-        transformer) and, for layered models, ``channel``."""
-        if self._portable is None:
-            from .entropy.portable import PortableChannel, PortableTransformer
-
-            em = self.entropy_model
-            params = {k: v.float().numpy() for k, v in em.state_dict().items()}
-            if getattr(em.cfg, "groups", None):
-                self._portable = {
-                    "base": PortableTransformer(em.base.cfg.to_dict(), params, "base."),
-                    "channel": PortableChannel(em.cfg.to_dict(), params, "channel."),
-                }
-            else:
-                self._portable = {"base": PortableTransformer(em.cfg.to_dict(), params)}
-        return self._portable
-
-    @torch.no_grad()
-    def _stage_logits(
-        self, tokens: torch.Tensor, known: torch.Tensor, pos: torch.Tensor, portable: bool = True
-    ) -> np.ndarray:
-        """float32 [n * M, K] logits of the flat positions ``pos`` given the tokens at the flat
-        positions ``known`` (in coding order: both sides pass the same tensors)."""
-        if portable:
-            logits = self.portable_models()["base"].logits(tokens.numpy(), known.numpy(), pos.numpy())
-            return logits.reshape(-1, logits.shape[-1])
-        with one_thread():
-            logits = self.entropy_model(tokens[None], known[None], pos[None])[0]  # [n, M, K]
-        return logits.reshape(-1, logits.shape[-1]).numpy()
-
-    def encode_tokens(
-        self,
-        tokens: np.ndarray,
-        schedule: CodingSchedule | None = None,
-        estimate: bool = True,
-        stages: int | None = None,
-        portable: bool | None = None,
-    ) -> tuple[bytes, float]:
-        """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``).
-        ``stages``: code only the first stages (a smaller file that decodes progressively);
-        ``portable``: the portable inference (default: this codec's ``portable``). A grid over
-        one tile is coded tile by tile (:mod:`codec.tiling`)."""
-        portable = self.portable if portable is None else portable
-        _, h, w = tokens.shape
-        enc, bits = RangeEncoder(), 0.0
-        for rows, cols in token_tiles(h, w):
-            tile = np.ascontiguousarray(tokens[:, rows, cols], dtype=np.int64)
-            bits += self._encode_tile(enc, tile, schedule or self.schedule, estimate, stages, portable)
-        return enc.finish(), bits
-
-    def _encode_tile(
-        self, enc, tokens: np.ndarray, schedule: CodingSchedule, estimate: bool, stages, portable: bool
-    ) -> float:
-        from .entropy import information_content
-
-        M, h, w = tokens.shape
-        tok = torch.from_numpy(tokens)
-        flat = tok.reshape(M, h * w)
-        bits, done = 0.0, 0
-        order = torch.from_numpy(np.concatenate(schedule.stages_for(h, w)))
-        for n in schedule.counts(h, w)[:stages]:
-            if n == 0:
-                continue
-            pos = order[done : done + n]
-            logits = self._stage_logits(tok, order[:done], pos, portable)
-            symbols = flat[:, pos].T.reshape(-1).numpy()  # [n, M] row-major
-            enc.encode_logits(symbols, logits)
-            if estimate:  # a second quantization pass: skipped when only the bytes are wanted
-                bits += information_content(symbols, logits)
-            done += n
-        return bits
-
-    def decode_tokens(
-        self,
-        payload: bytes,
-        shape: tuple[int, int, int],
-        schedule: CodingSchedule | None = None,
-        stages: int | None = None,
-        portable: bool | None = None,
-    ) -> np.ndarray:
-        """Payload -> tokens int64 [M, h, w]. With ``stages`` < S, only the first stages are
-        decoded and the other positions get the model's most likely tokens."""
-        portable = self.portable if portable is None else portable
-        M, h, w = shape
-        tokens = np.zeros((M, h, w), dtype=np.int64)
-        dec = RangeDecoder(payload)
-        for rows, cols in token_tiles(h, w):
-            th, tw = rows.stop - rows.start, cols.stop - cols.start
-            tokens[:, rows, cols] = self._decode_tile(
-                dec, (M, th, tw), schedule or self.schedule, stages, portable
-            )
-        return tokens
-
-    def _decode_tile(self, dec, shape, schedule: CodingSchedule, stages, portable: bool) -> np.ndarray:
-        M, h, w = shape
-        tok = torch.zeros(M, h, w, dtype=torch.int64)
-        flat = tok.view(M, h * w)
-        done = 0
-        order = torch.from_numpy(np.concatenate(schedule.stages_for(h, w)))
-        for n in schedule.counts(h, w)[:stages]:
-            if n == 0:
-                continue
-            pos = order[done : done + n]
-            logits = self._stage_logits(tok, order[:done], pos, portable)
-            flat[:, pos] = torch.from_numpy(dec.decode_logits(logits).astype(np.int64)).reshape(n, M).T
-            done += n
-        if done < h * w:
-            rest = order[done:]
-            guess = self._stage_logits(tok, order[:done], rest, portable).reshape(len(rest), M, -1).argmax(-1)
-            flat[:, rest] = torch.from_numpy(guess.T.astype(np.int64))
-        return tok.numpy()
+        """The C++ inference of the entropy model: ``base`` (the masked transformer) and, for
+        layered models, ``channel``."""
+        p = self.tokens.logits_model(portable=True)
+        return {"base": p.base} | ({"channel": p.channel} if p.channel is not None else {})
 
     # -- images <-> bytes ---------------------------------------------------------------
     @torch.no_grad()
@@ -293,7 +186,9 @@ class ImageCodec:
                 xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
                 xt = xt.to(self.device)
                 if steps:
-                    c = None if counts is None else torch.stack([counts[i] for i in idx]).to(self.device)
+                    c = None
+                    if counts is not None:
+                        c = torch.stack([torch.as_tensor(counts[i]) for i in idx]).to(self.device)
                     with torch.enable_grad():
                         t = refine_tokens(ae, xt, steps, c, self.amp)
                 else:
@@ -303,7 +198,7 @@ class ImageCodec:
         return tokens
 
     def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:
-        payload, _ = self.encode_tokens(tokens, estimate=False, stages=stages)
+        payload, _ = self.tokens.encode_tokens(tokens, estimate=False, stages=stages, portable=self.portable)
         present = self.schedule.stages if stages is None else stages
         crc = bitstream.token_checksum(coded_tokens(tokens, self.schedule, present))
         return bitstream.pack(self.header(size, crc, stages), payload)
@@ -337,57 +232,48 @@ class ImageCodec:
             token_crc=token_crc,
         )
 
-    def unpack_own(self, data: bytes, decoder: str, max_pixels: int | None) -> tuple[bitstream.Header, bytes]:
-        """(header, payload) of a file this model made, for ``decoder``; CodecError otherwise."""
-        if decoder not in ("fidelity", "realism"):
-            raise CodecError(f"decoder {decoder!r}: fidelity or realism")
-        if decoder == "realism" and self.realism_decoder is None:
-            raise CodecError("this model has no realism decoder (decoders: fidelity)")
-        header, payload = bitstream.unpack(data, max_pixels=max_pixels)
-        if header.model_id != self.model_id:
-            raise CodecError(
-                f"file made with model {header.model_id.hex()}, this is model {self.model_id.hex()}"
-            )
-        return header, payload
+    def portable_decoder(self, threads: int | None = None):
+        """The torch-free decoder of this model (:class:`codec.decoding.PortableDecoder`): it
+        decodes the same files, to the same pixels on every machine."""
+        import json
+        from pathlib import Path
+
+        from .bundle import Bundle
+        from .decoding import PortableDecoder
+        from .models import schema
+
+        def arrays(prefix: str, module: torch.nn.Module) -> dict[str, np.ndarray]:
+            return {prefix + k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
+
+        tensors = arrays(schema.AUTOENCODER, self.autoencoder)
+        tensors |= arrays(schema.ENTROPY_MODEL, self.entropy_model)
+        if self.realism_decoder is not None:
+            tensors |= arrays(schema.REALISM_DECODER, self.realism_decoder)
+        meta = {
+            schema.KIND: schema.KIND_BUNDLE,
+            schema.AUTOENCODER_CONFIG: json.dumps(self.autoencoder.cfg.to_dict()),
+            schema.MIM_CONFIG: json.dumps(self.entropy_model.cfg.to_dict()),
+            schema.SCHEDULE: json.dumps(self.schedule.__dict__),
+        }
+        return PortableDecoder(Bundle(Path("<in memory>"), tensors, meta, self.model_id), threads)
+
+    @property
+    def grid(self) -> tuple[int, int, int]:
+        """(stride, M, K) of the token grid."""
+        cfg = self.autoencoder.cfg
+        return cfg.stride, cfg.M, cfg.K
+
+    @property
+    def decoders(self) -> tuple[str, ...]:
+        return ("fidelity", "realism") if self.realism_decoder is not None else ("fidelity",)
 
     @torch.no_grad()
-    def decompress(
-        self,
-        data: bytes,
-        stages: int | None = None,
-        max_pixels: int | None = None,
-        decoder: str = "fidelity",
-        crop: tuple[int, int, int, int] | None = None,
-    ) -> np.ndarray:
-        """.pqm bytes -> uint8 [H, W, 3]. Raises CodecError for any file this model cannot decode.
-        ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same tokens).
-        ``crop`` = (x, y, width, height): only that region goes through the decoder (the
-        tokens of the whole image are still decoded)."""
-        header, payload = self.unpack_own(data, decoder, max_pixels)
-        cfg = self.autoencoder.cfg
-        if (header.stride, header.M, header.K) != (cfg.stride, cfg.M, cfg.K):
-            raise CodecError("file's stride/M/K do not match the model")
-        present = header.stages_present
-        if stages is not None and not 0 <= integer("stages", stages, CodecError) <= present:
-            raise CodecError(f"--stages must be in 0..{present} for this file, got {stages}")
-        if crop is not None:  # before the tokens are decoded: a bad crop fails at once
-            crop = checked_crop(crop, (header.height, header.width))
-        check_memory(header.height, header.width)
-        schedule = CodingSchedule(header.stages, header.alpha, header.order)
-        todo = present if stages is None else stages
-        portable = bool(header.flags & bitstream.FLAG_PORTABLE)
-        tokens = self.decode_tokens(payload, header.token_shape, schedule, todo, portable)
-        if (
-            todo == present
-            and bitstream.token_checksum(coded_tokens(tokens, schedule, present)) != header.token_crc
-        ):
-            raise CodecError(
-                "decoded tokens fail their checksum: the file is corrupt or the decoder differs "
-                "from the encoder"
-            )
-        t = torch.from_numpy(tokens)[None].to(self.device)
-        z = self.autoencoder.quantizer.codes_from_indices(t)
-        return self.render(z, (header.height, header.width), decoder, crop)
+    def render_tokens(self, got: FileTokens, decoder: str) -> np.ndarray:
+        """Through torch's decoder network (:class:`codec.decoding.PortableDecoder` decodes
+        the same files without torch)."""
+        t = torch.from_numpy(got.tokens)[None].to(self.device)
+        counts = None if got.counts is None else torch.from_numpy(got.counts)[None].to(self.device)
+        return self.render(self.autoencoder.latent(t, counts), got.size, decoder, got.crop)
 
     @torch.no_grad()
     def render(
@@ -398,26 +284,17 @@ class ImageCodec:
         crop: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray:
         """uint8 [H, W, 3] of the latent ``z`` [1, D, h, w] (the decoder's input), ``size`` =
-        (H, W); images over :data:`codec.tiling.TILE_ABOVE_PIXELS` are decoded in tiles.
-        ``crop`` = (x, y, width, height): only that region, from the latent positions that
-        cover it and a margin of ``HALO_TOKENS`` (the pixels of the whole decode, within a few
-        levels where the decoder sees further than the margin)."""
+        (H, W), through torch's decoder network (:func:`codec.tiling.render_latent`: tiles,
+        ``crop``)."""
         dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
-        s = self.autoencoder.stride
-        if crop is not None:
-            x, y, w, h = checked_crop(crop, size)
-            r0, c0 = max(y // s - HALO_TOKENS, 0), max(x // s - HALO_TOKENS, 0)
-            r1, c1 = (
-                min(-(-(y + h) // s) + HALO_TOKENS, z.shape[2]),
-                min(-(-(x + w) // s) + HALO_TOKENS, z.shape[3]),
-            )
-            part = self.render(z[:, :, r0:r1, c0:c1], ((r1 - r0) * s, (c1 - c0) * s), decoder)
-            return part[y - r0 * s : y - r0 * s + h, x - c0 * s : x - c0 * s + w]
+
+        def pixels(part: torch.Tensor) -> np.ndarray:
+            out = dec(part)[0].float()
+            return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+
         with autocast(self.amp, self.device):
-            if size[0] * size[1] > TILE_ABOVE_PIXELS:
-                return render_tiled(dec, z, size, s)
-            out = dec(z)[0, :, : size[0], : size[1]].float()
-        return (out.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+            return render_latent(pixels, z, size, self.autoencoder.stride, crop)
+
 
 
 def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarray]:
@@ -433,21 +310,6 @@ def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarr
             raise CodecError(f"image of {W}x{H} = {H * W} pixels exceeds the limit of {limit}")
         check_memory(H, W)
     return xs
-
-
-def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> np.ndarray:
-    """The tokens a file of ``stages`` stages holds: all [M, h, w] when every stage is
-    present, else [M, n] at the coded positions in coding order (what the checksum covers)."""
-    M, h, w = tokens.shape
-    if stages >= schedule.stages:
-        return tokens
-    parts = []
-    for rows, cols in token_tiles(h, w):  # tile by tile, as coded
-        tile = np.ascontiguousarray(tokens[:, rows, cols])
-        th, tw = tile.shape[1:]
-        pos = np.concatenate(schedule.stages_for(th, tw)[:stages] + [np.zeros(0, np.int64)])
-        parts.append(tile.reshape(M, th * tw)[:, pos])
-    return np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
 
 def to_uint8_rgb(image) -> np.ndarray:

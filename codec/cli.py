@@ -66,7 +66,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     from PIL import Image, UnidentifiedImageError
 
     from . import bitstream
-    from .zoo import codec_for_file, get_codec
+    from .zoo import decoder_for_file, get_codec
 
     outs = _checked_outputs(args, ".pqm")
     for dst in outs:
@@ -84,8 +84,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
         if raw[:3] == b"PQM":  # decode it (with --model if it made the file, else its own model)
             print(f"note: {src} is a .pqm file: decoding it and coding its pixels again", file=sys.stderr)
             header, _ = bitstream.unpack(raw)
-            made_by = codec if header.model_id == codec.model_id else codec_for_file(raw)
-            img = Image.fromarray(made_by.decompress(raw))
+            made_by = args.model if header.model_id == codec.model_id else None  # else its own model
+            img = Image.fromarray(decoder_for_file(raw, made_by).decompress(raw))
         else:
             try:
                 img = Image.open(io.BytesIO(raw))
@@ -111,7 +111,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     from PIL import Image
 
-    from .zoo import codec_for_file
+    from .zoo import decoder_for_file
 
     outs = _checked_outputs(args, ".png")
     for dst in outs:  # a format Pillow cannot write is refused before any decoding
@@ -124,20 +124,21 @@ def _cmd_decode(args: argparse.Namespace) -> None:
         data = _read(src)
         if not data:
             raise CodecError(f"{'stdin' if src == '-' else src}: empty input, not a .pqm file")
-        codec = codec_for_file(data, args.model)  # the file's own model unless --model names one
+        decoder = decoder_for_file(data, args.model)  # the file's own model unless --model names one
         extra = {}
-        if args.layers is not None:
-            if not codec.layered:
-                raise CodecError("--layers needs a layered file and model")
-            extra["layers"] = args.layers
         if args.crop is not None:
             try:
                 extra["crop"] = tuple(int(v) for v in args.crop.split(","))
                 assert len(extra["crop"]) == 4
             except (ValueError, AssertionError):
                 raise CodecError(f"--crop takes X,Y,WIDTH,HEIGHT in pixels, not {args.crop!r}") from None
-        pixels = codec.decompress(
-            data, stages=args.stages, max_pixels=args.max_pixels, decoder=args.decoder, **extra
+        pixels = decoder.decompress(
+            data,
+            stages=args.stages,
+            layers=args.layers,
+            max_pixels=args.max_pixels,
+            decoder=args.decoder,
+            **extra,
         )
         buf = io.BytesIO()
         Image.fromarray(pixels).save(buf, format=_image_format(dst))
@@ -533,6 +534,10 @@ def _glue_values(argv: list[str]) -> list[str]:
     return out
 
 
+ENCODE_EXTRA = ("torch", "torchvision", "torchmetrics", "tqdm")
+"""What ``pip install 'codec[encode]'`` adds: encoding, training and benchmarks need it."""
+
+
 def main(argv: list[str] | None = None) -> int:
     """Runs one subcommand. Errors the user can act on (bad input, bad arguments, missing or
     damaged files) print one line and return 1; Ctrl-C returns 130; never a traceback."""
@@ -546,6 +551,15 @@ def main(argv: list[str] | None = None) -> int:
         args.func(args)
     except (CodecError, OSError, ValueError) as e:
         print(f"{command}: error: {e}", file=sys.stderr)
+        return 1
+    except ModuleNotFoundError as e:
+        if (e.name or "").split(".")[0] not in ENCODE_EXTRA:
+            raise
+        print(
+            f"{command}: error: needs {e.name}, which is not installed: pip install 'codec[encode]' "
+            "(decoding needs only codec itself)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print(f"{command}: interrupted", file=sys.stderr)

@@ -18,6 +18,7 @@ Efforts follow cjxl's 0..9 scale; :data:`EFFORT_STEPS` gives the gradient steps 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -51,7 +52,7 @@ def refine_tokens(
     autoencoder: PQVAE,
     images: torch.Tensor,
     steps: int,
-    counts: torch.Tensor | None = None,
+    counts: torch.Tensor | np.ndarray | None = None,
     amp: str = "auto",
     lr: float | None = None,
 ) -> torch.Tensor:
@@ -72,6 +73,8 @@ def refine_tokens(
     best = q.indices(z0)
     if steps <= 0:
         return best
+    if counts is not None:
+        counts = torch.as_tensor(counts, device=z0.device)
     best_err = torch.full((B,), float("inf"), device=z0.device)
     z = z0.clone().requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr or learning_rate(steps))

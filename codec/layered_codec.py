@@ -6,51 +6,31 @@ gives absent sub-vectors its learned fill). Sub-vector groups are coded one afte
 each in its own range-coder stream (a quality layer): group 0 in the spatial stages of the
 base schedule, group g >= 1 in one step given the groups before it. So the rate is chosen
 per image (``m``/``extra`` from a target bpp, size or quality) and a file cut after a layer
-(:func:`codec.bitstream.truncate`) is the file of that lower rate.
-
-Symbols of a layer g >= 1, in stream order: the fully coded sub-vectors of the group at
-every position (positions row-major, sub-vectors of a position together), then sub-vector
-``m`` (if it is in the group and ``extra`` > 0) at the first ``extra`` positions in order.
+(:func:`codec.bitstream.truncate`) is the file of that lower rate. The layer streams are
+:class:`codec.token_coding.LayeredTokenCoder`'s; this module adds the encoder's side: rate
+control and compression.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from itertools import accumulate
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from . import bitstream
-from .api import ImageCodec, check_memory, checked_images, one_thread
-from .checks import checked_crop, checked_rate, integer
+from .api import ImageCodec, checked_images
+from .checks import checked_rate
 from .effort import effort_steps
-from .entropy import RangeDecoder, RangeEncoder, symbol_bits
-from .entropy.schedule import CodingSchedule, position_order
+from .entropy.schedule import position_order
 from .errors import CodecError
-
-BAND_ROWS = 16
-"""Rows of positions the channel model's logits are computed for at a time (codec.tiling)."""
+from .token_coding import BAND_ROWS as BAND_ROWS  # the channel model's band height (tests)
+from .token_coding import RatePoint
 
 DEFAULT_QUALITY = 30.0
 """The rate of a file when none is asked for: ``quality`` 30, i.e. 10.3 of the default model's
 32 codes per position (about 0.2 bpp on Kodak). ``quality=100`` or ``m=M`` is the model's
 full rate."""
-
-
-@dataclass(frozen=True)
-class RatePoint:
-    """How much of the token grid a file codes: ``m`` sub-vectors everywhere, sub-vector m
-    at the first ``extra`` positions too."""
-
-    m: int
-    extra: int = 0
-
-    def counts(self, h: int, w: int, order: str) -> torch.Tensor:
-        """Sub-vectors coded at each position: int64 ``[h, w]``."""
-        counts = torch.full((h * w,), self.m, dtype=torch.int64)
-        counts[torch.from_numpy(position_order(h, w, order)[: self.extra])] += 1
-        return counts.view(h, w)
 
 
 class LayeredImageCodec(ImageCodec):
@@ -64,140 +44,32 @@ class LayeredImageCodec(ImageCodec):
     layered = True
 
     def __init__(self, autoencoder, entropy_model, schedule=None, **kwargs) -> None:
-        super().__init__(autoencoder, entropy_model, schedule, **kwargs)
         if not autoencoder.cfg.nested:
             raise ValueError("a layered codec needs a nested autoencoder")
-        self.groups = tuple(entropy_model.cfg.groups)
-        self.bounds = list(accumulate(self.groups, initial=0))
+        super().__init__(autoencoder, entropy_model, schedule, **kwargs)
+        self.groups = self.tokens.groups
 
-    # -- the entropy model's calls ---------------------------------------------------------
-    @torch.no_grad()
-    def _group_logits(self, tokens: torch.Tensor, g: int, portable: bool = True) -> np.ndarray:
-        """float32 [h*w, size_g, K] logits of group g >= 1 given tokens [>= b_g, h, w]."""
-        if portable:
-            return self.portable_models()["channel"].logits(tokens[: self.bounds[g]].numpy(), g)
-        with one_thread():
-            return self.entropy_model.group_logits(tokens[None, : self.bounds[g]], g)[0].numpy()
-
-    def _group_logit_bands(self, tokens: torch.Tensor, g: int, portable: bool = True):
-        """(row slice, float32 logits [rows * w, size_g, K]) of group g, band by band in raster
-        order: each band computed with ``channel_depth`` rows of context above and below (the
-        reach of the channel model's 3x3 convolutions), so the logits are exactly those of the
-        whole grid (tested) and memory stays that of one band however large the image."""
-        _, h, w = tokens.shape
-        if h <= BAND_ROWS:
-            yield slice(0, h), self._group_logits(tokens, g, portable)
-            return
-        reach = self.entropy_model.cfg.channel_depth
-        for r0 in range(0, h, BAND_ROWS):
-            r1 = min(r0 + BAND_ROWS, h)
-            a, b = max(r0 - reach, 0), min(r1 + reach, h)
-            logits = self._group_logits(tokens[:, a:b], g, portable)
-            yield slice(r0, r1), logits[(r0 - a) * w : (r1 - a) * w]
-
-    def _layer_symbols(self, g: int, point: RatePoint, order: np.ndarray) -> tuple[slice, np.ndarray]:
-        """(sub-vectors coded at every position, positions of the partial sub-vector) of group g."""
-        lo, hi = self.bounds[g], self.bounds[g + 1]
-        full = slice(lo, max(lo, min(point.m, hi)))
-        partial = order[: point.extra] if point.extra and lo <= point.m < hi else order[:0]
-        return full, partial
-
-    # -- tokens <-> layer streams -----------------------------------------------------------
+    # -- tokens <-> layer streams (codec.token_coding) ---------------------------------------
     def encode_layers(self, tokens: np.ndarray, point: RatePoint) -> tuple[list[bytes], list[int]]:
         """Tokens int [M, h, w] -> (one stream per coded layer, the CRC of each layer's symbols)."""
-        M, h, w = tokens.shape
-        tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-        g0 = self.groups[0]
-        base, _ = self.encode_tokens(tokens[:g0], estimate=False)  # portable as self.portable
-        streams = [base]
-        crcs = [bitstream.token_checksum(tokens[:g0])]
-        order = position_order(h, w, self.schedule.order)
-        flat = tokens.reshape(M, h * w)
-        for g in range(1, bitstream.layers_needed(self.groups, point.m, point.extra)):
-            full, partial = self._layer_symbols(g, point, order)
-            n = full.stop - full.start
-            sym_full = flat[full].T  # [hw, n]: raster order, a position's sub-vectors together
-            sym_part = flat[full.stop, partial] if len(partial) else np.zeros(0, np.int64)
-            part_logits = np.empty((len(partial), self.cfg_K), np.float32)
-            enc = RangeEncoder()
-            for rows, logits in self._group_logit_bands(tok, g, self.portable):
-                pos = slice(rows.start * w, rows.stop * w)
-                if n:
-                    enc.encode_logits(sym_full[pos].reshape(-1), logits[:, :n].reshape(-1, self.cfg_K))
-                if len(partial):
-                    inside = (partial >= pos.start) & (partial < pos.stop)
-                    part_logits[inside] = logits[partial[inside] - pos.start, n]
-            if len(partial):  # the partial sub-vector after the full ones, in the schedule's order
-                enc.encode_logits(sym_part, part_logits)
-            streams.append(enc.finish())
-            crcs.append(bitstream.token_checksum(np.concatenate([sym_full.reshape(-1), sym_part])))
-        return streams, crcs
+        return self.tokens.encode_layers(tokens, point, self.portable)
 
-    def decode_layers(self, header: bitstream.Header, payload: bytes, layers: int) -> np.ndarray:
-        """The first ``layers`` layer streams -> tokens int64 [M, h, w] (uncoded ones 0);
-        CodecError when a layer fails its checksum."""
-        M, h, w = header.token_shape
-        point = RatePoint(header.m, header.extra)
-        g0 = self.groups[0]
-        schedule = CodingSchedule(header.stages, header.alpha, header.order)
-        tokens = np.zeros((M, h, w), dtype=np.int64)
-        starts = list(accumulate(header.layer_bytes, initial=0))
-        portable = bool(header.flags & bitstream.FLAG_PORTABLE)
-        tokens[:g0] = self.decode_tokens(payload[: starts[1]], (g0, h, w), schedule, portable=portable)
-        self._check_layer(bitstream.token_checksum(tokens[:g0]), header, 0)
-        order = position_order(h, w, header.order)
-        flat = tokens.reshape(M, h * w)
-        tok = torch.from_numpy(tokens)  # shares memory with `tokens`
-        for g in range(1, layers):
-            full, partial = self._layer_symbols(g, point, order)
-            n = full.stop - full.start
-            dec = RangeDecoder(payload[starts[g] : starts[g + 1]])
-            part_logits = np.empty((len(partial), self.cfg_K), np.float32)
-            for rows, logits in self._group_logit_bands(tok, g, portable):
-                pos = slice(rows.start * w, rows.stop * w)
-                if n:
-                    got = dec.decode_logits(logits[:, :n].reshape(-1, self.cfg_K))
-                    flat[full, pos] = got.reshape(pos.stop - pos.start, n).T
-                if len(partial):
-                    inside = (partial >= pos.start) & (partial < pos.stop)
-                    part_logits[inside] = logits[partial[inside] - pos.start, n]
-            if len(partial):
-                flat[full.stop, partial] = dec.decode_logits(part_logits)
-            coded = np.concatenate(
-                [flat[full].T.reshape(-1), flat[full.stop, partial] if len(partial) else []]
-            )
-            self._check_layer(bitstream.token_checksum(coded.astype(np.int64)), header, g)
-        return tokens
+    def decode_layers(
+        self, header: bitstream.Header, payload: bytes, layers: int | None = None
+    ) -> np.ndarray:
+        """The layer streams of a file (``layers``: its first layers only) -> tokens int64
+        [M, h, w] (uncoded ones 0); CodecError when a layer fails its checksum."""
+        if layers is not None and layers < len(header.layer_bytes):
+            header, payload = bitstream.cut_layers(header, payload, layers)
+        return self.tokens.decode_layers(header, payload)
 
-    @staticmethod
-    def _check_layer(crc: int, header: bitstream.Header, g: int) -> None:
-        if crc != header.layer_crcs[g]:
-            raise CodecError(
-                f"layer {g} fails its checksum: the file is corrupt or the decoder differs from the encoder"
-            )
-
-    @property
-    def cfg_K(self) -> int:
-        return self.autoencoder.cfg.K
 
     # -- rate control ---------------------------------------------------------------------------
     def symbol_costs(self, tokens: np.ndarray) -> tuple[float, np.ndarray]:
-        """(bits of the base layer, bits [M, h*w] of every other sub-vector at each position
-        (rows < groups[0] are 0)): what any rate point costs, before the header."""
-        M, h, w = tokens.shape
-        g0 = self.groups[0]
-        _, base_bits = self.encode_tokens(tokens[:g0], estimate=True)
-        tok = torch.from_numpy(np.ascontiguousarray(tokens, dtype=np.int64))
-        costs = np.zeros((M, h * w))
-        flat = tokens.reshape(M, h * w)
-        for g in range(1, len(self.groups)):
-            lo, hi = self.bounds[g], self.bounds[g + 1]
-            for rows, logits in self._group_logit_bands(tok, g, self.portable):  # [rows * w, n, K]
-                pos = slice(rows.start * w, rows.stop * w)
-                sym = flat[lo:hi, pos].T.reshape(-1)
-                bits = symbol_bits(sym, logits.reshape(-1, self.cfg_K))
-                costs[lo:hi, pos] = bits.reshape(pos.stop - pos.start, hi - lo).T
-        return base_bits, costs
+        """(bits of the base layer, bits [M, h*w] of every other code at each position (rows <
+        groups[0] are 0)): what any rate point costs, before the header."""
+        return self.tokens.symbol_costs(tokens, self.portable)
+
 
     def quality_subvectors(self, quality: float) -> float:
         """Sub-vectors per position (fractional) of ``quality`` 0-100: the base layer plus
@@ -313,7 +185,8 @@ class LayeredImageCodec(ImageCodec):
             if effort:
                 _, h, w = tokens.shape
                 first = self.plan(tokens, hw, m=m, bpp=bpp, max_bytes=size, quality=quality)
-                tokens = self.tokenize([x], effort, [first.counts(h, w, self.schedule.order)])[0]
+                counts = first.counts(h, w, self.schedule.order)
+                tokens = self.tokenize([x], effort, [counts])[0]
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, m=m, bpp=bpp, quality=quality)))
                 continue
@@ -333,37 +206,3 @@ class LayeredImageCodec(ImageCodec):
         """One image -> .pqm bytes; ``rate``: m=, bpp=, size= or quality= (see :meth:`plan`),
         and effort= (0..9)."""
         return self.compress_batch([image], max_pixels, stages, **rate)[0]
-
-    @torch.no_grad()
-    def decompress(
-        self,
-        data: bytes,
-        stages: int | None = None,
-        max_pixels: int | None = None,
-        decoder: str = "fidelity",
-        layers: int | None = None,
-        crop: tuple[int, int, int, int] | None = None,
-    ) -> np.ndarray:
-        """.pqm bytes -> uint8 [H, W, 3]; ``layers``: decode only the first layers (a coarser image,
-        exactly the file cut there by ``codec truncate``)."""
-        if stages is not None:
-            raise CodecError("layered files decode by layers, not stages (use layers=)")
-        header, payload = self.unpack_own(data, decoder, max_pixels)
-        cfg = self.autoencoder.cfg
-        if (header.stride, header.M, header.K, header.groups) != (cfg.stride, cfg.M, cfg.K, self.groups):
-            raise CodecError("file's stride/M/K/groups do not match the model")
-        coded = len(header.layer_bytes)
-        if layers is not None and not 1 <= integer("layers", layers, CodecError) <= coded:
-            raise CodecError(f"layers must be in 1..{coded} for this file, got {layers}")
-        if crop is not None:  # before the tokens are decoded: a bad crop fails at once
-            crop = checked_crop(crop, (header.height, header.width))
-        if layers is not None and layers < coded:  # the file cut there, from the header already read
-            header, payload = bitstream.cut_layers(header, payload, int(layers))
-        check_memory(header.height, header.width)
-        tokens = self.decode_layers(header, payload, len(header.layer_bytes))
-        M, h, w = header.token_shape
-        n = min(M, header.m + 1)
-        t = torch.from_numpy(tokens[:n])[None].to(self.device)
-        counts = RatePoint(header.m, header.extra).counts(h, w, header.order)[None].to(self.device)
-        z = self.autoencoder.latent(t, counts)
-        return self.render(z, (header.height, header.width), decoder, crop)

@@ -35,9 +35,9 @@ class PqmImageFile(ImageFile.ImageFile):
 
     def load(self):
         if self._pqm is not None:
-            from .zoo import codec_for_file
+            from .zoo import decoder_for_file
 
-            pixels = codec_for_file(self._pqm).decompress(self._pqm)  # the file's own model
+            pixels = decoder_for_file(self._pqm).decompress(self._pqm)  # the file's own model
             self.im = Image.fromarray(pixels).im
             self._pqm = None
         return Image.Image.load(self)

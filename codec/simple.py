@@ -4,7 +4,6 @@ with a shipped model or a bundle path (re-exported by the package)."""
 from __future__ import annotations
 
 from .checks import checked_rate
-from .errors import CodecError
 
 
 def compress(
@@ -49,15 +48,11 @@ def decompress(
     only that many stages (progressive, version-1 files); ``layers``: decode only the first
     quality layers (layered files); ``crop`` = (x, y, width, height): only that region.
     CodecError for data that is not the bytes of a .pqm file this codec decodes (a path too)
-    and for arguments out of range or of the wrong type."""
+    and for arguments out of range or of the wrong type. Needs no torch: the portable decoder
+    (:class:`codec.decoding.PortableDecoder`) gives the same pixels on every machine."""
     from PIL import Image
 
-    from .zoo import codec_for_file
+    from .zoo import decoder_for_file
 
-    codec = codec_for_file(data, model)
-    extra = {} if crop is None else {"crop": crop}
-    if layers is not None:
-        if not codec.layered:
-            raise CodecError("layers= needs a layered file and model")
-        extra["layers"] = layers
-    return Image.fromarray(codec.decompress(data, stages=stages, **extra))
+    decoder = decoder_for_file(data, model)
+    return Image.fromarray(decoder.decompress(data, stages=stages, layers=layers, crop=crop))

@@ -16,13 +16,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
-import torch
 
 from .bitstream import TILE_TOKENS  # positions per side of an entropy-coding tile (a format constant)
 from .bitstream import is_tiled as is_tiled  # the format's rule, named here too (tests, benchmarks)
-from .models.pqvae import pad_to_multiple
+from .checks import checked_crop
+from .errors import CodecError
 
 # Tile sizes: the autoencoder's time per pixel grows with its input (cache-bound activations;
 # on 2 threads here the decoder costs 0.33 s/MP on a Kodak-sized latent and 0.48 on 72 x 72,
@@ -65,24 +66,23 @@ def token_tiles(h: int, w: int, tile: int = TILE_TOKENS) -> list[tuple[slice, sl
 
 
 def render_tiled(
-    decoder: Callable[[torch.Tensor], torch.Tensor],
-    z: torch.Tensor,
+    render: Callable[[Any], np.ndarray],
+    z: Any,
     size: tuple[int, int],
     stride: int,
     tile: int = RENDER_TILE_TOKENS,
     halo: int = HALO_TOKENS,
 ) -> np.ndarray:
-    """uint8 ``[H, W, 3]`` of ``decoder`` (latent ``[1, D, h', w']`` -> image ``[1, 3, s h', s w']``
-    in [0, 1]) applied to the latent ``z`` ``[1, D, h, w]`` tile by tile: each tile with
-    ``halo`` positions of context on every side (fewer at the image's edges), its centre
-    written into the output as it finishes. ``size`` = (H, W) pixels."""
+    """uint8 ``[H, W, 3]`` of ``render`` (a latent ``[..., h', w']`` -> uint8 ``[s h', s w', 3]``)
+    applied to the latent ``z`` ``[..., h, w]`` (a torch tensor or a numpy array) tile by
+    tile: each tile with ``halo`` positions of context on every side (fewer at the image's
+    edges), its centre written into the output as it finishes. ``size`` = (H, W) pixels."""
     H, W = size
-    _, _, h, w = z.shape
+    h, w = z.shape[-2:]
     out = np.empty((H, W, 3), dtype=np.uint8)
     for rows, cols in token_tiles(h, w, tile):
         y0, y1 = max(rows.start - halo, 0), min(rows.stop + halo, h)
         x0, x1 = max(cols.start - halo, 0), min(cols.stop + halo, w)
-        y = decoder(z[:, :, y0:y1, x0:x1])[0].float()
         top, left = (rows.start - y0) * stride, (cols.start - x0) * stride
         py, px = (
             min(rows.stop * stride, H) - rows.start * stride,
@@ -90,26 +90,53 @@ def render_tiled(
         )
         if py <= 0 or px <= 0:
             continue
-        block = y[:, top : top + py, left : left + px]
-        out[
-            rows.start * stride : rows.start * stride + py, cols.start * stride : cols.start * stride + px
-        ] = (block.clamp(0, 1) * 255).round().byte().permute(1, 2, 0).cpu().numpy()
+        block = render(z[..., y0:y1, x0:x1])
+        y, x = rows.start * stride, cols.start * stride
+        out[y : y + py, x : x + px] = block[top : top + py, left : left + px]
     return out
 
 
+def render_latent(
+    render: Callable[[Any], np.ndarray],
+    z: Any,
+    size: tuple[int, int],
+    stride: int,
+    crop: tuple[int, int, int, int] | None = None,
+) -> np.ndarray:
+    """uint8 [H, W, 3] of the latent ``z`` ``[..., h, w]`` (``size`` = (H, W)) through
+    ``render`` (see :func:`render_tiled`); images over :data:`TILE_ABOVE_PIXELS` are rendered in
+    tiles. ``crop`` = (x, y, width, height): only that region, from the latent positions that
+    cover it and a margin of ``HALO_TOKENS`` (the pixels of the whole decode, within a few
+    levels where the decoder sees further than the margin). Every decoder renders through
+    this one function, with torch or without."""
+    s = stride
+    if crop is not None:
+        x, y, w, h = checked_crop(crop, size)
+        r0, c0 = max(y // s - HALO_TOKENS, 0), max(x // s - HALO_TOKENS, 0)
+        r1 = min(-(-(y + h) // s) + HALO_TOKENS, z.shape[-2])
+        c1 = min(-(-(x + w) // s) + HALO_TOKENS, z.shape[-1])
+        part = render_latent(render, z[..., r0:r1, c0:c1], ((r1 - r0) * s, (c1 - c0) * s), s)
+        return part[y - r0 * s : y - r0 * s + h, x - c0 * s : x - c0 * s + w]
+    if size[0] * size[1] > TILE_ABOVE_PIXELS:
+        return render_tiled(render, z, size, s)
+    return np.ascontiguousarray(render(z)[: size[0], : size[1]])
+
+
 def encode_tiled(
-    encoder: Callable[[torch.Tensor], torch.Tensor],
+    encoder: Callable[[Any], Any],
     image: np.ndarray,
     stride: int,
-    device: torch.device | str = "cpu",
+    device: Any = "cpu",
     tile: int = ENCODE_TILE_TOKENS,
     halo: int = ENCODE_HALO_TOKENS,
-) -> torch.Tensor:
-    """The latent ``[1, D, h, w]`` (h = ceil(H / stride), ...) of a uint8 image ``[H, W, 3]``,
+) -> Any:
+    """The latent (torch) ``[1, D, h, w]`` (h = ceil(H / stride), ...) of a uint8 image ``[H, W, 3]``,
     computed by ``encoder`` on overlapping tiles (``halo`` latent positions of context on
     every side, cropped away), each converted to float and padded at the image's bottom and
     right edges (replicate, as the whole-image encoder pads) only when it is encoded: the
     memory of one tile."""
+    import torch
+
     H, W = image.shape[:2]
     h, w = -(-H // stride), -(-W // stride)
     z = None
@@ -117,10 +144,51 @@ def encode_tiled(
         y0, y1 = max(rows.start - halo, 0), min(rows.stop + halo, h)
         x0, x1 = max(cols.start - halo, 0), min(cols.stop + halo, w)
         block = image[y0 * stride : y1 * stride, x0 * stride : x1 * stride]
-        x = torch.from_numpy(np.array(block)).permute(2, 0, 1)[None].float().div(255)  # a writable copy
-        x = pad_to_multiple(x.to(device), stride)
+        ph, pw = (-block.shape[0]) % stride, (-block.shape[1]) % stride  # as pad_to_multiple: replicate
+        block = np.pad(block, ((0, ph), (0, pw), (0, 0)), mode="edge")  # a writable copy
+        x = torch.from_numpy(block).permute(2, 0, 1)[None].float().div(255).to(device)
         part = encoder(x)
         if z is None:
             z = part.new_empty(1, part.shape[1], h, w)
         z[:, :, rows, cols] = part[:, :, rows.start - y0 : rows.stop - y0, cols.start - x0 : cols.stop - x0]
     return z
+
+
+# Peak memory of coding, measured for the s=16 model on the CPU (float32 autoencoder): about
+# 0.23 GB per megapixel to encode, 0.38 GB to decode, over ~0.6 GB for the process.
+BYTES_PER_PIXEL = 400
+BASE_BYTES = 1 << 30
+TILED_BYTES_PER_PIXEL = 24  # an estimate, checked by bench/large_images.py
+
+
+def available_memory() -> int | None:
+    """Bytes of memory the system can give (MemAvailable on Linux), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def memory_needed(height: int, width: int) -> int:
+    """Bytes coding an image takes at most: the autoencoder's activations of the whole image,
+    or of one tile for images over TILE_ABOVE_PIXELS, plus what grows with the pixels in
+    tiled mode (the image, the output, the channel model's logits)."""
+    pixels = height * width
+    if pixels > TILE_ABOVE_PIXELS:
+        return BASE_BYTES + BYTES_PER_PIXEL * TILE_ABOVE_PIXELS + TILED_BYTES_PER_PIXEL * pixels
+    return BASE_BYTES + BYTES_PER_PIXEL * pixels
+
+
+def check_memory(height: int, width: int) -> None:
+    """Refuses (CodecError, before any allocation) an image that would not fit in memory:
+    better a clear message than the OOM killer."""
+    need, have = memory_needed(height, width), available_memory()
+    if have is not None and need > have:
+        raise CodecError(
+            f"a {width}x{height} image needs about {need / 2**30:.1f} GiB to code and only "
+            f"{have / 2**30:.1f} GiB is available"
+        )

@@ -145,20 +145,33 @@ def default_model_path() -> Path:
 def _load(path: str, device: str):
     try:
         return load_codec(path, device)
-    except CodecError:
+    except (CodecError, ModuleNotFoundError):  # a missing torch is the install's fault, not the file's
         raise
     except Exception as e:  # a malformed file: any of safetensors', json's, torch's errors
         raise CodecError(f"{path} is not a usable model bundle ({type(e).__name__}: {e})") from None
 
 
 def get_codec(model: str | Path | None = None, device: str = "cpu"):
-    """The :class:`~codec.api.ImageCodec` for a bundle path or shipped name (default: see
-    module doc), cached."""
+    """The :class:`~codec.api.ImageCodec` (torch: encodes and decodes) for a bundle path or
+    shipped name (default: see module doc), cached."""
     return _load(str(resolve(model)), device)
 
 
-def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "cpu"):
-    """The codec that decodes the .pqm ``data``: ``model`` if given; else the shipped model
+@functools.lru_cache(maxsize=4)
+def _load_decoder(path: str):
+    from .decoding import load_portable_decoder
+
+    return load_portable_decoder(path, trusted=is_shipped_file)
+
+
+def get_decoder(model: str | Path | None = None):
+    """The :class:`~codec.decoding.PortableDecoder` (no torch: decodes) for a bundle path or
+    shipped name, cached."""
+    return _load_decoder(str(resolve(model)))
+
+
+def bundle_for_file(data: bytes, model: str | Path | None = None) -> Path:
+    """The bundle that decodes the .pqm ``data``: ``model`` if given; else the shipped model
     whose id the header names (zoo.json lists each model's id); else ``$CODEC_MODEL`` if set.
     The file's own model wins over ``$CODEC_MODEL``, which chooses the model to encode with:
     a file made with another model still decodes. CodecError naming the needed id and the
@@ -166,14 +179,14 @@ def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "
     from . import bitstream
 
     if model is not None:
-        return get_codec(model, device)
+        return resolve(model)
     header, _ = bitstream.unpack(data)
     wanted = header.model_id.hex()
     for name, entry in manifest().items():
         if entry.get("model_id") == wanted and (weights_dir() / entry["file"]).is_file():
-            return get_codec(name, device)
+            return resolve(name)
     if os.environ.get("CODEC_MODEL"):  # a bundle of one's own (the codec checks the file's id)
-        return get_codec(None, device)
+        return resolve(None)
     gone = retired().get(wanted)
     if gone:
         raise CodecError(
@@ -186,6 +199,17 @@ def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "
         f"file made with model {wanted}, which is not installed (installed: {installed}); "
         "pass its bundle with --model / model="
     )
+
+
+def codec_for_file(data: bytes, model: str | Path | None = None, device: str = "cpu"):
+    """The torch codec of :func:`bundle_for_file`."""
+    return get_codec(bundle_for_file(data, model), device)
+
+
+def decoder_for_file(data: bytes, model: str | Path | None = None):
+    """The decoder of the .pqm ``data`` (see :func:`bundle_for_file`): the portable one
+    (:class:`~codec.decoding.PortableDecoder`, no torch)."""
+    return get_decoder(bundle_for_file(data, model))
 
 
 def resolve(model: str | Path | None = None) -> Path:
@@ -208,17 +232,15 @@ def describe() -> list[dict]:
     Kodak figures of its entry."""
     from safetensors import safe_open
 
-    from .models.pqvae import PQVAEConfig
-
     rows, entries = [], manifest()
     for name in shipped_models():
         entry = entries[name]
         path = weights_dir() / entry["file"]
-        with safe_open(str(path), "pt") as f:
+        with safe_open(str(path), "np") as f:
             meta = f.metadata() or {}
             realism = any(k.startswith(schema.REALISM_DECODER) for k in f.keys())
         cfg = json.loads(meta.get(schema.AUTOENCODER_CONFIG, "{}"))
-        stride = PQVAEConfig(**cfg).stride if cfg else None
+        stride = 2 ** len(cfg["channels"]) if cfg else None  # PQVAEConfig.stride
         prefix = "1-" if cfg.get("nested") else ""  # a nested model: any prefix of its sub-vectors
         rows.append(
             {
@@ -236,45 +258,34 @@ def describe() -> list[dict]:
 
 
 def load_codec(path: str | Path, device="cpu"):
-    """An :class:`~codec.api.ImageCodec` from a bundle; its model id is the file's hash."""
+    """An :class:`~codec.api.ImageCodec` from a bundle (read and checked once by
+    :func:`codec.bundle.read_bundle`); its model id is the bundle's."""
     import copy
 
     import torch
-    from safetensors import safe_open
-    from safetensors.torch import load_file
 
     from .api import ImageCodec
+    from .bundle import read_bundle
     from .entropy.schedule import CodingSchedule
     from .layered_codec import LayeredImageCodec
-    from .models.io import bundle_model_id, verify_bundle
     from .models.layered import build_entropy_model
     from .models.mim import MIMConfig
     from .models.pqvae import PQVAE, PQVAEConfig
 
-    path = Path(path)
-    with safe_open(str(path), "pt") as f:
-        meta = f.metadata()
-    if meta.get(schema.KIND) != schema.KIND_BUNDLE:
-        raise ValueError(f"{path} is not a codec bundle (kind {meta.get(schema.KIND)!r})")
-    raw = load_file(str(path))  # read once: checked, hashed for the id, then loaded
-    verify_bundle(path, raw, trusted=is_shipped_file)  # old shipped files: by zoo.json's SHA-256
+    b = read_bundle(path, trusted=is_shipped_file)
 
     def part(prefix: str) -> dict[str, torch.Tensor]:
-        return {
-            k[len(prefix) :]: (v.float() if v.is_floating_point() else v)
-            for k, v in raw.items()
-            if k.startswith(prefix)
-        }
+        return {k: torch.from_numpy(v) for k, v in b.part(prefix).items()}
 
-    ae = PQVAE(PQVAEConfig(**json.loads(meta[schema.AUTOENCODER_CONFIG])))
+    ae = PQVAE(PQVAEConfig(**b.config(schema.AUTOENCODER_CONFIG)))
     ae.load_state_dict(part(schema.AUTOENCODER), assign=True)
-    em = build_entropy_model(MIMConfig(**json.loads(meta[schema.MIM_CONFIG])))
+    em = build_entropy_model(MIMConfig(**b.config(schema.MIM_CONFIG)))
     em.load_state_dict(part(schema.ENTROPY_MODEL), assign=True)
-    schedule = CodingSchedule(**json.loads(meta[schema.SCHEDULE]))
+    schedule = CodingSchedule(**b.config(schema.SCHEDULE))
     realism = part(schema.REALISM_DECODER)
     decoder = None
     if realism:
         decoder = copy.deepcopy(ae.decoder)
         decoder.load_state_dict(realism, assign=True)
     cls = LayeredImageCodec if em.cfg.groups else ImageCodec
-    return cls(ae, em, schedule, model_id=bundle_model_id(raw, meta), device=device, realism_decoder=decoder)
+    return cls(ae, em, schedule, model_id=b.model_id, device=device, realism_decoder=decoder)

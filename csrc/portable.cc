@@ -2,56 +2,17 @@
 
 #include <algorithm>
 #include <cmath>
-#include <condition_variable>
 #include <cstring>
-#include <functional>
-#include <mutex>
 #include <stdexcept>
-#include <thread>
 
 #if defined(__unix__) || defined(__APPLE__)
 #include <unistd.h>
 #endif
 
-#if defined(__SSE__) || defined(_M_X64)
-#include <xmmintrin.h>
-#define PIE_X86 1
-#endif
+#include "portable_internal.h"
 
 namespace pie {
-namespace {
-
-// ---- deterministic floating-point environment -------------------------------------------
-// Denormals flushed on inputs and outputs, whatever the calling thread's mode (torch's
-// set_flush_denormal changes it for the caller): the same results from every thread.
-class FlushDenormals {
- public:
-  FlushDenormals() {
-#if defined(PIE_X86)
-    saved_ = _mm_getcsr();
-    _mm_setcsr(saved_ | 0x8040u);  // FTZ (bit 15) and DAZ (bit 6)
-#elif defined(__aarch64__)
-    uint64_t fpcr;
-    __asm__ __volatile__("mrs %0, fpcr" : "=r"(fpcr));
-    saved_ = fpcr;
-    fpcr |= (uint64_t{1} << 24);  // FZ
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(fpcr));
-#endif
-  }
-  ~FlushDenormals() {
-#if defined(PIE_X86)
-    _mm_setcsr(static_cast<unsigned>(saved_));
-#elif defined(__aarch64__)
-    uint64_t fpcr = saved_;
-    __asm__ __volatile__("msr fpcr, %0" : : "r"(fpcr));
-#endif
-  }
-  FlushDenormals(const FlushDenormals&) = delete;
-  FlushDenormals& operator=(const FlushDenormals&) = delete;
-
- private:
-  uint64_t saved_ = 0;
-};
+namespace detail {
 
 long current_pid() {
 #if defined(__unix__) || defined(__APPLE__)
@@ -61,160 +22,22 @@ long current_pid() {
 #endif
 }
 
-// A persistent pool of worker threads (spawning threads per operation cost more than the
-// operations). run(t, fn) calls fn(part) for part in [0, t): part 0 on the caller, the others
-// on workers; one job at a time (callers from several threads queue on a mutex).
-class Pool {
- public:
-  static Pool& instance() {
-    // Never destroyed (workers may outlive static destructors). A forked child (DataLoader
-    // workers) has none of the parent's threads: it gets a pool of its own.
-    static std::mutex guard;
-    static Pool* pool = nullptr;
-    static long owner = 0;
-    std::lock_guard<std::mutex> lk(guard);
-    const long pid = current_pid();
-    if (pool == nullptr || owner != pid) {
-      pool = new Pool();
-      owner = pid;
-    }
-    return *pool;
+Pool& Pool::instance() {
+  // Never destroyed (workers may outlive static destructors). A forked child (DataLoader
+  // workers) has none of the parent's threads: it gets a pool of its own.
+  static std::mutex guard;
+  static Pool* pool = nullptr;
+  static long owner = 0;
+  std::lock_guard<std::mutex> lk(guard);
+  const long pid = current_pid();
+  if (pool == nullptr || owner != pid) {
+    pool = new Pool();
+    owner = pid;
   }
-
-  void run(int t, const std::function<void(int)>& fn) {
-    std::lock_guard<std::mutex> job_lock(job_mutex_);
-    {
-      std::lock_guard<std::mutex> lk(m_);
-      while (static_cast<int>(workers_.size()) < t - 1) workers_.emplace_back([this] { loop(); });
-      job_ = &fn;
-      parts_ = t;
-      next_ = 1;
-      pending_ = t - 1;
-      ++generation_;
-    }
-    cv_.notify_all();
-    fn(0);
-    std::unique_lock<std::mutex> lk(m_);
-    done_.wait(lk, [this] { return pending_ == 0; });
-    job_ = nullptr;
-  }
-
- private:
-  void loop() {
-    uint64_t seen = 0;
-    std::unique_lock<std::mutex> lk(m_);
-    for (;;) {
-      cv_.wait(lk, [&] { return generation_ != seen; });
-      seen = generation_;
-      while (job_ && next_ < parts_) {
-        const int part = next_++;
-        const std::function<void(int)>* fn = job_;
-        lk.unlock();
-        (*fn)(part);
-        lk.lock();
-        if (--pending_ == 0) done_.notify_all();
-      }
-    }
-  }
-
-  std::mutex job_mutex_, m_;
-  std::condition_variable cv_, done_;
-  std::vector<std::thread> workers_;
-  const std::function<void(int)>* job_ = nullptr;
-  int parts_ = 0, next_ = 0, pending_ = 0;
-  uint64_t generation_ = 0;
-};
-
-// Runs fn(begin, end) over [0, n) in contiguous parts, one per thread: a row is always
-// computed whole by one thread, so the thread count never changes a result.
-template <class Fn>
-void parallel_rows(int64_t n, double work_per_row, int threads, Fn fn) {
-  int64_t t = std::max(1, threads);
-  t = std::min<int64_t>(t, std::max<int64_t>(1, static_cast<int64_t>(n * work_per_row / 1e5)));
-  t = std::min<int64_t>(t, std::max<int64_t>(1, n));
-  if (t <= 1) {
-    fn(int64_t{0}, n);  // the caller set the flush mode
-    return;
-  }
-  const int64_t chunk = (n + t - 1) / t;
-  const std::function<void(int)> part = [&](int i) {
-    FlushDenormals flush;
-    const int64_t b = std::min(n, i * chunk), e = std::min(n, b + chunk);
-    if (b < e) fn(b, e);
-  };
-  Pool::instance().run(static_cast<int>(t), part);
-}
-
-inline float bits_to_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-
-#if defined(__GNUC__)
-#define PIE_INLINE inline __attribute__((always_inline))
-#else
-#define PIE_INLINE inline
-#endif
-
-PIE_INLINE float exp_inline(float x) {
-  x = std::min(std::max(x, -87.3f), 88.f);
-  const float t = x * 1.44269504088896341f;          // x / ln 2
-  const float n = (t + 12582912.f) - 12582912.f;      // round to nearest (|t| < 2^22)
-  const float f = (t - n) * 0.693147180559945309f;  // |f| <= ln(2) / 2
-  // e^f, Taylor to degree 7 on |f| <= 0.347: error < 3e-9 before rounding
-  float p = 1.98412698e-4f;
-  p = p * f + 1.38888889e-3f;
-  p = p * f + 8.33333333e-3f;
-  p = p * f + 4.16666667e-2f;
-  p = p * f + 1.66666667e-1f;
-  p = p * f + 0.5f;
-  p = p * f + 1.f;
-  p = p * f + 1.f;
-  const int32_t e = static_cast<int32_t>(n) + 127;  // 1 .. 254 after the clamp
-  return p * bits_to_float(static_cast<uint32_t>(e) << 23);
-}
-
-PIE_INLINE float erf_inline(float x) {
-  // Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd extension.
-  const float a = std::fabs(x);
-  const float t = 1.f / (1.f + 0.3275911f * a);
-  float p = 1.061405429f;
-  p = p * t - 1.453152027f;
-  p = p * t + 1.421413741f;
-  p = p * t - 0.284496736f;
-  p = p * t + 0.254829592f;
-  const float y = 1.f - p * t * exp_inline(-a * a);
-  return std::copysign(y, x);
-}
-
-// ---- vector kernels ---------------------------------------------------------------------
-// Elementwise loops over independent outputs: each lane does exactly what scalar code does
-// (separate IEEE multiply and add), so the ISA each clone is compiled for changes nothing.
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(PIE_NO_CLONES)
-#define PIE_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
-#else
-#define PIE_CLONES
-#endif
-
-PIE_CLONES void gelu_inplace(float* __restrict x, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.f + erf_inline(x[i] * 0.70710678118654752f));
+  return *pool;
 }
 
 // ---- kernels --------------------------------------------------------------------------
-// y[r][j] = b[j] + sum_k x[r][k] * wt[k][j], k in increasing order, for rows [r0, r1).
-// Four rows at a time share the loads of wt; the j loops vectorise (lanes = outputs).
-// GCC/Clang vector extensions: 16 floats, elementwise IEEE operations (on SSE2 the compiler
-// splits them into 4-lane halves; any split gives the same bits).
-typedef float v16 __attribute__((vector_size(64)));
-PIE_INLINE v16 load16(const float* p) {
-  v16 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
-PIE_INLINE void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
-
 // y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order, for
 // rows [r0, r1) and j in [0, ncols). Register blocks of 4 rows x 32 outputs share the loads.
 PIE_CLONES void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
@@ -279,6 +102,53 @@ PIE_CLONES void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear
       y[r * ldy + j] = acc;
     }
   }
+}
+
+}  // namespace detail
+
+using namespace detail;
+
+namespace {
+
+inline float bits_to_float(uint32_t u) {
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+
+PIE_INLINE float exp_inline(float x) {
+  x = std::min(std::max(x, -87.3f), 88.f);
+  const float t = x * 1.44269504088896341f;          // x / ln 2
+  const float n = (t + 12582912.f) - 12582912.f;      // round to nearest (|t| < 2^22)
+  const float f = (t - n) * 0.693147180559945309f;  // |f| <= ln(2) / 2
+  // e^f, Taylor to degree 7 on |f| <= 0.347: error < 3e-9 before rounding
+  float p = 1.98412698e-4f;
+  p = p * f + 1.38888889e-3f;
+  p = p * f + 8.33333333e-3f;
+  p = p * f + 4.16666667e-2f;
+  p = p * f + 1.66666667e-1f;
+  p = p * f + 0.5f;
+  p = p * f + 1.f;
+  p = p * f + 1.f;
+  const int32_t e = static_cast<int32_t>(n) + 127;  // 1 .. 254 after the clamp
+  return p * bits_to_float(static_cast<uint32_t>(e) << 23);
+}
+
+PIE_INLINE float erf_inline(float x) {
+  // Abramowitz & Stegun 7.1.26 (|error| <= 1.5e-7), odd extension.
+  const float a = std::fabs(x);
+  const float t = 1.f / (1.f + 0.3275911f * a);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float y = 1.f - p * t * exp_inline(-a * a);
+  return std::copysign(y, x);
+}
+
+PIE_CLONES void gelu_inplace(float* __restrict x, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = 0.5f * x[i] * (1.f + erf_inline(x[i] * 0.70710678118654752f));
 }
 
 void linear(const float* x, int64_t n, const Linear& L, float* y, int threads) {
@@ -623,6 +493,12 @@ void Params::check_complete() const {
 }
 
 const std::vector<float>& Params::get(const std::string& name) const { return entries_.at(name).data; }
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> Params::shapes() const {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  for (const auto& [name, e] : entries_) out.emplace_back(name, e.shape);
+  return out;
+}
 
 // ---- the masked transformer ------------------------------------------------------------------
 MaskedTransformer::MaskedTransformer(int M_, int K_, int dim_, int depth, int decoder_depth, int heads_,

@@ -12,12 +12,13 @@
 // retrained with integer arithmetic; this keeps the torch models that train as they are,
 // and their logits agree with torch's to float tolerance (tested).
 //
-// Plain C++17, no Python: bindings.cc wraps it.
+// Plain C++17, no Python: bind_entropy.cc wraps it. The decoder: portable_decoder.h.
 #pragma once
 
 #include <cstdint>
 #include <map>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace pie {
@@ -41,6 +42,8 @@ class Params {
   /// std::invalid_argument naming the first declared parameter that was never set.
   void check_complete() const;
   const std::vector<float>& get(const std::string& name) const;
+  /// Every declared parameter's name and shape, by name.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes() const;
 
  private:
   struct Entry {
@@ -59,6 +62,8 @@ class ParamModule {
     params_.set(name, data, shape);
     ready_ = false;
   }
+  /// The parameters set() accepts: name and shape, by name.
+  std::vector<std::pair<std::string, std::vector<int64_t>>> parameters() const { return params_.shapes(); }
 
  protected:
   Params params_;

@@ -1,10 +1,12 @@
 #include "portable_selftest.h"
 
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <vector>
 
 #include "portable.h"
+#include "portable_decoder.h"
 
 namespace pie {
 namespace {
@@ -35,6 +37,42 @@ void hash_floats(uint64_t& h, const std::vector<float>& v) {
       h *= 1099511628211ull;
     }
   }
+}
+
+void hash_bytes(uint64_t& h, const std::vector<uint8_t>& v) {
+  for (uint8_t b : v) {
+    h ^= b;
+    h *= 1099511628211ull;
+  }
+}
+
+// A decoder with pseudo-random weights (He-like scales, positive spreads) on a pseudo-random
+// h x w latent: its float image and its pixels cropped by 3 rows and 5 columns.
+void hash_decoder(uint64_t& hash, Lcg& g, int D, std::vector<int> channels, std::vector<int> blocks,
+                  std::vector<int> extra, bool transform, int h, int w, int threads) {
+  ImageDecoder dec(D, channels, blocks, extra, transform);
+  for (const auto& [name, shape] : dec.parameters()) {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    std::vector<float> v(n);
+    const bool bias = name.size() > 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    const float scale = name == "scale"           ? 1.f
+                        : bias                    ? 0.2f
+                        : name == "linear.weight" ? 2.f / std::sqrt(static_cast<float>(D))
+                                                  : 3.4f / std::sqrt(static_cast<float>(shape[1] * 9));
+    for (auto& x : v) x = name == "scale" ? 0.75f + g.next() : g.next() * scale;
+    dec.set(name, v.data(), shape);
+  }
+  dec.finalize();
+  std::vector<float> z(static_cast<size_t>(D) * h * w);
+  for (auto& x : z) x = g.next() * 2.f;
+  const int H = h * dec.stride, W = w * dec.stride;
+  std::vector<float> out(static_cast<size_t>(3) * H * W);
+  dec.forward(z.data(), h, w, out.data(), threads);
+  hash_floats(hash, out);
+  std::vector<uint8_t> px(static_cast<size_t>(H - 3) * (W - 5) * 3);
+  to_pixels(out.data(), H, W, H - 3, W - 5, px.data(), threads);
+  hash_bytes(hash, px);
 }
 
 }  // namespace
@@ -105,6 +143,10 @@ uint64_t selftest_hash(int threads) {
     c.forward(tok6.data(), 6, h, w, gi, o.data(), threads);
     hash_floats(hash, o);
   }
+  // decoders: 8 and 16 channels, an odd number of input channels, extra blocks, the linear
+  // path (the scalar tails); then 16 and 32 channels without it (the vector paths); odd sizes
+  hash_decoder(hash, g, 24, {8, 16}, {1, 2}, {1, 0}, true, 5, 7, threads);
+  hash_decoder(hash, g, 32, {16, 32}, {1, 1}, {}, false, 5, 9, threads);
   return hash;
 }
 

@@ -41,9 +41,9 @@ def test_tokens_round_trip_and_estimate():
     c = tiny_codec()
     rng = np.random.default_rng(0)
     tokens = rng.integers(0, 16, (2, 6, 9))
-    payload, bits = c.encode_tokens(tokens)
+    payload, bits = c.tokens.encode_tokens(tokens)
     assert len(payload) <= bits / 8 * 1.01 + 2
-    np.testing.assert_array_equal(c.decode_tokens(payload, tokens.shape), tokens)
+    np.testing.assert_array_equal(c.tokens.decode_tokens(payload, tokens.shape), tokens)
 
 
 def test_image_round_trip_odd_size():
@@ -134,16 +134,16 @@ def test_batch_gives_the_bytes_of_each_image_alone():
 
 
 def test_images_that_would_not_fit_in_memory_are_refused(monkeypatch):
-    import codec.api
+    import codec.tiling
 
     c = tiny_codec()
     img = np.zeros((64, 64, 3), np.uint8)
     data = c.compress(img)
-    monkeypatch.setattr(codec.api, "available_memory", lambda: codec.api.BASE_BYTES + 100)
+    monkeypatch.setattr(codec.tiling, "available_memory", lambda: codec.tiling.BASE_BYTES + 100)
     for call in (lambda: c.compress(img), lambda: c.decompress(data)):
         with pytest.raises(CodecError, match="GiB is available"):
             call()
-    monkeypatch.setattr(codec.api, "available_memory", lambda: None)  # unknown: no refusal
+    monkeypatch.setattr(codec.tiling, "available_memory", lambda: None)  # unknown: no refusal
     assert c.decompress(c.compress(img)).shape == (64, 64, 3)
 
 
@@ -199,7 +199,7 @@ def test_any_payload_decodes_to_valid_tokens_or_codec_error(payload, stages):
     returns is in range (the header's token checksum then rejects it)."""
     c = _shared_codec()
     try:
-        tok = c.decode_tokens(payload, (2, 3, 5), stages=stages)
+        tok = c.tokens.decode_tokens(payload, (2, 3, 5), stages=stages)
     except CodecError:
         return
     assert tok.shape == (2, 3, 5) and tok.min() >= 0 and tok.max() < 16
@@ -274,9 +274,9 @@ def test_a_forged_huge_header_fails_in_time_proportional_to_the_file(monkeypatch
     with CodecError, instead of decoding zeros through every tile for minutes."""
     import time
 
-    from codec import api, bitstream
+    from codec import bitstream, tiling
 
-    monkeypatch.setattr(api, "available_memory", lambda: None)  # the decoder is what is tested
+    monkeypatch.setattr(tiling, "available_memory", lambda: None)  # the decoder is what is tested
     c = _shared_codec()
     for payload in (b"", b"\x5a\x13\x77\x01\x99"):
         data = bitstream.pack(c.header((12000, 12000), token_crc=0), payload)

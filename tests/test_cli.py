@@ -67,3 +67,17 @@ def test_the_parser_does_not_import_torch_and_every_train_flag_has_help():
         for f in dataclasses.fields(cls):
             h = helps[f.name]
             assert "(default: " in h and not h.startswith(f.name.replace("_", " ") + " ("), (f.name, h)
+
+
+def test_version_is_the_installed_distributions(capsys):
+    """`codec --version` and the wheel's metadata read one source (codec/__init__.py)."""
+    from importlib.metadata import version
+
+    import pytest
+
+    import codec
+
+    with pytest.raises(SystemExit):
+        main(["--version"])
+    assert capsys.readouterr().out.split() == ["codec", codec.__version__]
+    assert version("codec") == codec.__version__

@@ -269,12 +269,12 @@ def test_a_damaged_bundle_given_by_path_is_refused(bundle, image, tmp_path, caps
     from safetensors import safe_open
 
     from codec.errors import CodecError
-    from codec.models.io import CONTENT_KEY
+    from codec.models import schema
 
     raw = bytearray(bundle.read_bytes())
     with safe_open(str(bundle), "pt") as f:
         meta = f.metadata()
-    assert CONTENT_KEY in meta
+    assert schema.CONTENT_HASH in meta
     header_len = int.from_bytes(raw[:8], "little")
     damaged = tmp_path / "damaged.safetensors"
     raw[8 + header_len + len(raw[8 + header_len :]) // 2] ^= 0x10  # a byte in the tensor data
@@ -289,7 +289,7 @@ def test_a_damaged_bundle_given_by_path_is_refused(bundle, image, tmp_path, caps
     save_file(
         tensors,
         str(tmp_path / "old.safetensors"),
-        metadata={k: v for k, v in meta.items() if k != CONTENT_KEY},
+        metadata={k: v for k, v in meta.items() if k != schema.CONTENT_HASH},
     )
     with pytest.raises(CodecError, match="no content hash"):
         load_codec(tmp_path / "old.safetensors")

@@ -175,12 +175,12 @@ def test_a_forged_huge_file_fails_in_seconds(files, capsys, monkeypatch):
     fails in one line as soon as the range decoder runs past the end of the tiny payload."""
     import time
 
-    from codec import api, bitstream
+    from codec import bitstream, tiling
     from codec.layered_codec import RatePoint
     from codec.zoo import load_codec
 
     d, bundle = files
-    monkeypatch.setattr(api, "available_memory", lambda: None)  # the decoder is what is tested
+    monkeypatch.setattr(tiling, "available_memory", lambda: None)  # the decoder is what is tested
     c = load_codec(bundle)
     point = RatePoint(c.groups[0] + c.groups[1])  # two layers
     streams = [b"\x5a\x13\x77", b"\x01"]

@@ -48,7 +48,7 @@ def test_nested_refinement_is_for_the_coded_prefix():
     c = tiny_layered()
     x = as_batch(IMG)
     _, _, h, w = c.autoencoder.encode(x).shape
-    counts = RatePoint(2, 5).counts(h, w, c.schedule.order)[None]
+    counts = torch.from_numpy(RatePoint(2, 5).counts(h, w, c.schedule.order))[None]
     t0 = refine_tokens(c.autoencoder, x, 0, counts, amp="off")
     t = refine_tokens(c.autoencoder, x, 10, counts, amp="off")
     prefix = slice(0, 3)

@@ -13,11 +13,27 @@ PACKAGE = Path(__file__).resolve().parents[1] / "codec"
 # Lowest first. Data flow: image -> encoder -> quantizer -> tokens -> entropy model -> range
 # coder -> bytes; a module may import its own layer or lower ones.
 LAYERS = [
-    ["codec.errors", "codec.checks", "codec.hardware", "codec.imageio", "codec.metrics", "codec.files"],
-    ["codec.entropy", "codec.entropy.schedule", "codec.entropy.range_coder", "codec.entropy.portable"],
-    ["codec.bitstream"],
     [
+        "codec.errors",
+        "codec.checks",
+        "codec.hardware",
+        "codec.imageio",
+        "codec.metrics",
+        "codec.files",
         "codec.models.schema",
+    ],
+    [
+        "codec.entropy",
+        "codec.entropy.schedule",
+        "codec.entropy.range_coder",
+        "codec.entropy.portable",
+        "codec.render",
+        "codec.render.portable",
+    ],
+    ["codec.bitstream"],
+    ["codec.tiling", "codec.token_coding", "codec.render.latent", "codec.bundle"],
+    ["codec.decoding"],
+    [
         "codec.models.quantizer",
         "codec.models.pqvae",
         "codec.models.mim",
@@ -28,7 +44,6 @@ LAYERS = [
         "codec.models.baseline",
         "codec.models.io",
         "codec.effort",
-        "codec.tiling",
     ],
     ["codec.api"],
     ["codec.layered_codec"],

@@ -9,14 +9,14 @@ from safetensors.torch import load_file, save_file
 
 from codec.errors import CodecError
 from codec.models import schema
-from codec.models.io import CONTENT_KEY, content_hash, load_pqvae, model_id, verify_bundle
+from codec.models.io import content_hash, load_pqvae, model_id, verify_bundle
 
 
 def test_a_bundle_names_its_parts_and_loads_its_autoencoder(layered_bundle):
     with safe_open(str(layered_bundle), "pt") as f:
         meta, keys = f.metadata(), list(f.keys())
     assert meta[schema.KIND] == schema.KIND_BUNDLE
-    assert {schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE, CONTENT_KEY} <= set(meta)
+    assert {schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE, schema.CONTENT_HASH} <= set(meta)
     assert all(k.startswith((schema.AUTOENCODER, schema.ENTROPY_MODEL)) for k in keys)
     ae = load_pqvae(layered_bundle)
     assert ae.cfg.to_dict() == json.loads(meta[schema.AUTOENCODER_CONFIG])
@@ -30,9 +30,9 @@ def test_the_model_id_ignores_decoders_and_the_content_hash_does_not(layered_bun
     changed = dict(tensors)
     key = next(k for k in tensors if k.startswith(schema.AUTOENCODER + "decoder.") and k.endswith("weight"))
     changed[key] = tensors[key] + 1
-    assert content_hash(changed, meta) != meta[CONTENT_KEY]
+    assert content_hash(changed, meta) != meta[schema.CONTENT_HASH]
     out = tmp_path / "redecoded.safetensors"
-    save_file(changed, str(out), metadata={**meta, CONTENT_KEY: content_hash(changed, meta)})
+    save_file(changed, str(out), metadata={**meta, schema.CONTENT_HASH: content_hash(changed, meta)})
     assert model_id(out) == model_id(layered_bundle)  # same tokens: old files still decode
     verify_bundle(out)
     damaged = tmp_path / "damaged.safetensors"
@@ -40,7 +40,7 @@ def test_the_model_id_ignores_decoders_and_the_content_hash_does_not(layered_bun
     with pytest.raises(CodecError, match="damaged"):
         verify_bundle(damaged)
     legacy = tmp_path / "legacy.safetensors"
-    save_file(tensors, str(legacy), metadata={k: v for k, v in meta.items() if k != CONTENT_KEY})
+    save_file(tensors, str(legacy), metadata={k: v for k, v in meta.items() if k != schema.CONTENT_HASH})
     with pytest.raises(CodecError, match="no content hash"):
         verify_bundle(legacy)
     verify_bundle(legacy, trusted=lambda path: True)  # the zoo vouches for its shipped files

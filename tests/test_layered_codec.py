@@ -186,13 +186,14 @@ def test_other_model_refused():
 def test_channel_logits_in_bands_are_those_of_the_whole_grid():
     """Grids taller than BAND_ROWS get their channel-model logits band by band (bounded
     memory): the same floats as one call over the whole grid, and files that round trip."""
-    from codec.layered_codec import BAND_ROWS
+    from codec.token_coding import BAND_ROWS
 
     img = image(3, h=4 * (2 * BAND_ROWS + 5), w=40)  # 37 rows of positions: three bands
-    tok = torch.from_numpy(tokens_of(img).numpy())
+    tok = tokens_of(img).numpy()
+    coder = CODEC.tokens
     for g in (1, 2, 3):
-        whole = CODEC._group_logits(tok, g)
-        bands = list(CODEC._group_logit_bands(tok, g))
+        whole = coder.logits_model(portable=True).group_logits(tok[: coder.bounds[g]], g)
+        bands = list(coder.group_logit_bands(tok, g))
         assert len(bands) == 3
         assert np.array_equal(np.concatenate([b for _, b in bands]), whole)
     for m, extra in ((4, 0), (2, 77), (5, 3)):

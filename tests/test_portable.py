@@ -122,7 +122,12 @@ def test_selftest_is_thread_independent():
 
 
 # -- other builds: instruction sets, compilers, architectures ------------------------------------
-SOURCES = ["csrc/portable.cc", "csrc/portable_selftest.cc", "tests/native/portable_main.cc"]
+SOURCES = [
+    "csrc/portable.cc",
+    "csrc/portable_decoder.cc",
+    "csrc/portable_selftest.cc",
+    "tests/native/portable_main.cc",
+]
 FLAGS = ["-std=c++17", "-O2", "-ffp-contract=off", "-fno-fast-math", "-Wno-psabi", "-Icsrc", "-pthread"]
 
 

@@ -45,8 +45,8 @@ def test_a_grid_of_two_tiles_round_trips_and_says_so():
             bitstream.pack(dataclasses.replace(base, flags=flags), payload)
     # each tile is coded on its own: the first tile's tokens code as a file of that tile alone
     t = c.tokenize([img])[0]
-    first, _ = c.encode_tokens(t[:, :, :TILE_TOKENS], estimate=False)
-    whole, _ = c.encode_tokens(t, estimate=False)
+    first, _ = c.tokens.encode_tokens(t[:, :, :TILE_TOKENS], estimate=False)
+    whole, _ = c.tokens.encode_tokens(t, estimate=False)
     assert len(whole) > len(first)
 
 
@@ -75,12 +75,17 @@ def test_tiled_decoder_and_encoder_match_the_whole_image():
     x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 255
     z = ae.quantizer.codes_from_indices(ae.encode(x))
     whole = c.render(z, img.shape[:2])
-    tiled = render_tiled(ae.decoder, z, img.shape[:2], ae.stride, tile=5, halo=6)  # its field: 5.75
+
+    @torch.no_grad()
+    def pixels(part: torch.Tensor) -> np.ndarray:
+        return (ae.decoder(part)[0].clamp(0, 1) * 255).round().byte().permute(1, 2, 0).numpy()
+
+    tiled = render_tiled(pixels, z, img.shape[:2], ae.stride, tile=5, halo=6)  # its field: 5.75
     assert np.abs(whole.astype(int) - tiled).max() <= 1
     with torch.no_grad():
         tiled_z = encode_tiled(ae.encoder, img, ae.stride, tile=5, halo=6)
         assert torch.allclose(tiled_z, ae.encoder(pad_to_multiple(x, ae.stride)), atol=1e-5)
-        no_halo = render_tiled(ae.decoder, z, img.shape[:2], ae.stride, tile=5, halo=0)
+        no_halo = render_tiled(pixels, z, img.shape[:2], ae.stride, tile=5, halo=0)
     assert np.abs(whole.astype(int) - no_halo).max() > 1  # the halo is what makes tiles agree
 
 
@@ -88,11 +93,13 @@ def test_codecs_switch_to_the_tiled_autoencoder_above_the_threshold(monkeypatch)
     """Images over TILE_ABOVE_PIXELS are encoded and decoded in tiles: the same file format,
     pictures close to the whole-image path; effort > 0 is refused above EFFORT_MAX_PIXELS."""
     import codec.api
+    import codec.tiling
 
     c = tiny_codec(amp="off")
     img = wide_image(4, h=120, w=150)
     whole = c.decompress(c.compress(img))
-    monkeypatch.setattr(codec.api, "TILE_ABOVE_PIXELS", 1000)
+    monkeypatch.setattr(codec.api, "TILE_ABOVE_PIXELS", 1000)  # the encoder's switch
+    monkeypatch.setattr(codec.tiling, "TILE_ABOVE_PIXELS", 1000)  # the decoder's
     data = c.compress(img)
     tiled = c.decompress(data)
     assert tiled.shape == img.shape

@@ -7,10 +7,12 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from .. import bundle
 from ..files import atomic_write
 from . import schema
 from .pqvae import PQVAE, PQVAEConfig
@@ -60,58 +62,31 @@ def read_pqvae_config(path: str | Path) -> tuple[dict, Path, str]:
     return json.loads(meta[schema.CONFIG]), path, ""
 
 
-# Tensors of a bundle that do not change the tokens: decoders may be retrained or added
-# (a realism decoder) without changing the model id, so older files still decode.
-_RENDERING = (schema.AUTOENCODER + "decoder.", schema.REALISM_DECODER)
-_RENDERING_CONFIG = ("extra_decoder_blocks",)  # autoencoder config keys of the decoder alone
-
-
 def model_id(path: str | Path) -> bytes:
-    """4-byte model id written into .pqm headers: the start of a SHA-256 over what defines the
-    tokens and the bitstream (a bundle's encoder, quantizer, entropy model, configs and
-    schedule; not its decoders). Other files: the whole file's SHA-256."""
-    from safetensors.torch import load_file
+    """4-byte model id written into .pqm headers (:func:`codec.bundle.bundle_model_id` for a
+    bundle); other files: the start of the whole file's SHA-256."""
+    from safetensors.numpy import load_file
 
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(path), "np") as f:
         meta = f.metadata() or {}
     if meta.get(schema.KIND) != schema.KIND_BUNDLE:
         return hashlib.sha256(Path(path).read_bytes()).digest()[:4]
-    return bundle_model_id(load_file(str(path)), meta)
+    return bundle.bundle_model_id(load_file(str(path)), meta)
+
+
+def as_arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
+    """The tensors as numpy arrays of the same dtype and bytes (what the hashes read)."""
+    return {k: v.detach().cpu().contiguous().numpy() for k, v in tensors.items()}
 
 
 def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
-    """:func:`model_id` of a bundle from its tensors and metadata (already read)."""
-    h = hashlib.sha256()
-    for key in (schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE):
-        value = meta[key]
-        if key == schema.AUTOENCODER_CONFIG:  # the decoder's own sizes do not change the tokens
-            cfg = json.loads(value)
-            if any(k in cfg for k in _RENDERING_CONFIG):
-                value = json.dumps({k: v for k, v in cfg.items() if k not in _RENDERING_CONFIG})
-        h.update(f"{key}={value}\n".encode())
-    for name in sorted(tensors):
-        if not name.startswith(_RENDERING):
-            t = tensors[name].contiguous()
-            h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.digest()[:4]
-
-
-CONTENT_KEY = schema.CONTENT_HASH
+    """:func:`codec.bundle.bundle_model_id` of torch tensors."""
+    return bundle.bundle_model_id(as_arrays(tensors), meta)
 
 
 def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
-    """SHA-256 (hex) over a bundle's metadata (but this hash) and every tensor's name, dtype,
-    shape and bytes: stored in the bundle, checked when it is loaded."""
-    h = hashlib.sha256()
-    for key in sorted(meta):
-        if key != CONTENT_KEY:
-            h.update(f"{key}={meta[key]}\n".encode())
-    for name in sorted(tensors):
-        t = tensors[name].contiguous()
-        h.update(f"{name}:{t.dtype}:{tuple(t.shape)}\n".encode())
-        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
-    return h.hexdigest()
+    """:func:`codec.bundle.content_hash` of torch tensors."""
+    return bundle.content_hash(as_arrays(tensors), meta)
 
 
 def verify_bundle(
@@ -119,21 +94,14 @@ def verify_bundle(
     tensors: dict[str, torch.Tensor] | None = None,
     trusted: Callable[[Path], bool] | None = None,
 ) -> None:
-    """CodecError unless the bundle's content matches the hash stored in it (or, for a bundle
-    written before bundles carried one, unless ``trusted(path)``: the zoo passes its check of
-    the shipped files' SHA-256). ``tensors``: the file's tensors when already read."""
-    from safetensors.torch import load_file
+    """:func:`codec.bundle.verify_content` of the bundle at ``path`` (``tensors``: its
+    tensors when already read)."""
+    from safetensors.numpy import load_file
 
-    from ..errors import CodecError
-
-    with safe_open(str(path), "pt") as f:
+    with safe_open(str(path), "np") as f:
         meta = f.metadata() or {}
-    if CONTENT_KEY not in meta:
-        if trusted is not None and trusted(path):
-            return
-        raise CodecError(f"{path} carries no content hash (written by an older codec): re-export it")
-    if content_hash(load_file(str(path)) if tensors is None else tensors, meta) != meta[CONTENT_KEY]:
-        raise CodecError(f"{path} is damaged: its content does not match the hash stored in it")
+    arrays = load_file(str(path)) if tensors is None else as_arrays(tensors)
+    bundle.verify_content(path, arrays, meta, trusted)
 
 
 def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
@@ -203,5 +171,5 @@ def save_bundle(
         **{schema.ENTROPY_PROVENANCE + k: v for k, v in em_info.items()},
         **extra,
     }
-    meta[CONTENT_KEY] = content_hash(tensors, meta)
+    meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
     return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -126,7 +126,7 @@ def build(cfg: EntropyConfig) -> Run:
         codec = ImageCodec(ae.cpu(), model)
         bits, pixels = 0.0, 0
         for t in eval_tokens:
-            bits += codec.encode_tokens(t.long().numpy())[1]
+            bits += codec.tokens.encode_tokens(t.long().numpy())[1]
             pixels += t.shape[1] * t.shape[2] * ae.stride**2
         model.to(device).train()
         ae.to(device)

@@ -1,0 +1,136 @@
+"""A codec bundle read without torch: its tensors as numpy arrays, its configs, its checks.
+
+The layout of a bundle is :mod:`codec.models.schema`'s. Two hashes cover it: the content
+hash (SHA-256 over the metadata and every tensor, stored in the bundle and checked before
+use) and the model id (what defines the tokens and the bitstream: the 4 bytes every .pqm
+header names). Both are computed here, over numpy arrays, for the readers with and without
+torch (:mod:`codec.models.io` hands its torch tensors over as arrays), so they cannot drift.
+Tensor dtypes enter the hashes under torch's names (``torch.float16``), as they always have.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CodecError
+from .models import schema
+
+_TORCH_DTYPE = {
+    np.dtype(np.float16): "torch.float16",
+    np.dtype(np.float32): "torch.float32",
+    np.dtype(np.float64): "torch.float64",
+    np.dtype(np.bool_): "torch.bool",
+    np.dtype(np.uint8): "torch.uint8",
+    np.dtype(np.int8): "torch.int8",
+    np.dtype(np.int16): "torch.int16",
+    np.dtype(np.int32): "torch.int32",
+    np.dtype(np.int64): "torch.int64",
+}
+
+# Tensors of a bundle that do not change the tokens: decoders may be retrained or added
+# (a realism decoder) without changing the model id, so older files still decode.
+RENDERING = (schema.AUTOENCODER + "decoder.", schema.REALISM_DECODER)
+_RENDERING_CONFIG = ("extra_decoder_blocks",)  # autoencoder config keys of the decoder alone
+
+
+def _update(h, name: str, a: np.ndarray) -> None:
+    a = np.asarray(a, order="C")  # not ascontiguousarray: it makes a 0-d array 1-d
+    h.update(f"{name}:{_TORCH_DTYPE[a.dtype]}:{tuple(a.shape)}\n".encode())
+    h.update(a.tobytes())
+
+
+def content_hash(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> str:
+    """SHA-256 (hex) over a bundle's metadata (but this hash) and every tensor's name, dtype,
+    shape and bytes: stored in the bundle, checked when it is loaded."""
+    h = hashlib.sha256()
+    for key in sorted(meta):
+        if key != schema.CONTENT_HASH:
+            h.update(f"{key}={meta[key]}\n".encode())
+    for name in sorted(tensors):
+        _update(h, name, tensors[name])
+    return h.hexdigest()
+
+
+def bundle_model_id(tensors: Mapping[str, np.ndarray], meta: Mapping[str, str]) -> bytes:
+    """The 4-byte model id of a bundle: the start of a SHA-256 over what defines the tokens
+    and the bitstream (encoder, quantizer, entropy model, configs and schedule; not the
+    decoders)."""
+    h = hashlib.sha256()
+    for key in (schema.AUTOENCODER_CONFIG, schema.MIM_CONFIG, schema.SCHEDULE):
+        value = meta[key]
+        if key == schema.AUTOENCODER_CONFIG:  # the decoder's own sizes do not change the tokens
+            cfg = json.loads(value)
+            if any(k in cfg for k in _RENDERING_CONFIG):
+                value = json.dumps({k: v for k, v in cfg.items() if k not in _RENDERING_CONFIG})
+        h.update(f"{key}={value}\n".encode())
+    for name in sorted(tensors):
+        if not name.startswith(RENDERING):
+            _update(h, name, tensors[name])
+    return h.digest()[:4]
+
+
+def verify_content(
+    path: Path,
+    tensors: Mapping[str, np.ndarray],
+    meta: Mapping[str, str],
+    trusted: Callable[[Path], bool] | None = None,
+) -> None:
+    """CodecError unless the bundle's content matches the hash stored in it (or, for a bundle
+    written before bundles carried one, unless ``trusted(path)``: the zoo passes its check of
+    the shipped files' SHA-256)."""
+    if schema.CONTENT_HASH not in meta:
+        if trusted is not None and trusted(path):
+            return
+        raise CodecError(f"{path} carries no content hash (written by an older codec): re-export it")
+    if content_hash(tensors, meta) != meta[schema.CONTENT_HASH]:
+        raise CodecError(f"{path} is damaged: its content does not match the hash stored in it")
+
+
+@dataclass(frozen=True)
+class Bundle:
+    """A verified bundle: ``tensors`` (name -> array as stored, fp16 mostly), ``meta``
+    (the safetensors metadata), ``model_id`` (4 bytes)."""
+
+    path: Path
+    tensors: dict[str, np.ndarray]
+    meta: dict[str, str]
+    model_id: bytes
+
+    def config(self, key: str) -> dict:
+        """A JSON config of the metadata (``schema.AUTOENCODER_CONFIG``, ``MIM_CONFIG``, ``SCHEDULE``)."""
+        return json.loads(self.meta[key])
+
+    def part(self, prefix: str) -> dict[str, np.ndarray]:
+        """The float32 tensors under ``prefix`` (the prefix taken off their names); other
+        dtypes as stored."""
+        return {
+            k: (v.astype(np.float32) if v.dtype.kind == "f" else v)
+            for k, v in schema.part(self.tensors, prefix).items()
+        }
+
+
+def read_bundle(path: str | Path, trusted: Callable[[Path], bool] | None = None) -> Bundle:
+    """The bundle at ``path``, read once and checked (:func:`verify_content`); CodecError for
+    a file that is not a usable bundle."""
+    from safetensors import safe_open
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    try:
+        with safe_open(str(path), "np") as f:
+            meta = dict(f.metadata() or {})
+        if meta.get(schema.KIND) != schema.KIND_BUNDLE:
+            raise CodecError(f"{path} is not a codec bundle (kind {meta.get(schema.KIND)!r})")
+        tensors = load_file(str(path))
+        verify_content(path, tensors, meta, trusted)
+        return Bundle(path, tensors, meta, bundle_model_id(tensors, meta))
+    except CodecError:
+        raise
+    except Exception as e:  # a malformed file: any of safetensors', json's, numpy's errors
+        raise CodecError(f"{path} is not a usable model bundle ({type(e).__name__}: {e})") from None

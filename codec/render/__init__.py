@@ -1,0 +1,1 @@
+"""Torch-free rendering of latents to pixels."""
