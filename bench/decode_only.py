@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import argparse
 import io
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -43,15 +43,35 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     return p
 
 
-def timed(cmd: list[str], env: dict) -> tuple[float, float]:
-    """(wall seconds, peak resident MiB) of one whole process."""
+# Timing runs in a small driver process: a child forked from this one (which holds torch)
+# would report this process's memory as its own peak.
+DRIVER = r"""
+import json, os, subprocess, sys, time
+cmds, runs, env = json.loads(sys.argv[1]), int(sys.argv[2]), {**os.environ, **json.loads(sys.argv[3])}
+
+def timed(cmd):
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     if os.waitstatus_to_exitcode(status):
-        raise SystemExit(f"failed: {' '.join(cmd)}: {proc.stderr.read().decode()[-2000:]}")
+        sys.exit(f"failed: {' '.join(cmd)}: {proc.stderr.read().decode()[-2000:]}")
     return wall, usage.ru_maxrss / 1024
+
+for cmd in cmds.values():  # warm-up: file caches, the zoo's verified-hash cache
+    timed(cmd)
+rows = {name: [] for name in cmds}
+for _ in range(runs):  # interleaved: A B C A B C ...
+    for name, cmd in cmds.items():
+        rows[name].append(timed(cmd))
+print(json.dumps(rows))
+"""
+
+
+def timed_side_by_side(cmds: dict[str, list[str]], runs: int, env: dict) -> dict[str, list]:
+    """{name: [(wall s, peak resident MiB), ...]} of ``runs`` interleaved runs per command."""
+    p = run([sys.executable, "-c", DRIVER, json.dumps(cmds), str(runs), json.dumps(env)], timeout=3600)
+    return json.loads(p.stdout)
 
 
 def du(path: Path) -> int:
@@ -90,7 +110,7 @@ def main() -> None:
         b = np.asarray(Image.open(GOLDEN / f"{f.stem}.png")).astype(int)
         diff = np.abs(a - b)
         print(f"golden {f.name}: decoded, mean |diff| {diff.mean():.4f}, max {diff.max()} "
-              "levels vs the torch decoder's PNG")
+              "levels vs its golden PNG (written by the torch decoder, amp=auto)")
 
     # 3. whole-process timing, side by side (A B C A B C ...)
     from codec.zoo import get_codec
@@ -108,7 +128,7 @@ def main() -> None:
         q -= 2
     avif = work / "kodim23.avif"
     avif.write_bytes(buf.getvalue())
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    env = {"OMP_NUM_THREADS": str(args.threads)}
     cmds = {
         "codec decode (decode-only install, portable C++)": [
             str(venv / "bin" / "codec"), "decode", str(pqm), "-o", str(work / "a.png"), "--force"
@@ -118,12 +138,7 @@ def main() -> None:
         ],
         "Pillow AVIF decode": [sys.executable, "-c", AVIF_DECODE, str(avif), str(work / "c.png")],
     }
-    rows = {k: [] for k in cmds}
-    for cmd in cmds.values():  # warm-up: caches, the zoo's verified-hash cache
-        timed(cmd, env)
-    for _ in range(args.runs):
-        for name, cmd in cmds.items():
-            rows[name].append(timed(cmd, env))
+    rows = timed_side_by_side(cmds, args.runs, env)
     print(f"\nkodim23 768x512: .pqm {pqm.stat().st_size} bytes (m=8), AVIF {avif.stat().st_size} bytes "
           f"(quality {q}); {args.runs} runs each, interleaved, median [min-max], "
           f"OMP_NUM_THREADS={args.threads}, {os.cpu_count()} CPUs")

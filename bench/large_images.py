@@ -51,29 +51,35 @@ def tiled_vs_whole(model: str, kodak: str) -> tuple[int, float, float, float, fl
     """(images, mean PSNR whole, mean PSNR with the decoder in tiles, mean PSNR with the
     encoder in tiles, share of tokens the tiled encoder changes) of the model's full-rate
     tokens of the Kodak images, in 16-position tiles (so that every image has many seams)
-    with codec.tiling's margins."""
+    with codec.tiling's margins. The decoder is the portable one (`codec decode`'s)."""
     import torch
 
-    from codec.hardware import autocast
     from codec.imageio import list_images, load_rgb
     from codec.tiling import encode_tiled, render_tiled
     from codec.zoo import get_codec
 
     c = get_codec(model)
     ae = c.autoencoder
+    dec = c.portable_decoder()
+    net, s = dec.network(), dec.stride
+
+    def render(tokens: np.ndarray, size: tuple[int, int], tile: int | None = None) -> np.ndarray:
+        z = dec.dequantizer.latent(tokens, None)
+        if tile is None:
+            return net.pixels(z, size)
+        part = lambda p: net.pixels(p, (p.shape[-2] * s, p.shape[-1] * s))  # noqa: E731
+        return render_tiled(part, z, size, s, tile=tile)
+
     whole, tiled, tiled_enc, changed = [], [], [], []
     for f in list_images(kodak):
         img = load_rgb(f).permute(1, 2, 0).numpy()
-        t = torch.from_numpy(c.tokenize([img])[0])[None]
-        z = ae.quantizer.codes_from_indices(t)
-        whole.append(psnr(c.render(z, img.shape[:2]), img))
+        t = c.tokenize([img])[0]
+        whole.append(psnr(render(t, img.shape[:2]), img))
+        tiled.append(psnr(render(t, img.shape[:2], tile=16), img))
         with torch.no_grad():
-            t_enc = ae.quantizer.indices(encode_tiled(ae.encoder, img, ae.stride, tile=16))
-            with autocast(c.amp, c.device):
-                out = render_tiled(ae.decoder, z, img.shape[:2], ae.stride, tile=16)
-        tiled.append(psnr(out, img))
-        tiled_enc.append(psnr(c.render(ae.quantizer.codes_from_indices(t_enc), img.shape[:2]), img))
-        changed.append(float((t_enc != t).float().mean()))
+            t_enc = ae.quantizer.indices(encode_tiled(ae.encoder, img, ae.stride, tile=16))[0].numpy()
+        tiled_enc.append(psnr(render(t_enc, img.shape[:2]), img))
+        changed.append(float((t_enc != t).mean()))
     return len(whole), *(float(np.mean(v)) for v in (whole, tiled, tiled_enc, changed))
 
 
@@ -92,7 +98,8 @@ def in_process(
 
     torch.set_num_threads(threads)
     c = get_codec(model)
-    c.decompress(c.compress(np.asarray(src.resize((64, 64)))))
+    dec = c.portable_decoder(threads)  # what codec.decompress and `codec decode` use
+    dec.decompress(c.compress(np.asarray(src.resize((64, 64)))))
     rows = []
     for w, h in sizes:
         img = np.asarray(src.resize((w, h), Image.BICUBIC))
@@ -101,7 +108,7 @@ def in_process(
             t0 = time.perf_counter()
             data = c.compress(img)
             t1 = time.perf_counter()
-            c.decompress(data)
+            dec.decompress(data)
             enc.append(t1 - t0)
             dec.append(time.perf_counter() - t1)
         rows.append((f"{w}x{h}", w * h / 1e6, statistics.median(enc), statistics.median(dec)))

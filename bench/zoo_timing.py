@@ -1,7 +1,9 @@
 """Encode and decode time of each shipped model (or the given bundles) on Kodak.
 
-Per model: each image is encoded, then decoded (fidelity decoder; and realism where the
-model has one); wall time per call, median and max over the images, at --threads threads.
+Per model: each image is encoded, then decoded by the torch codec (fidelity decoder; and
+realism where the model has one) and by the portable decoder that `codec decode` and
+`codec.decompress` use (numpy + C++, no torch), side by side; wall time per call, median and
+max over the images, at --threads threads.
 
     python bench/zoo_timing.py [MODEL ...] [--kodak DIR] [--threads 2] [--images 24] [--m 2,8,24]
 """
@@ -36,26 +38,31 @@ def main() -> None:
     images = [load_rgb(p).permute(1, 2, 0).numpy() for p in list_images(args.kodak)[: args.images]]
     print(f"Kodak {len(images)} images, {args.threads} threads, torch {torch.__version__}; seconds per image")
     print(
-        f"{'model':20s} {'encode med':>10s} {'max':>6s} {'decode med':>10s} {'max':>6s} {'realism med':>11s}"
+        f"{'model':20s} {'encode med':>10s} {'max':>6s} {'torch decode med':>16s} {'max':>6s} "
+        f"{'portable med':>12s} {'max':>6s} {'realism med':>11s}"
     )
     for name in args.models or shipped_models():
         codec = load_codec(resolve(name))
-        codec.decompress(codec.compress(images[0][:256, :256]))  # warm-up
+        portable = codec.portable_decoder(threads=args.threads)
+        warm = codec.compress(images[0][:256, :256])
+        codec.decompress(warm), portable.decompress(warm)
         # a nested model: every rate of --m (sub-vectors per position)
         rates = [{"m": int(m)} for m in args.m.split(",")] if codec.layered else [{}]
         for rate in rates:
-            enc, dec, real = [], [], []
+            enc, dec, port, real = [], [], [], []
             for img in images:
                 data, t = timed(codec.compress, img, **rate)
                 enc.append(t)
                 dec.append(timed(codec.decompress, data)[1])
+                port.append(timed(portable.decompress, data)[1])
                 if codec.realism_decoder is not None:
                     real.append(timed(codec.decompress, data, decoder="realism")[1])
             r = f"{statistics.median(real):11.3f}" if real else f"{'-':>11s}"
             label = name + (f" m={rate['m']}" if rate else "")
             print(
                 f"{label:20s} {statistics.median(enc):10.3f} {max(enc):6.3f} "
-                f"{statistics.median(dec):10.3f} {max(dec):6.3f} {r}"
+                f"{statistics.median(dec):16.3f} {max(dec):6.3f} "
+                f"{statistics.median(port):12.3f} {max(port):6.3f} {r}"
             )
 
 

@@ -198,7 +198,8 @@ PIE_INLINE void tile_products(const float* V, const WinogradConv& C, int rows, i
 }
 
 // Register blocks of 8 tiles x 32 outputs where there are 32 vector registers (AVX-512),
-// 4 x 16 elsewhere. The block shape changes no result: each output is the same sum.
+// 6 x 16 elsewhere (12 of AVX2's 16 registers hold the sums). The block shape changes no
+// result: each output is the same sum.
 bool wide_blocks() {
 #if defined(PIE_HAS_CLONES)
   static const bool wide = __builtin_cpu_supports("avx512f");
@@ -214,7 +215,7 @@ bool wide_blocks() {
 // (a multiple of the block's rows; rows past the chunk's tiles are computed and ignored).
 PIE_CLONES void winograd_products(const float* V, const WinogradConv& C, int rows, int T, float* M, bool wide) {
   if (wide) tile_products<8, 2>(V, C, rows, T, M);
-  else tile_products<4, 1>(V, C, rows, T, M);
+  else tile_products<6, 1>(V, C, rows, T, M);
 }
 
 // Pixel (py, px), outputs [j, j + lanes) of the convolution: y -> the target.
@@ -305,7 +306,7 @@ void winograd_conv(const WinogradConv& C, const Act& in, bool leaky_in, const Ta
   const int h = in.h, w = in.w, ntx = (w + kM - 1) / kM;
   if (ty1 < 0) ty1 = (h + kM - 1) / kM;
   const bool wide = wide_blocks();
-  const int P = wide ? 8 : 4;
+  const int P = wide ? 8 : 6;
   const int64_t fit = (int64_t{2} << 20) / (int64_t{4} * kXi * (C.cin + C.cpad));
   const int64_t reuse = int64_t{C.cin} * C.cpad / (C.cin + C.cpad);  // weights read <= V and M
   const int T = static_cast<int>(std::max<int64_t>(P, std::min<int64_t>(256, std::max(fit, reuse) / P * P)));
