@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from codec.classical import SETTINGS, decode, encode
-from codec.metrics import from_uint8 as to_tensor  # noqa: F401  (imported by the other scripts)
-from codec.metrics import ms_ssim, psnr
+from codec.util.metrics import from_uint8 as to_tensor  # noqa: F401  (imported by the other scripts)
+from codec.util.metrics import ms_ssim, psnr
 
 
 def rd_curve(img: np.ndarray, codec: str) -> list[tuple[float, float, float]]:

@@ -29,7 +29,7 @@ GOLDEN = ROOT / "tests" / "golden"
 SAMPLE = ROOT / "codec" / "data" / "sample.png"
 
 TORCH_DECODE = (
-    "import sys; from PIL import Image; from codec.zoo import codec_for_file; "
+    "import sys; from PIL import Image; from codec.engine.loading import codec_for_file; "
     "data = open(sys.argv[1], 'rb').read(); "
     "Image.fromarray(codec_for_file(data).decompress(data)).save(sys.argv[2])"
 )
@@ -113,7 +113,7 @@ def main() -> None:
               "levels vs its golden PNG (written by the torch decoder, amp=auto)")
 
     # 3. whole-process timing, side by side (A B C A B C ...)
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     img = Image.open(SAMPLE).convert("RGB")
     pqm = work / "kodim23.pqm"

@@ -23,8 +23,9 @@ import numpy as np
 import torch
 
 from codec.bench.bdrate import bd_rate
-from codec.imageio import list_images, load_rgb
-from codec.zoo import load_codec, resolve
+from codec.engine.loading import load_codec
+from codec.engine.registry import resolve
+from codec.util.imageio import list_images, load_rgb
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -101,7 +102,7 @@ def main() -> None:
         + " | PSNR BD-rate vs effort 0 | encode s (median) |",
         "|" + "---|" * (len(points) + 4),
     ]
-    from codec.effort import EFFORT_STEPS
+    from codec.engine.effort import EFFORT_STEPS
 
     for e in efforts:
         bd = "-" if e == efforts[0] or len(points) < 2 else bd_rate(curve[efforts[0]], curve[e])

@@ -24,10 +24,10 @@ import torch
 from classical import at_bpp, rd_curve, to_tensor
 from PIL import Image
 
-from codec.imageio import list_images
-from codec.metrics import ms_ssim, psnr, quantize_uint8
 from codec.models.io import load_pqvae
 from codec.train.autoencoder_stage import evaluate
+from codec.util.imageio import list_images
+from codec.util.metrics import ms_ssim, psnr, quantize_uint8
 
 
 def main() -> None:

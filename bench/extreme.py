@@ -17,10 +17,10 @@ import torch
 from classical import to_tensor
 from PIL import Image, ImageDraw
 
-from codec import bitstream
-from codec.imageio import list_images
-from codec.metrics import psnr
-from codec.zoo import load_codec
+from codec.engine.loading import load_codec
+from codec.format import bitstream
+from codec.util.imageio import list_images
+from codec.util.metrics import psnr
 
 
 def thumb(img: np.ndarray, width: int) -> Image.Image:

@@ -22,10 +22,10 @@ import torch
 from classical import at_bpp, rd_curve, to_tensor
 from PIL import Image
 
-from codec import bitstream
-from codec.imageio import list_images
-from codec.metrics import ms_ssim, psnr
-from codec.zoo import load_codec
+from codec.engine.loading import load_codec
+from codec.format import bitstream
+from codec.util.imageio import list_images
+from codec.util.metrics import ms_ssim, psnr
 
 
 def main() -> None:

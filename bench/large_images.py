@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.tiling import (
+from codec.engine.tiling import (
     ENCODE_HALO_TOKENS,
     ENCODE_TILE_TOKENS,
     HALO_TOKENS,
@@ -51,12 +51,12 @@ def tiled_vs_whole(model: str, kodak: str) -> tuple[int, float, float, float, fl
     """(images, mean PSNR whole, mean PSNR with the decoder in tiles, mean PSNR with the
     encoder in tiles, share of tokens the tiled encoder changes) of the model's full-rate
     tokens of the Kodak images, in 16-position tiles (so that every image has many seams)
-    with codec.tiling's margins. The decoder is the portable one (`codec decode`'s)."""
+    with codec.engine.tiling's margins. The decoder is the portable one (`codec decode`'s)."""
     import torch
 
-    from codec.imageio import list_images, load_rgb
-    from codec.tiling import encode_tiled, render_tiled
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
+    from codec.engine.tiling import encode_tiled, render_tiled
+    from codec.util.imageio import list_images, load_rgb
 
     c = get_codec(model)
     ae = c.autoencoder
@@ -94,7 +94,7 @@ def in_process(
 
     import torch
 
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     torch.set_num_threads(threads)
     c = get_codec(model)
@@ -177,7 +177,7 @@ def main() -> None:
         "# Large photos: time and memory per image size, tiles against whole images",
         "",
         "Token grids over 48 x 48 positions (768 px at stride 16) are entropy-coded in independent "
-        "48 x 48 tiles (codec.tiling, header flag FLAG_TILED), so the masked transformer's cost is "
+        "48 x 48 tiles (codec.engine.tiling, header flag FLAG_TILED), so the masked transformer's cost is "
         f"linear in the image; images over {TILE_ABOVE_PIXELS / 1e6:.2f} MP run the encoder in "
         f"{ENCODE_TILE_TOKENS} x "
         f"{ENCODE_TILE_TOKENS}-position tiles with {ENCODE_HALO_TOKENS} positions of context on "

@@ -17,8 +17,9 @@ import time
 import numpy as np
 import torch
 
-from codec.imageio import list_images, load_rgb
-from codec.zoo import load_codec, resolve
+from codec.engine.loading import load_codec
+from codec.engine.registry import resolve
+from codec.util.imageio import list_images, load_rgb
 
 
 def stage_calls(c, tokens: np.ndarray):

@@ -15,8 +15,9 @@ import statistics
 
 import torch
 
-from codec.imageio import list_images, load_rgb
-from codec.zoo import load_codec, resolve
+from codec.engine.loading import load_codec
+from codec.engine.registry import resolve
+from codec.util.imageio import list_images, load_rgb
 
 
 def main() -> None:

@@ -24,9 +24,9 @@ from PIL import Image, ImageDraw
 
 from codec import classical
 from codec.bench.features import feature_extractor, frechet_distance, kernel_distance, patches
-from codec.imageio import list_images, load_rgb
-from codec.metrics import image_quality
-from codec.zoo import load_codec
+from codec.engine.loading import load_codec
+from codec.util.imageio import list_images, load_rgb
+from codec.util.metrics import image_quality
 
 
 def crop(img: np.ndarray, size: int) -> Image.Image:

@@ -125,7 +125,7 @@ NORMALIZATION = {"": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)), "tflite": (
 def jobs_key(jobs: list[tuple]) -> str:
     """A short hash of ``jobs`` and of the model id behind each ``ours`` codec in them, so a
     cache made with other images, rates or weights is never reused."""
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     ids = {
         c: get_codec(c.partition(":")[2] or None).model_id.hex()
@@ -178,7 +178,7 @@ def train(cfg: BackboneConfig, x: np.ndarray, y: np.ndarray, copies: np.ndarray 
     crop), and the loss adds that weight x the Jensen-Shannon divergence between the two views'
     predictions (AugMix's consistency loss); the steps and the images per step are those of the
     clean network, so the budget is the same. Returns (model, images/s)."""
-    from codec.hardware import autocast
+    from codec.util.hardware import autocast
 
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -243,7 +243,7 @@ def js_divergence(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(cfg: BackboneConfig, model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    from codec.hardware import autocast
+    from codec.util.hardware import autocast
 
     g = torch.Generator()
     model = model.to(memory_format=torch.channels_last)

@@ -14,14 +14,14 @@ from pathlib import Path
 
 import torch
 
-from codec.api import ImageCodec
+from codec.engine.api import ImageCodec
 from codec.entropy.schedule import CodingSchedule
-from codec.imageio import list_images, load_rgb
-from codec.models import schema
+from codec.format import schema
 from codec.models.io import load_pqvae
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 from codec.train.checkpoint import load_checkpoint
 from codec.train.entropy_stage import tokenize
+from codec.util.imageio import list_images, load_rgb
 
 
 def load_entropy_model(path: str) -> MaskedEntropyModel:

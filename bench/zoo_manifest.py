@@ -15,8 +15,9 @@ import argparse
 import datetime
 import json
 
+from codec.engine.registry import MANIFEST, weights_dir
+from codec.engine.verified import sha256_file
 from codec.models.io import model_id
-from codec.zoo import MANIFEST, sha256_file, weights_dir
 
 
 def retire(doc: dict, name: str, old: dict, new_id: str, date: str) -> None:

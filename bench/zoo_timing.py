@@ -16,8 +16,9 @@ import time
 
 import torch
 
-from codec.imageio import list_images, load_rgb
-from codec.zoo import load_codec, resolve, shipped_models
+from codec.engine.loading import load_codec
+from codec.engine.registry import resolve, shipped_models
+from codec.util.imageio import list_images, load_rgb
 
 
 def timed(fn, *args, **kwargs):

@@ -10,9 +10,9 @@ from itertools import accumulate
 from pathlib import Path
 
 from . import __version__
-from .checks import RATE_ARGS, checked_rate
 from .errors import CodecError
-from .files import check_output, write_output
+from .format.checks import RATE_ARGS, checked_rate
+from .util.files import check_output, write_output
 
 
 def _read(path: str) -> bytes:
@@ -65,8 +65,8 @@ def _cmd_encode(args: argparse.Namespace) -> None:
 
     from PIL import Image, UnidentifiedImageError
 
-    from . import bitstream
-    from .zoo import decoder_for_file, get_codec
+    from .engine.loading import decoder_for_file, get_codec
+    from .format import bitstream
 
     outs = _checked_outputs(args, ".pqm")
     for dst in outs:
@@ -111,7 +111,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
 
     from PIL import Image
 
-    from .zoo import decoder_for_file
+    from .engine.loading import decoder_for_file
 
     outs = _checked_outputs(args, ".png")
     for dst in outs:  # a format Pillow cannot write is refused before any decoding
@@ -191,7 +191,7 @@ def _cmd_bench(args: argparse.Namespace) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
-    from .zoo import describe
+    from .engine.registry import describe
 
     rows = describe()
     if args.json:
@@ -220,7 +220,7 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_info(args: argparse.Namespace) -> None:
-    from . import bitstream
+    from .format import bitstream
 
     data = _read(args.file)
     header, payload = bitstream.unpack(data, max_pixels=args.max_pixels)
@@ -267,7 +267,7 @@ def _cmd_info(args: argparse.Namespace) -> None:
 
 
 def _cmd_truncate(args: argparse.Namespace) -> None:
-    from . import bitstream
+    from .format import bitstream
 
     if (args.layers is None) == (args.bpp is None):
         raise CodecError("give one of --layers or --bpp")

@@ -214,9 +214,10 @@ def run_demo(
     import torch
 
     from . import classical
-    from .files import write_output
-    from .metrics import image_quality
-    from .zoo import default_model_path, get_codec
+    from .engine.loading import get_codec
+    from .engine.registry import default_model_path
+    from .util.files import write_output
+    from .util.metrics import image_quality
 
     if threads:
         torch.set_num_threads(threads)

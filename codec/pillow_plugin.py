@@ -1,5 +1,5 @@
 """Pillow plugin: after ``import codec``, ``Image.open("x.pqm")`` decodes and
-``img.save("x.pqm")`` encodes, with the default model bundle (see :mod:`codec.zoo`).
+``img.save("x.pqm")`` encodes, with the default model bundle (see :mod:`codec.engine.registry`).
 Decoding happens on first access to the pixels, not on open.
 
 Saving to a path: Pillow opens (and so truncates) the file before any format plugin runs,
@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from PIL import Image, ImageFile
 
-from . import bitstream
-from .checks import RATE_ARGS
+from .format import bitstream
+from .format.checks import RATE_ARGS
 
 
 def _accept(prefix: bytes) -> bool:
@@ -35,7 +35,7 @@ class PqmImageFile(ImageFile.ImageFile):
 
     def load(self):
         if self._pqm is not None:
-            from .zoo import decoder_for_file
+            from .engine.loading import decoder_for_file
 
             pixels = decoder_for_file(self._pqm).decompress(self._pqm)  # the file's own model
             self.im = Image.fromarray(pixels).im
@@ -46,7 +46,7 @@ class PqmImageFile(ImageFile.ImageFile):
 def _save(im: Image.Image, fp, filename) -> None:
     """``img.save("x.pqm", bpp=0.2)``: the keyword arguments of :func:`codec.compress`
     (``model``, ``bpp``, ``size``, ``quality``, ``m``, ``effort``), checked by the same rules
-    (:func:`codec.checks.checked_rate`: ValueError for several rates or an invalid one)."""
+    (:func:`codec.format.checks.checked_rate`: ValueError for several rates or an invalid one)."""
     from .simple import compress
 
     info = im.encoderinfo

@@ -3,7 +3,7 @@ with a shipped model or a bundle path (re-exported by the package)."""
 
 from __future__ import annotations
 
-from .checks import checked_rate
+from .format.checks import checked_rate
 
 
 def compress(
@@ -17,17 +17,17 @@ def compress(
     effort: int = 0,
 ) -> bytes:
     """RGB image (PIL image, or uint8 array/tensor [H, W, 3]; other PIL modes are converted
-    to RGB, alpha dropped) -> .pqm bytes. ``model``: a bundle path (default: see codec.zoo).
+    to RGB, alpha dropped) -> .pqm bytes. ``model``: a bundle path (default: see codec.engine.registry).
 
     Rate control (nested models, at most one): ``bpp`` (the nearest file size the model
     offers), ``size`` (the best file not larger than that many bytes), ``quality`` (0-100,
     monotone in rate) or ``m`` (sub-vectors per position). Without one: ``quality`` 30 (see
-    :data:`codec.layered_codec.DEFAULT_QUALITY`; 100 is the full rate). Several of them, or
+    :data:`codec.engine.layered_codec.DEFAULT_QUALITY`; 100 is the full rate). Several of them, or
     an invalid one (nan, inf, <= 0, a string, a fractional ``size`` or ``m``): ValueError.
     ``effort`` (0..9, as cjxl's): encode time spent on a better token grid for the same
-    decoder (:mod:`codec.effort`; 0 is the encoder network alone).
+    decoder (:mod:`codec.engine.effort`; 0 is the encoder network alone).
     """
-    from .zoo import get_codec
+    from .engine.loading import get_codec
 
     rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # before the model loads
     codec = get_codec(model)
@@ -49,10 +49,10 @@ def decompress(
     quality layers (layered files); ``crop`` = (x, y, width, height): only that region.
     CodecError for data that is not the bytes of a .pqm file this codec decodes (a path too)
     and for arguments out of range or of the wrong type. Needs no torch: the portable decoder
-    (:class:`codec.decoding.PortableDecoder`) gives the same pixels on every machine."""
+    (:class:`codec.engine.decoding.PortableDecoder`) gives the same pixels on every machine."""
     from PIL import Image
 
-    from .zoo import decoder_for_file
+    from .engine.loading import decoder_for_file
 
     decoder = decoder_for_file(data, model)
     return Image.fromarray(decoder.decompress(data, stages=stages, layers=layers, crop=crop))

@@ -29,9 +29,10 @@ except ImportError as e:  # pragma: no cover - depends on the installation
         "codec.transforms needs torchvision (transforms v2): pip install 'codec[augment]'"
     ) from e
 
-from . import bitstream, classical
+from . import classical
 from .errors import CodecError
-from .hardware import autocast
+from .format import bitstream
+from .util.hardware import autocast
 
 OURS = "ours"
 
@@ -43,7 +44,7 @@ def parse_codec(spec: str) -> tuple[str, str | None]:
     in a DataLoader worker)."""
     name, _, model = str(spec).partition(":")
     if name == OURS:
-        from .zoo import resolve
+        from .engine.registry import resolve
 
         try:
             resolve(model or None)
@@ -73,7 +74,7 @@ def compress_decode(
     at its one rate otherwise."""
     name, model = parse_codec(codec)
     if name == OURS:
-        from .zoo import get_codec
+        from .engine.loading import get_codec
 
         c = get_codec(model)
         data = c.compress(img, bpp=bpp) if bpp is not None and c.layered else c.compress(img)
@@ -252,7 +253,7 @@ class NeuralCompression(torch.nn.Module):
     the real file), or with ``estimate=False`` the raw bound M*log2(K)/s^2 plus the header.
     ``model``: a shipped name or bundle path (default: the default model). ``m`` (nested
     models): codes per position, default that of ``quality``
-    :data:`~codec.layered_codec.DEFAULT_QUALITY` rounded (10 of the default model's 32).
+    :data:`~codec.engine.layered_codec.DEFAULT_QUALITY` rounded (10 of the default model's 32).
     """
 
     def __init__(
@@ -264,7 +265,8 @@ class NeuralCompression(torch.nn.Module):
         m: int | None = None,
     ):
         super().__init__()
-        from .zoo import load_codec, resolve
+        from .engine.loading import load_codec
+        from .engine.registry import resolve
 
         codec = load_codec(resolve(model), "cpu")
         self.model = str(model) if model is not None else None
@@ -274,7 +276,7 @@ class NeuralCompression(torch.nn.Module):
         self.layered = codec.layered  # a nested model: files of m sub-vectors
         M = codec.autoencoder.cfg.M
         if self.layered:
-            from .layered_codec import DEFAULT_QUALITY, RatePoint
+            from .engine.layered_codec import DEFAULT_QUALITY, RatePoint
 
             g0 = codec.groups[0]
             self.m = round(codec.quality_subvectors(DEFAULT_QUALITY)) if m is None else m

@@ -11,9 +11,9 @@ import sys
 import atheris
 import numpy as np
 
-from codec import bitstream
 from codec.entropy import RangeDecoder, cdf_from_counts
 from codec.errors import CodecError
+from codec.format import bitstream
 
 
 def test_one_input(data: bytes) -> None:

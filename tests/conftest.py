@@ -34,7 +34,7 @@ def layered_bundle(tmp_path_factory):
     em = LayeredEntropyModel(mcfg)
     with torch.no_grad():
         em.channel.head.weight.normal_()
-    from codec.models import schema
+    from codec.format import schema
 
     parts = (("ae", ae, schema.KIND_PQVAE, acfg), ("em", em, schema.KIND_ENTROPY, mcfg))
     for name, model, kind, cfg in parts:

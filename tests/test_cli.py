@@ -3,9 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from codec import bitstream as bs
 from codec.cli import main
 from codec.demo import decode_pixels, encode_pixels, run_lossless_demo, sample_image_path
+from codec.format import bitstream as bs
 
 
 def test_demo_pixels_round_trip():

@@ -10,10 +10,10 @@ from safetensors.torch import save_file
 
 import codec
 from codec.cli import main
+from codec.engine.loading import load_codec
 from codec.models.io import save_bundle
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 from codec.models.pqvae import PQVAE, PQVAEConfig
-from codec.zoo import load_codec
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +78,7 @@ def test_errors_are_one_line(bundle, tmp_path, capsys, monkeypatch):
     assert main(["encode", str(notimg), "-o", str(tmp_path / "n.pqm"), "--model", str(bundle)]) == 1
     assert "not an image" in capsys.readouterr().err
     monkeypatch.delenv("CODEC_MODEL", raising=False)
-    monkeypatch.setattr("codec.zoo.resources.files", lambda _: tmp_path)  # no bundled model here
+    monkeypatch.setattr("codec.engine.registry.resources.files", lambda _: tmp_path)  # no bundled model here
     assert main(["encode", str(notimg), "-o", str(tmp_path / "n.pqm")]) == 1
     assert "no model given" in capsys.readouterr().err
 
@@ -118,7 +118,7 @@ def test_a_file_decodes_in_another_process(bundle, image, tmp_path):
     here = load_codec(bundle).decompress(pqm.read_bytes())
     script = (
         "import sys, numpy as np, torch; torch.set_num_threads(1)\n"
-        "from codec.zoo import load_codec\n"
+        "from codec.engine.loading import load_codec\n"
         "out = load_codec(sys.argv[1]).decompress(open(sys.argv[2], 'rb').read())\n"
         "np.save(sys.argv[3], out)\n"
     )
@@ -249,7 +249,7 @@ def test_a_new_output_name_is_claimed_atomically(tmp_path):
     """Two writers of one new name without --force: the second refuses (it would have replaced
     the first's file); with --force it replaces; no temporary file is left behind."""
     from codec.errors import CodecError
-    from codec.files import write_output
+    from codec.util.files import write_output
 
     target = tmp_path / "x.pqm"
     write_output(str(target), b"first")
@@ -269,7 +269,7 @@ def test_a_damaged_bundle_given_by_path_is_refused(bundle, image, tmp_path, caps
     from safetensors import safe_open
 
     from codec.errors import CodecError
-    from codec.models import schema
+    from codec.format import schema
 
     raw = bytearray(bundle.read_bytes())
     with safe_open(str(bundle), "pt") as f:
@@ -334,9 +334,9 @@ def test_decode_to_stdout_writes_a_png(bundle, image, tmp_path):
     ],
 )
 def test_mixed_or_invalid_rates_are_refused_everywhere(layered_bundle, rate, name):
-    """One rule (codec.checks.checked_rate) for codec.compress, the Pillow plugin and the model's
+    """One rule (codec.format.checks.checked_rate) for codec.compress, the Pillow plugin and the model's
     own compress: several rates, nan, inf, <= 0 and wrong types are a one-line ValueError."""
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     img = Image.fromarray(np.zeros((16, 16, 3), np.uint8))
     with pytest.raises(ValueError, match=name) as e:
@@ -378,7 +378,7 @@ def test_damaged_files_raise_an_oserror_as_pillow_expects(layered_bundle, tmp_pa
             with Image.open(io.BytesIO(bad)) as im:
                 im.load()
     # a payload changed under a valid header: Image.open succeeds, load() fails
-    from codec import bitstream
+    from codec.format import bitstream
 
     header, payload = bitstream.unpack(data)
     forged = bitstream.pack(header, bytes(b ^ 0x55 for b in payload))

@@ -175,9 +175,10 @@ def test_a_forged_huge_file_fails_in_seconds(files, capsys, monkeypatch):
     fails in one line as soon as the range decoder runs past the end of the tiny payload."""
     import time
 
-    from codec import bitstream, tiling
-    from codec.layered_codec import RatePoint
-    from codec.zoo import load_codec
+    from codec.engine import tiling
+    from codec.engine.layered_codec import RatePoint
+    from codec.engine.loading import load_codec
+    from codec.format import bitstream
 
     d, bundle = files
     monkeypatch.setattr(tiling, "available_memory", lambda: None)  # the decoder is what is tested

@@ -1,6 +1,7 @@
 """Short fuzz runs (the long ones: `make fuzz`). A crash, sanitizer report or an escaped
 exception fails the test; the native run needs clang with libFuzzer."""
 
+import resource
 import shutil
 import subprocess
 import sys
@@ -9,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codec import bitstream as bs
 from codec.entropy import RangeEncoder
+from codec.format import bitstream as bs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,6 +38,11 @@ def seed_corpus(folder: Path) -> None:
 
 
 def run(cmd: list[str], timeout: int) -> str:
+    # libFuzzer's RSS limit (2 GB) reads the process's peak RSS, which on Linux a child
+    # inherits from this one (pytest's, large after the model tests): count the 2 GB from there
+    # (a single allocation over 2 GB still fails: -malloc_limit_mb).
+    inherited = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    cmd = [*cmd, f"-rss_limit_mb={inherited + 2048}", "-malloc_limit_mb=2048"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out[-3000:]

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from codec import bitstream
-from codec.zoo import load_codec, resolve, shipped_models
+from codec.engine.loading import load_codec
+from codec.engine.registry import resolve, shipped_models
+from codec.format import bitstream
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 

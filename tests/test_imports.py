@@ -10,48 +10,37 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "codec"
 
-# Lowest first. Data flow: image -> encoder -> quantizer -> tokens -> entropy model -> range
-# coder -> bytes; a module may import its own layer or lower ones.
+# Lowest first, one folder per layer (``codec.x.*``: the package ``codec.x`` and everything in
+# it). Data flow: image -> encoder -> quantizer -> tokens -> entropy model -> range coder ->
+# bytes; a module may import its own layer or lower ones.
 LAYERS = [
-    [
-        "codec.errors",
-        "codec.checks",
-        "codec.hardware",
-        "codec.imageio",
-        "codec.metrics",
-        "codec.files",
-        "codec.models.schema",
-    ],
-    [
-        "codec.entropy",
-        "codec.entropy.schedule",
-        "codec.entropy.range_coder",
-        "codec.entropy.portable",
-        "codec.render",
-        "codec.render.portable",
-    ],
-    ["codec.bitstream"],
-    ["codec.tiling", "codec.token_coding", "codec.render.latent", "codec.bundle"],
-    ["codec.decoding"],
-    [
-        "codec.models.quantizer",
-        "codec.models.pqvae",
-        "codec.models.mim",
-        "codec.models.layered",
-    ],
-    [
-        "codec.models.discriminator",
-        "codec.models.baseline",
-        "codec.models.io",
-        "codec.effort",
-    ],
-    ["codec.api"],
-    ["codec.layered_codec"],
-    ["codec.zoo"],
+    ["codec.errors"],
+    ["codec.util.*"],  # files, hardware, imageio, metrics
+    ["codec.format.*"],  # bitstream, schema, bundle, checks
+    ["codec.entropy.*"],  # the range coder (and the compiled extension), schedule, portable, token_coding
+    ["codec.render.*"],  # tokens -> latent -> pixels without torch
+    ["codec.models.*"],  # torch modules
+    ["codec.engine.*"],  # images <-> files: a stack, see STACKS
     ["codec", "codec.simple", "codec.pillow_plugin", "codec.classical", "codec.transforms", "codec.demo"],
-    ["codec.train", "codec.train.*", "codec.bench", "codec.bench.*"],
+    ["codec.train.*", "codec.bench.*"],
     ["codec.cli", "codec.__main__"],
 ]
+
+# Folders that are a stack: their modules, lowest first, each importing only lower ones (the
+# torch-free decoder below the torch codecs, the loading of codecs on top).
+STACKS = {
+    "codec.engine.*": [
+        ["codec.engine", "codec.engine.tiling", "codec.engine.verified"],
+        ["codec.engine.decoding", "codec.engine.registry"],
+        ["codec.engine.effort"],
+        ["codec.engine.api"],
+        ["codec.engine.layered_codec"],
+        ["codec.engine.loading"],
+    ],
+}
+
+# Compiled modules: they import nothing of the package; their layer is their folder's.
+EXTENSIONS = ["codec.entropy._rangecoder"]
 
 
 def modules() -> dict[str, Path]:
@@ -60,11 +49,13 @@ def modules() -> dict[str, Path]:
         parts = f.relative_to(PACKAGE.parent).with_suffix("").parts
         name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
         out[name] = f
-    return out
+    return out | dict.fromkeys(EXTENSIONS)
 
 
 def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The package modules ``name`` imports anywhere in its source."""
+    if path is None:  # a compiled extension
+        return set()
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
@@ -80,8 +71,8 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
                 sub = f"{base}.{a.name}"
                 if sub in known:
                     targets.append(sub)
-                elif not (base == "codec" and (a.name.startswith("_") or a.name == "__version__")):
-                    targets.append(base)  # a name from a module (not the compiled _rangecoder)
+                elif not (base == "codec" and a.name == "__version__"):
+                    targets.append(base)  # a name from a module
         else:
             continue
         for t in targets:
@@ -92,20 +83,38 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     return found
 
 
-def layer(name: str) -> int:
+def matches(name: str, pattern: str) -> bool:
+    if pattern.endswith(".*"):
+        return name == pattern[:-2] or name.startswith(pattern[:-1])
+    return name == pattern
+
+
+def layer(name: str) -> tuple[int, int]:
+    """(the layer of ``name``'s folder, its place in that folder's stack; 0 if not a stack)."""
     for i, names in enumerate(LAYERS):
         for pattern in names:
-            if name == pattern or (pattern.endswith(".*") and name.startswith(pattern[:-1])):
-                return i
+            if matches(name, pattern):
+                stack = STACKS.get(pattern)
+                if stack is None:
+                    return i, 0
+                for j, members in enumerate(stack):
+                    if name in members:
+                        return i, j
+                raise AssertionError(f"{name} has no place in the {pattern} stack of tests/test_imports.py")
     raise AssertionError(f"{name} has no layer in tests/test_imports.py: add it")
 
 
 GRAPH = {name: imports(name, path, modules()) for name, path in modules().items()}
 
 
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """The imports of a higher layer (or of a higher place in a folder's stack) in ``graph``."""
+    return sorted(f"{a} -> {b}" for a, deps in graph.items() for b in deps if layer(b) > layer(a))
+
+
 def test_every_module_has_a_layer_and_imports_only_its_own_or_lower_layers():
-    wrong = [f"{a} -> {b}" for a, deps in GRAPH.items() for b in deps if layer(b) > layer(a)]
-    assert not wrong, "imports of a higher layer: " + ", ".join(sorted(wrong))
+    wrong = upward(GRAPH)
+    assert not wrong, "imports of a higher layer: " + ", ".join(wrong)
 
 
 def test_no_import_cycles():
@@ -135,10 +144,60 @@ def test_the_detector_sees_a_cycle_and_an_upward_import(tmp_path):
     known = {"codec": pkg / "__init__.py", "codec.errors": pkg / "errors.py", "codec.cli": pkg / "cli.py"}
     assert imports("codec.errors", known["codec.errors"], known) == {"codec.cli"}
     assert imports("codec.cli", known["codec.cli"], known) == {"codec.errors"}
-    assert layer("codec.cli") > layer("codec.errors")
+    assert upward({n: imports(n, f, known) for n, f in known.items()}) == ["codec.errors -> codec.cli"]
+    # a folder's module importing a higher folder's, by a relative import
+    for folder in ("format", "engine"):
+        (pkg / folder).mkdir()
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "format" / "bitstream.py").write_text("from ..engine.api import ImageCodec\n")
+    (pkg / "engine" / "api.py").write_text("from ..format import bitstream\n")
+    low, high = "codec.format.bitstream", "codec.engine.api"
+    known = {low: pkg / "format" / "bitstream.py", high: pkg / "engine" / "api.py"}
+    graph = {n: imports(n, f, known) for n, f in known.items()}
+    assert graph == {low: {high}, high: {low}}
+    assert upward(graph) == ["codec.format.bitstream -> codec.engine.api"]
 
 
-@pytest.mark.parametrize("module", ["codec", "codec.cli", "codec.bitstream", "codec.zoo", "codec.simple"])
+@pytest.mark.parametrize(
+    "low, high",
+    [
+        ("codec.util.files", "codec.format.bitstream"),
+        ("codec.format.bitstream", "codec.entropy.token_coding"),
+        ("codec.entropy.range_coder", "codec.render.portable"),
+        ("codec.render.latent", "codec.models.pqvae"),
+        ("codec.models.io", "codec.engine.tiling"),
+        ("codec.engine.decoding", "codec.engine.api"),  # inside the engine's stack
+        ("codec.engine.layered_codec", "codec.engine.loading"),
+        ("codec.engine.loading", "codec.simple"),
+    ],
+)
+def test_the_table_orders_the_folders_and_the_stack(low, high):
+    """An import of ``high`` from ``low`` would be reported; the other way is allowed."""
+    assert upward({low: {high}}) == [f"{low} -> {high}"]
+    assert upward({high: {low}}) == []
+
+
+def test_the_extension_lies_in_the_coding_layer():
+    """CMakeLists installs the compiled coder under codec/entropy, next to its wrapper."""
+    from codec.entropy import _rangecoder
+
+    assert Path(_rangecoder.__file__).parent.name == "entropy"
+    assert "codec.entropy._rangecoder" in GRAPH["codec.entropy.range_coder"]
+    assert "codec.entropy._rangecoder" in GRAPH["codec.render.portable"]
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "codec",
+        "codec.cli",
+        "codec.format.bitstream",
+        "codec.engine.decoding",
+        "codec.engine.registry",
+        "codec.engine.loading",
+        "codec.simple",
+    ],
+)
 def test_light_modules_import_alone_without_torch(module):
     code = f"import sys, {module}; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

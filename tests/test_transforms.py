@@ -13,8 +13,8 @@ from torchvision import tv_tensors
 
 import codec
 from codec import classical
+from codec.engine.loading import get_codec
 from codec.transforms import NeuralCompression, RandomCompression, compress_decode
-from codec.zoo import get_codec
 
 SAMPLE = Path(codec.__file__).parent / "data" / "sample.png"
 
@@ -254,7 +254,7 @@ def test_neural_keeps_float_dtype_and_gives_the_raw_bound():
 
 @pytest.mark.parametrize("m", [None, 1, 2, "M"])
 def test_neural_with_a_nested_model_matches_its_file_at_m(layered_bundle, m):
-    from codec.zoo import load_codec
+    from codec.engine.loading import load_codec
 
     c = load_codec(layered_bundle)
     c.amp = "off"  # float32 decoders on both sides: identical pixels

@@ -43,7 +43,7 @@ def full_rate(c) -> dict:
 
 def _lpips():
     if not _LPIPS:
-        from ..metrics import load_lpips
+        from ..util.metrics import load_lpips
 
         try:
             _LPIPS.append(load_lpips())
@@ -90,7 +90,7 @@ def make_codec(name: str) -> BenchCodec:
     if name in _CACHE:
         return _CACHE[name]
     if name == "ours" or name.startswith("ours:"):
-        from ..zoo import get_codec
+        from ..engine.loading import get_codec
 
         specs = name.partition(":")[2].split("+") if ":" in name else [None]
         models = [get_codec(m) for m in specs]
@@ -156,7 +156,7 @@ def make_codec(name: str) -> BenchCodec:
 
 def _load_baseline(run: str):
     """(model ready to code, description) from a run folder (``runs/NAME`` or its ``checkpoint``)."""
-    from ..models import schema
+    from ..format import schema
     from ..models.baseline import build_baseline
     from ..train.checkpoint import load_checkpoint
 
@@ -244,7 +244,7 @@ def find_settings(
 def _quality(rec: np.ndarray, img: np.ndarray) -> dict:
     import torch
 
-    from ..metrics import from_uint8, image_quality
+    from ..util.metrics import from_uint8, image_quality
 
     row = {**image_quality(rec, img), "lpips": None}
     fn = _lpips()
@@ -272,7 +272,7 @@ def _feature_file(out: Path, name: str, setting, image: str) -> Path:
 
 def _job(args: tuple[str, int, str, str]) -> dict:
     name, setting, path, out = args
-    from ..imageio import load_rgb
+    from ..util.imageio import load_rgb
 
     img = load_rgb(Path(path)).permute(1, 2, 0).numpy()
     c = make_codec(name)
@@ -318,7 +318,7 @@ def curves(rows: list[dict], n_images: int) -> dict[str, list[dict]]:
 def _feature_distances(cur: dict[str, list[dict]], images: list[Path], out: Path) -> str:
     """Adds FD and KID on MobileNetV2 features (originals vs decoded 256-px patches, over
     all images) to every curve point; returns what the columns mean, or why they are n/a."""
-    from ..imageio import load_rgb
+    from ..util.imageio import load_rgb
     from .features import feature_extractor, frechet_distance, kernel_distance, patches
 
     ext, why = feature_extractor()
@@ -377,7 +377,7 @@ def run_bench(
     """Runs (or resumes) a benchmark; returns the summary written to ``out``/results.json.
     ``bpp_range``: where settings are swept; ``bd_range``: the BD-rate interval (default: the
     sweep range)."""
-    from ..imageio import list_images
+    from ..util.imageio import list_images
 
     if not codecs:
         raise ValueError("no codec to run: name at least one")
@@ -442,7 +442,7 @@ def _settings(
 ) -> dict[str, list[int]]:
     """The settings to run of each codec: ours and learned ones every model / stage; a classical
     codec's grid narrowed to ``points`` settings in the bpp range on a calibration image."""
-    from ..imageio import load_rgb
+    from ..util.imageio import load_rgb
 
     calib = load_rgb(calibration).permute(1, 2, 0).numpy()
     px = calib.shape[0] * calib.shape[1]

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .. import _rangecoder as _rc
+from . import _rangecoder as _rc
 from .range_coder import default_threads
 
 

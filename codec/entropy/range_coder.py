@@ -1,6 +1,6 @@
 """Range coder: symbols with per-symbol categorical distributions <-> bytes.
 
-Thin typed wrapper over the compiled extension ``codec._rangecoder`` (csrc/). Three ways
+Thin typed wrapper over the compiled extension ``codec.entropy._rangecoder`` (csrc/). Three ways
 to give distributions, which may be mixed in one stream:
 
 * ``logits``: float32 ``[N, K]``, turned into integer frequencies (sum ``2**24``, each >= 1)
@@ -33,8 +33,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
-from .. import _rangecoder as _rc
 from ..errors import CodecError
+from . import _rangecoder as _rc
 
 LOGIT_PRECISION: int = _rc.LOGIT_PRECISION
 """Frequencies quantized from logits sum to ``2**LOGIT_PRECISION``."""

@@ -19,8 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-ORDERS = ("raster", "permutation", "lds")
-"""The position orders; files store an order as its index here (never reorder, only append)."""
+from ..format.bitstream import ORDERS  # the position orders: the file format names them
 
 _G = 1.32471795724474602596  # plastic number: R2's generator
 

@@ -12,9 +12,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from .. import bundle
-from ..files import atomic_write
-from . import schema
+from ..format import bundle, schema
+from ..util.files import atomic_write
 from .pqvae import PQVAE, PQVAEConfig
 
 
@@ -63,7 +62,7 @@ def read_pqvae_config(path: str | Path) -> tuple[dict, Path, str]:
 
 
 def model_id(path: str | Path) -> bytes:
-    """4-byte model id written into .pqm headers (:func:`codec.bundle.bundle_model_id` for a
+    """4-byte model id written into .pqm headers (:func:`codec.format.bundle.bundle_model_id` for a
     bundle); other files: the start of the whole file's SHA-256."""
     from safetensors.numpy import load_file
 
@@ -80,12 +79,12 @@ def as_arrays(tensors: dict[str, torch.Tensor]) -> dict[str, np.ndarray]:
 
 
 def bundle_model_id(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> bytes:
-    """:func:`codec.bundle.bundle_model_id` of torch tensors."""
+    """:func:`codec.format.bundle.bundle_model_id` of torch tensors."""
     return bundle.bundle_model_id(as_arrays(tensors), meta)
 
 
 def content_hash(tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> str:
-    """:func:`codec.bundle.content_hash` of torch tensors."""
+    """:func:`codec.format.bundle.content_hash` of torch tensors."""
     return bundle.content_hash(as_arrays(tensors), meta)
 
 
@@ -94,7 +93,7 @@ def verify_bundle(
     tensors: dict[str, torch.Tensor] | None = None,
     trusted: Callable[[Path], bool] | None = None,
 ) -> None:
-    """:func:`codec.bundle.verify_content` of the bundle at ``path`` (``tensors``: its
+    """:func:`codec.format.bundle.verify_content` of the bundle at ``path`` (``tensors``: its
     tensors when already read)."""
     from safetensors.numpy import load_file
 

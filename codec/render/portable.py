@@ -18,7 +18,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from .. import _rangecoder as _rc
+from ..entropy import _rangecoder as _rc
 from ..entropy.range_coder import default_threads
 
 

@@ -10,11 +10,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from ..metrics import load_lpips, ms_ssim, psnr, quantize_uint8
-from ..models import schema
+from ..format import schema
 from ..models.io import read_pqvae_config
 from ..models.pqvae import PQVAE, PQVAEConfig, random_prefix
 from ..models.quantizer import greedy_code_order
+from ..util.metrics import load_lpips, ms_ssim, psnr, quantize_uint8
 from .config import AutoencoderConfig
 from .data import InMemoryImages, list_images, load_rgb, random_crops, step_generator
 from .loop import Run, autocast_for, resume_if_asked, start_run, wrap_ddp

@@ -18,7 +18,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..models import schema
+from ..format import schema
 from ..models.baseline import build_baseline, compress_image, decompress_image
 from .config import BaselineConfig
 from .data import InMemoryImages, list_images, load_rgb

@@ -1,6 +1,6 @@
 """Checkpoints without pickle: tensors in safetensors files, everything else in JSON.
 
-A checkpoint is a folder (file names and keys: :mod:`codec.models.schema`):
+A checkpoint is a folder (file names and keys: :mod:`codec.format.schema`):
 ``model.safetensors`` (weights and buffers), ``optim.safetensors`` (optimizer state tensors),
 ``state.json`` (train config, model config, step, optimizer hyperparameters, metrics). It is
 written to a temporary folder and renamed, so a crash never leaves a half-written checkpoint.
@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..files import atomic_write
-from ..models import schema
+from ..format import schema
+from ..util.files import atomic_write
 
 
 def save_checkpoint(

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 import torch.nn.functional as F
 
-from ..imageio import EXTENSIONS, list_images, load_rgb  # noqa: F401 (the training stages' image I/O)
+from ..util.imageio import EXTENSIONS, list_images, load_rgb  # noqa: F401 (the training stages' image I/O)
 
 
 class InMemoryImages:

@@ -15,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from ..api import ImageCodec
-from ..layered_codec import LayeredImageCodec
-from ..models import schema
+from ..engine.api import ImageCodec
+from ..engine.layered_codec import LayeredImageCodec
+from ..format import schema
 from ..models.io import load_pqvae
 from ..models.layered import TrainingLoss, build_entropy_model
 from ..models.mim import MIMConfig

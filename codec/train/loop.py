@@ -24,8 +24,8 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..hardware import autocast
-from ..models import schema
+from ..format import schema
+from ..util.hardware import autocast
 from .checkpoint import load_checkpoint, save_checkpoint, warm_start
 from .config import RunConfig
 

@@ -19,8 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..metrics import load_lpips
-from ..models import schema
+from ..format import schema
 from ..models.discriminator import (
     ConditionalUNetDiscriminator,
     LabelModel,
@@ -31,6 +30,7 @@ from ..models.discriminator import (
 )
 from ..models.io import load_pqvae
 from ..models.pqvae import PQVAE, pad_to_multiple
+from ..util.metrics import load_lpips
 from .autoencoder_stage import evaluate
 from .config import RealismConfig
 from .data import InMemoryImages, list_images, load_rgb

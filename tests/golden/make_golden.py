@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from codec.zoo import get_codec, shipped_models
+from codec.engine.loading import get_codec
+from codec.engine.registry import shipped_models
 
 HERE = Path(__file__).resolve().parent
 CROP = (slice(200, 264), slice(300, 396))  # rows, columns of codec/data/sample.png

@@ -35,11 +35,11 @@ def test_resume_is_bit_for_bit(tmp_path):
 
 
 def test_loss_options_fail_clearly(tmp_path, monkeypatch):
-    import codec.metrics
+    import codec.util.metrics
 
     with pytest.raises(ValueError, match="crop"):
         train(tiny_config(tmp_path, msssim_weight=0.1))
-    monkeypatch.setattr(codec.metrics, "alexnet_weights_cached", lambda: False)
+    monkeypatch.setattr(codec.util.metrics, "alexnet_weights_cached", lambda: False)
     with pytest.raises(RuntimeError, match="AlexNet weights"):
         train(tiny_config(tmp_path, lpips_weight=0.1))
 

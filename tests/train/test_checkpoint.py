@@ -4,7 +4,7 @@ import pytest
 import torch
 from builders import tiny_config
 
-from codec.models import schema
+from codec.format import schema
 from codec.models.io import export_checkpoint, load_pqvae
 from codec.models.pqvae import PQVAE
 from codec.train import train

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.engine.loading import load_codec
 from codec.models.io import export_checkpoint, load_pqvae, save_bundle
 from codec.train import TrainConfig, train
 from codec.train.config import load_recipe
-from codec.zoo import load_codec
 
 OLD = Path(__file__).resolve().parents[1] / "data" / "layout-2026-11"
 

@@ -130,7 +130,7 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
         ["bash", "bench/train_gpu.sh"], cwd=root, env=env, capture_output=True, text=True, timeout=300
     )
     assert p.returncode == 0, p.stdout[-2000:] + p.stderr[-2000:]
-    from codec.zoo import load_codec
+    from codec.engine.loading import load_codec
 
     c = load_codec(tmp_path / "gpu" / "bundle.safetensors")
     assert c.autoencoder.cfg.M == 2 and c.autoencoder.cfg.K == 16

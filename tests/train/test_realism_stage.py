@@ -45,7 +45,7 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     assert (ae_path / "model.safetensors").read_bytes() == before
     with pytest.raises(ValueError, match="--label-model"):
         train(dataclasses.replace(cfg, discriminator="vq", label_model=""))
-    from codec.metrics import alexnet_weights_cached
+    from codec.util.metrics import alexnet_weights_cached
 
     if not alexnet_weights_cached():  # LPIPS is asked for but cannot run: a clear error, no download
         with pytest.raises(RuntimeError, match="AlexNet"):
@@ -54,11 +54,11 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     # decodes with either decoder, to the same tokens.
     import numpy as np
 
-    from codec.bitstream import FLAG_REALISM, unpack
     from codec.cli import main
+    from codec.engine.loading import load_codec
     from codec.errors import CodecError
+    from codec.format.bitstream import FLAG_REALISM, unpack
     from codec.models.io import model_id, save_bundle
-    from codec.zoo import load_codec
 
     em_cfg = dict(
         autoencoder=str(ae_path),

@@ -22,8 +22,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .hardware import autocast
-from .models.pqvae import PQVAE, pad_to_multiple
+from ..models.pqvae import PQVAE, pad_to_multiple
+from ..util.hardware import autocast
 
 EFFORT_MAX_PIXELS = 1024 * 1024
 """The largest image effort > 0 refines (it runs the autoencoder on the whole image, with

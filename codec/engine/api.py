@@ -14,16 +14,16 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 
-from . import bitstream
+from ..entropy.schedule import CodingSchedule
+from ..entropy.token_coding import PortableLogits, coded_tokens
+from ..errors import CodecError
+from ..format import bitstream
+from ..models.mim import MaskedEntropyModel
+from ..models.pqvae import PQVAE
+from ..util.hardware import autocast
 from .decoding import FileDecoder, FileTokens, token_coder
 from .effort import EFFORT_MAX_PIXELS, effort_steps, refine_tokens
-from .entropy.schedule import CodingSchedule
-from .errors import CodecError
-from .hardware import autocast
-from .models.mim import MaskedEntropyModel
-from .models.pqvae import PQVAE
 from .tiling import TILE_ABOVE_PIXELS, check_memory, encode_tiled, render_latent
-from .token_coding import PortableLogits, coded_tokens
 
 
 @contextmanager
@@ -43,7 +43,7 @@ def one_thread():
 
 
 class TorchLogits:
-    """The torch entropy model's logits on one thread (:class:`codec.token_coding.EntropyLogits`):
+    """The torch entropy model's logits on one thread (:class:`codec.entropy.token_coding.EntropyLogits`):
     what files without ``FLAG_PORTABLE`` were written with."""
 
     def __init__(self, model: torch.nn.Module) -> None:
@@ -141,11 +141,11 @@ class ImageCodec(FileDecoder):
 
         Grayscale, palette and RGBA PIL images are converted to RGB (alpha is dropped); arrays
         must be uint8 [H, W, 3] (ValueError otherwise). Images over ``max_pixels`` (default
-        :data:`codec.bitstream.MAX_IMAGE_PIXELS`) or too large for the available memory are
-        refused with CodecError before any work; large images are coded in tiles (:mod:`codec.tiling`).
+        :data:`codec.format.bitstream.MAX_IMAGE_PIXELS`) or too large for the available memory are
+        refused with CodecError before any work; large images are coded in tiles (:mod:`codec.engine.tiling`).
         ``stages`` < S writes only the first stages (a smaller, coarser file: the decoder
         predicts the rest, as ``decompress(stages=)`` does with a full file).
-        ``effort`` 0..9: encode time spent on a better token grid (:mod:`codec.effort`); the
+        ``effort`` 0..9: encode time spent on a better token grid (:mod:`codec.engine.effort`); the
         decoder and the file format are the same at every effort.
         """
         return self.compress_batch([image], max_pixels, stages, effort=effort)[0]
@@ -166,7 +166,7 @@ class ImageCodec(FileDecoder):
     @torch.no_grad()
     def tokenize(self, xs: list[np.ndarray], effort: int = 0, counts: list | None = None) -> list[np.ndarray]:
         """Tokens int64 [M, h, w] of uint8 images [H, W, 3]; images of one size go through the
-        encoder as one batch. ``effort`` > 0 refines each grid (:func:`codec.effort.refine_tokens`)
+        encoder as one batch. ``effort`` > 0 refines each grid (:func:`codec.engine.effort.refine_tokens`)
         for the decode with ``counts[i]`` (int64 [h, w], nested models) sub-vectors."""
         steps = effort_steps(effort)
         tokens: list[np.ndarray | None] = [None] * len(xs)
@@ -233,14 +233,14 @@ class ImageCodec(FileDecoder):
         )
 
     def portable_decoder(self, threads: int | None = None):
-        """The torch-free decoder of this model (:class:`codec.decoding.PortableDecoder`): it
+        """The torch-free decoder of this model (:class:`codec.engine.decoding.PortableDecoder`): it
         decodes the same files, to the same pixels on every machine."""
         import json
         from pathlib import Path
 
-        from .bundle import Bundle
+        from ..format import schema
+        from ..format.bundle import Bundle
         from .decoding import PortableDecoder
-        from .models import schema
 
         def arrays(prefix: str, module: torch.nn.Module) -> dict[str, np.ndarray]:
             return {prefix + k: v.detach().float().cpu().numpy() for k, v in module.state_dict().items()}
@@ -269,7 +269,7 @@ class ImageCodec(FileDecoder):
 
     @torch.no_grad()
     def render_tokens(self, got: FileTokens, decoder: str) -> np.ndarray:
-        """Through torch's decoder network (:class:`codec.decoding.PortableDecoder` decodes
+        """Through torch's decoder network (:class:`codec.engine.decoding.PortableDecoder` decodes
         the same files without torch)."""
         t = torch.from_numpy(got.tokens)[None].to(self.device)
         counts = None if got.counts is None else torch.from_numpy(got.counts)[None].to(self.device)
@@ -284,7 +284,7 @@ class ImageCodec(FileDecoder):
         crop: tuple[int, int, int, int] | None = None,
     ) -> np.ndarray:
         """uint8 [H, W, 3] of the latent ``z`` [1, D, h, w] (the decoder's input), ``size`` =
-        (H, W), through torch's decoder network (:func:`codec.tiling.render_latent`: tiles,
+        (H, W), through torch's decoder network (:func:`codec.engine.tiling.render_latent`: tiles,
         ``crop``)."""
         dec = self.realism_decoder if decoder == "realism" else self.autoencoder.decoder
 

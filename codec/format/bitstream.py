@@ -8,7 +8,7 @@ Layout (version 1; integers little-endian, ``varint`` = unsigned LEB128, minimal
                      logits come from the portable inference (codec.entropy.portable: a file
                      that decodes on every machine); bit 2: the token grid (the base layer of
                      a layered file) is coded in tiles of TILE_TOKENS x TILE_TOKENS positions
-                     (codec.tiling), set exactly when the grid is larger than one tile; other
+                     (codec.engine.tiling), set exactly when the grid is larger than one tile; other
                      bits must be 0
     model_id     4   first 4 bytes of a SHA-256 over what defines the model's tokens (0 for none)
     height       varint  image rows, pixels
@@ -63,8 +63,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from .entropy.schedule import ORDERS  # an order's byte in the header is its index here
-from .errors import CodecError
+from ..errors import CodecError
 
 MAGIC = b"PQM"
 FILE_EXTENSION = ".pqm"
@@ -78,6 +77,10 @@ FLAG_PORTABLE = 2
 FLAG_TILED = 4
 _KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE | FLAG_TILED
 
+ORDERS = ("raster", "permutation", "lds")
+"""The position orders (codec.entropy.schedule); files store an order as its index here (never
+reorder, only append)."""
+
 TILE_TOKENS = 48
 """Positions per side of the tiles a large token grid is coded in (see FLAG_TILED): 768
 pixels at stride 16, so Kodak-sized images (48 x 32 positions) are one tile."""
@@ -87,6 +90,17 @@ def is_tiled(h: int, w: int) -> bool:
     """Whether an ``h x w`` token grid is coded in more than one tile: exactly the files that
     carry FLAG_TILED."""
     return h > TILE_TOKENS or w > TILE_TOKENS
+
+
+def token_tiles(h: int, w: int, tile: int = TILE_TOKENS) -> list[tuple[slice, slice]]:
+    """The entropy-coding tiles of an ``h x w`` token grid as (rows, columns) slices in raster
+    order: one tile (the whole grid) when it fits, else tiles of ``tile`` positions with the
+    last row and column of tiles smaller."""
+    return [
+        (slice(y, min(y + tile, h)), slice(x, min(x + tile, w)))
+        for y in range(0, h, tile)
+        for x in range(0, w, tile)
+    ]
 
 
 def layers_needed(groups: tuple[int, ...], m: int, extra: int = 0) -> int:
@@ -176,7 +190,7 @@ def _validate(h: Header, max_pixels: int) -> None:
     _check(
         h.height * h.width <= max_pixels,
         f"image of {h.width}x{h.height} = {h.height * h.width} pixels exceeds the limit of {max_pixels} "
-        "(raise codec.bitstream.MAX_IMAGE_PIXELS or pass max_pixels)",
+        "(raise codec.format.bitstream.MAX_IMAGE_PIXELS or pass max_pixels)",
     )
     _check(1 <= h.channels <= 4, f"channels must be 1..4, got {h.channels}")
     _check(

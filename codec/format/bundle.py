@@ -1,6 +1,6 @@
 """A codec bundle read without torch: its tensors as numpy arrays, its configs, its checks.
 
-The layout of a bundle is :mod:`codec.models.schema`'s. Two hashes cover it: the content
+The layout of a bundle is :mod:`codec.format.schema`'s. Two hashes cover it: the content
 hash (SHA-256 over the metadata and every tensor, stored in the bundle and checked before
 use) and the model id (what defines the tokens and the bitstream: the 4 bytes every .pqm
 header names). Both are computed here, over numpy arrays, for the readers with and without
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CodecError
-from .models import schema
+from ..errors import CodecError
+from . import schema
 
 _TORCH_DTYPE = {
     np.dtype(np.float16): "torch.float16",

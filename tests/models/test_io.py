@@ -8,7 +8,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from codec.errors import CodecError
-from codec.models import schema
+from codec.format import schema
 from codec.models.io import content_hash, load_pqvae, model_id, verify_bundle
 
 

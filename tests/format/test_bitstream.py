@@ -1,4 +1,4 @@
-"""Tests for codec.bitstream (the .pqm container)."""
+"""Tests for codec.format.bitstream (the .pqm container)."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from codec import CodecError
-from codec import bitstream as bs
+from codec.format import bitstream as bs
 
 
 def tiled_flag(height: int, width: int, stride: int) -> int:

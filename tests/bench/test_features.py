@@ -62,7 +62,7 @@ def test_torch_mobilenet_v2_is_the_tflite_model_in_float():
     """The converted network predicts what the TFLite model predicts (10 Imagenette val images,
     one per class), and BatchNorm calibration leaves its eval-mode outputs unchanged."""
     ext, why = feature_extractor()
-    imagenette = Path(__file__).resolve().parents[2] / "shared" / "data" / "imagenette" / "val"
+    imagenette = Path(__file__).resolve().parents[3] / "shared" / "data" / "imagenette" / "val"
     if ext is None or not imagenette.is_dir():
         pytest.skip(why or "needs ../shared/data/imagenette")
     pytest.importorskip("torchvision")

@@ -9,7 +9,7 @@ from PIL import Image
 from codec import classical
 from codec.bench import run as bench
 from codec.cli import main
-from codec.zoo import get_codec
+from codec.engine.loading import get_codec
 
 
 def test_find_settings_lands_inside_the_range():

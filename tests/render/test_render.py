@@ -1,6 +1,6 @@
 """Tests for codec.render.portable: the decoder network without torch renders what torch's
 renders (to float tolerance), and the same bits for every thread count (other builds,
-instruction sets and architectures: the self-test in tests/test_portable.py)."""
+instruction sets and architectures: the self-test in tests/entropy/test_portable.py)."""
 
 import json
 from pathlib import Path
@@ -11,11 +11,11 @@ import torch
 from safetensors import safe_open
 from safetensors.numpy import load_file
 
+from codec.engine.registry import weights_dir
 from codec.models.pqvae import Decoder, PQVAEConfig
 from codec.render.portable import PortableDecoder
-from codec.zoo import weights_dir
 
-SAMPLE = Path(__file__).resolve().parents[1] / "codec" / "data" / "sample.png"  # Kodak kodim23
+SAMPLE = Path(__file__).resolve().parents[2] / "codec" / "data" / "sample.png"  # Kodak kodim23
 
 CONFIGS = {
     # the linear path, blocks per stage, extra blocks, odd channel counts, an odd-sized latent
@@ -222,7 +222,7 @@ def test_default_model_on_a_real_latent_at_kodak_size():
     latent: the portable decoder's pixels are torch float32's within one level."""
     from PIL import Image
 
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     ae = get_codec("default").autoencoder
     img = np.array(Image.open(SAMPLE).convert("RGB"))

@@ -24,11 +24,11 @@ from typing import Protocol
 
 import numpy as np
 
-from . import bitstream
-from .entropy import RangeDecoder, RangeEncoder, information_content, symbol_bits
-from .entropy.schedule import CodingSchedule, position_order
-from .errors import CodecError
-from .tiling import token_tiles
+from ..errors import CodecError
+from ..format import bitstream
+from ..format.bitstream import token_tiles
+from .range_coder import RangeDecoder, RangeEncoder, information_content, symbol_bits
+from .schedule import CodingSchedule, position_order
 
 BAND_ROWS = 16
 """Rows of positions the channel model's logits are computed for at a time."""
@@ -54,7 +54,7 @@ class PortableLogits:
     model's state_dict as float32 arrays."""
 
     def __init__(self, config: Mapping, params: Mapping[str, np.ndarray]) -> None:
-        from .entropy.portable import PortableChannel, PortableTransformer
+        from .portable import PortableChannel, PortableTransformer
 
         if config.get("groups"):
             base = dict(config, M=config["groups"][0], groups=None)
@@ -127,7 +127,7 @@ class TokenCoder:
     ) -> tuple[bytes, float]:
         """Tokens int [M, h, w] -> (payload, ideal bits under the model; 0.0 if not ``estimate``).
         ``stages``: code only the first stages. A grid over one tile is coded tile by tile
-        (:mod:`codec.tiling`)."""
+        (:func:`codec.format.bitstream.token_tiles`)."""
         model = self.logits_model(portable)
         _, h, w = tokens.shape
         enc, bits = RangeEncoder(), 0.0

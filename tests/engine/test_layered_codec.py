@@ -1,4 +1,4 @@
-"""Tests for codec.layered_codec: one nested model for every rate, quality layers, rate control
+"""Tests for codec.engine.layered_codec: one nested model for every rate, quality layers, rate control
 (tiny untrained models)."""
 
 import dataclasses
@@ -9,9 +9,10 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from codec import CodecError, bitstream
+from codec import CodecError
+from codec.engine.layered_codec import LayeredImageCodec, RatePoint
 from codec.entropy.schedule import CodingSchedule, position_order
-from codec.layered_codec import LayeredImageCodec, RatePoint
+from codec.format import bitstream
 from codec.models.layered import LayeredEntropyModel
 from codec.models.mim import MIMConfig
 from codec.models.pqvae import PQVAE, PQVAEConfig
@@ -147,7 +148,7 @@ def test_quality_is_monotone():
 
 
 def test_without_a_rate_the_default_quality():
-    from codec.layered_codec import DEFAULT_QUALITY
+    from codec.engine.layered_codec import DEFAULT_QUALITY
 
     img = image(9)
     data = CODEC.compress(img)
@@ -186,7 +187,7 @@ def test_other_model_refused():
 def test_channel_logits_in_bands_are_those_of_the_whole_grid():
     """Grids taller than BAND_ROWS get their channel-model logits band by band (bounded
     memory): the same floats as one call over the whole grid, and files that round trip."""
-    from codec.token_coding import BAND_ROWS
+    from codec.entropy.token_coding import BAND_ROWS
 
     img = image(3, h=4 * (2 * BAND_ROWS + 5), w=40)  # 37 rows of positions: three bands
     tok = tokens_of(img).numpy()
@@ -208,9 +209,9 @@ def test_channel_logits_in_bands_are_those_of_the_whole_grid():
 
 def test_codecs_say_whether_they_are_layered():
     """The capability that callers branch on (no duck-typing on method names)."""
-    from codec.api import ImageCodec
-    from codec.layered_codec import LayeredImageCodec
-    from codec.zoo import get_codec
+    from codec.engine.api import ImageCodec
+    from codec.engine.layered_codec import LayeredImageCodec
+    from codec.engine.loading import get_codec
 
     assert LayeredImageCodec.layered and not ImageCodec.layered
     assert get_codec("default").layered and not get_codec("s16-m4-k256").layered

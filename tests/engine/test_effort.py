@@ -1,4 +1,4 @@
-"""Tests for codec.effort: refined token grids, never worse in distortion, decoded by the
+"""Tests for codec.engine.effort: refined token grids, never worse in distortion, decoded by the
 unchanged decoder (tiny untrained models; every shipped model at effort 9 on a crop)."""
 
 import io
@@ -12,9 +12,10 @@ from test_layered_codec import tiny_layered
 
 import codec
 from codec.demo import sample_image_path
-from codec.effort import EFFORT_STEPS, effort_steps, refine_tokens
-from codec.layered_codec import RatePoint
-from codec.zoo import get_codec, shipped_models
+from codec.engine.effort import EFFORT_STEPS, effort_steps, refine_tokens
+from codec.engine.layered_codec import RatePoint
+from codec.engine.loading import get_codec
+from codec.engine.registry import shipped_models
 
 IMG = np.asarray(Image.open(sample_image_path()).convert("RGB"))[160:224, 300:396]  # 64 x 96
 

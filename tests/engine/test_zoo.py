@@ -6,7 +6,8 @@ from PIL import Image
 
 import codec
 from codec.demo import sample_image_path
-from codec.zoo import get_codec, shipped_models
+from codec.engine.loading import get_codec
+from codec.engine.registry import shipped_models
 
 
 def test_shipped_models_are_listed_and_load_by_name():
@@ -31,7 +32,7 @@ def test_every_shipped_model_codes_the_sample_near_its_rate(name):
     """Each zoo model, on the sample (Kodak kodim23, so not a held-out image): a file near its
     listed Kodak bpp (kodim23 is an easy image: 0.3x..1.5x) and a trained model's PSNR;
     a model with a realism decoder decodes the same file with it."""
-    from codec.zoo import manifest
+    from codec.engine.registry import manifest
 
     img = np.asarray(Image.open(sample_image_path()).convert("RGB"))
     c = get_codec(name)
@@ -57,7 +58,8 @@ def test_extreme_model_fits_the_sample_in_200_bytes():
 
 def test_manifest_matches_the_shipped_files():
     """Every shipped file has an entry whose SHA-256 and size are the file's, with a recipe."""
-    from codec.zoo import manifest, sha256_file, weights_dir
+    from codec.engine.registry import manifest, weights_dir
+    from codec.engine.verified import sha256_file
 
     entries = manifest()
     assert {e["file"] for e in entries.values()} == {p.name for p in weights_dir().glob("*.safetensors")}
@@ -73,23 +75,23 @@ def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
     import json
     import shutil
 
-    from codec import zoo
+    from codec.engine import loading, registry
 
-    src = zoo.weights_dir()
+    src = registry.weights_dir()
     dst = tmp_path / "weights"
     dst.mkdir()
     shutil.copy(src / "zoo.json", dst / "zoo.json")
     data = bytearray((src / "extreme-s32-m1-k16.safetensors").read_bytes())
     (dst / "extreme-s32-m1-k16.safetensors").write_bytes(data)
-    monkeypatch.setattr(zoo, "weights_dir", lambda: dst)
-    assert zoo.shipped_path("extreme-s32-m1-k16").name == "extreme-s32-m1-k16.safetensors"  # intact
+    monkeypatch.setattr(registry, "weights_dir", lambda: dst)
+    assert registry.shipped_path("extreme-s32-m1-k16").name == "extreme-s32-m1-k16.safetensors"  # intact
     data[-100] ^= 1  # one bit of one weight
     (dst / "extreme-s32-m1-k16.safetensors").write_bytes(data)
     with pytest.raises(codec.CodecError, match="SHA-256"):
-        zoo.get_codec("extreme-s32-m1-k16")
-    assert "default" not in zoo.shipped_models()  # its file is not in this folder
+        loading.get_codec("extreme-s32-m1-k16")
+    assert "default" not in registry.shipped_models()  # its file is not in this folder
     with pytest.raises(codec.CodecError, match="no shipped model"):
-        zoo.shipped_path("default")
+        registry.shipped_path("default")
     entries = json.loads((dst / "zoo.json").read_text())
     assert "extreme-s32-m1-k16" in entries["models"]
 
@@ -98,7 +100,7 @@ def test_codec_models_lists_names_rates_and_sizes(capsys):
     import json
 
     from codec.cli import main
-    from codec.zoo import manifest
+    from codec.engine.registry import manifest
 
     assert main(["models"]) == 0
     out = capsys.readouterr().out
@@ -130,7 +132,7 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
     # naming another model is still refused; an unknown model id is named with what is installed
     assert main(["decode", str(f), "-o", str(tmp_path / "y.png"), "--model", "default"]) == 1
     assert "made with model" in capsys.readouterr().err
-    from codec import bitstream
+    from codec.format import bitstream
 
     h, payload = bitstream.unpack(data)
     import dataclasses
@@ -139,7 +141,7 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
     with pytest.raises(CodecError, match="00010203, which is not installed .*default"):
         codec.decompress(alien)
     # a model that was shipped once: the file says which, when it left and what replaces it
-    from codec.zoo import retired
+    from codec.engine.registry import retired
 
     gone_id, gone = next(iter(retired().items()))
     old = bitstream.pack(dataclasses.replace(h, model_id=bytes.fromhex(gone_id)), payload)
@@ -148,7 +150,7 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
 
 
 def test_flagship_is_another_name_of_the_default():
-    from codec.zoo import canonical_name, manifest, resolve
+    from codec.engine.registry import canonical_name, manifest, resolve
 
     assert canonical_name("flagship") == "default" and canonical_name("default") == "default"
     assert resolve("flagship") == resolve("default") == resolve(None)
@@ -158,23 +160,23 @@ def test_flagship_is_another_name_of_the_default():
 
 
 def test_a_shipped_file_is_hashed_once_per_user_cache(tmp_path, monkeypatch):
-    from codec import zoo
+    from codec.engine import registry, verified
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     calls = []
-    real = zoo.sha256_file
-    monkeypatch.setattr(zoo, "sha256_file", lambda p: calls.append(p) or real(p))
-    zoo._verified.cache_clear()
-    zoo.shipped_path("extreme-s32-m1-k16")
+    real = verified.sha256_file
+    monkeypatch.setattr(verified, "sha256_file", lambda p: calls.append(p) or real(p))
+    verified.verify.cache_clear()
+    registry.shipped_path("extreme-s32-m1-k16")
     assert len(calls) == 1 and (tmp_path / "codec" / "verified.json").exists()
-    zoo._verified.cache_clear()  # a new process: the user cache remembers
-    zoo.shipped_path("extreme-s32-m1-k16")
+    verified.verify.cache_clear()  # a new process: the user cache remembers
+    registry.shipped_path("extreme-s32-m1-k16")
     assert len(calls) == 1
 
 
 def test_zoo_recipes_point_to_recipe_files():
+    from codec.engine.registry import manifest
     from codec.train.config import load_recipe, recipes
-    from codec.zoo import manifest
 
     named = {n: e["recipe_name"] for n, e in manifest().items() if "recipe_name" in e}
     assert named.get("default") == "prq"
@@ -194,7 +196,7 @@ def test_zoo_manifest_retires_the_previous_id_of_a_re_exported_model(tmp_path, m
     from safetensors.torch import save_file
 
     spec = importlib.util.spec_from_file_location(
-        "zoo_manifest", Path(__file__).resolve().parents[1] / "bench" / "zoo_manifest.py"
+        "zoo_manifest", Path(__file__).resolve().parents[2] / "bench" / "zoo_manifest.py"
     )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)

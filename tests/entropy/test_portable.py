@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from codec import _rangecoder
+from codec.entropy import _rangecoder
 from codec.entropy.portable import PortableChannel, PortableTransformer
 from codec.models.layered import LayeredEntropyModel
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SAMPLE = ROOT / "codec" / "data" / "sample.png"  # Kodak kodim23, 768 x 512
 
 
@@ -69,7 +69,7 @@ def test_channel_model_matches_torch():
 
 
 def shipped_default():
-    from codec.zoo import get_codec
+    from codec.engine.loading import get_codec
 
     return get_codec("default")
 
@@ -174,14 +174,14 @@ import json, os, sys
 import torch
 torch.backends.mkldnn.enabled = os.environ["MKLDNN"] == "1"
 from PIL import Image
-from codec.zoo import get_codec
+from codec.engine.loading import get_codec
 c = get_codec("default")
 out = {}
 if sys.argv[1] == "encode":
     data = c.compress(Image.open(sys.argv[2]))
     open(sys.argv[3], "wb").write(data)
 else:  # the tokens only (what must not depend on the machine), checked against the layers' CRCs
-    from codec import bitstream
+    from codec.format import bitstream
     from codec.errors import CodecError
     for f in sys.argv[2:]:
         h, payload = bitstream.unpack(open(f, "rb").read())

@@ -5,7 +5,7 @@ decoder of a bundle that needs no torch.
 arguments, memory, entropy decoding, checksums); a decoder then renders the tokens. Two
 render them: :class:`PortableDecoder` (numpy and the portable C++ inference of the
 autoencoder's decoder: the same pixels on every machine, no torch) and the torch codec
-(:class:`codec.api.ImageCodec`, for GPUs and training).
+(:class:`codec.engine.api.ImageCodec`, for GPUs and training).
 """
 
 from __future__ import annotations
@@ -15,14 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from . import bitstream
-from .bundle import Bundle
-from .checks import checked_crop, integer
-from .entropy.schedule import CodingSchedule
-from .errors import CodecError
-from .models import schema
+from ..entropy.schedule import CodingSchedule
+from ..entropy.token_coding import LayeredTokenCoder, PortableLogits, RatePoint, TokenCoder, coded_tokens
+from ..errors import CodecError
+from ..format import bitstream, schema
+from ..format.bundle import Bundle
+from ..format.checks import checked_crop, integer
 from .tiling import check_memory, render_latent
-from .token_coding import LayeredTokenCoder, PortableLogits, RatePoint, TokenCoder, coded_tokens
 
 DECODERS = ("fidelity", "realism")
 
@@ -147,7 +146,7 @@ class FileDecoder:
         tokens); ``stages`` (version-1 files) / ``layers`` (layered files): decode only the
         first ones; ``crop`` = (x, y, width, height): only that region goes through the decoder
         network (the tokens of the whole image are still decoded); ``max_pixels``: refuse
-        larger images (default ``codec.bitstream.MAX_IMAGE_PIXELS``)."""
+        larger images (default ``codec.format.bitstream.MAX_IMAGE_PIXELS``)."""
         got = self.read(data, decoder=decoder, stages=stages, layers=layers, crop=crop, max_pixels=max_pixels)
         return self.render_tokens(got, decoder)
 
@@ -165,7 +164,7 @@ class PortableDecoder(FileDecoder):
     """
 
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
-        from .render.latent import Dequantizer
+        from ..render.latent import Dequantizer
 
         self.bundle = bundle
         self.model_id = bundle.model_id
@@ -187,7 +186,7 @@ class PortableDecoder(FileDecoder):
     def network(self, decoder: str = "fidelity"):
         """The C++ decoder network ``decoder`` (built on first use)."""
         if decoder not in self._networks:
-            from .render.portable import PortableDecoder as Network
+            from ..render.portable import PortableDecoder as Network
 
             prefix = schema.REALISM_DECODER if decoder == "realism" else schema.AUTOENCODER + "decoder."
             self._networks[decoder] = Network(self.config, self.bundle.part(prefix), threads=self.threads)
@@ -204,6 +203,6 @@ class PortableDecoder(FileDecoder):
 
 def load_portable_decoder(path: str | Path, trusted=None, threads: int | None = None) -> PortableDecoder:
     """A :class:`PortableDecoder` of the bundle at ``path`` (read and checked once)."""
-    from .bundle import read_bundle
+    from ..format.bundle import read_bundle
 
     return PortableDecoder(read_bundle(path, trusted), threads)

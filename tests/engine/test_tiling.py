@@ -1,4 +1,4 @@
-"""Tests for codec.tiling: tiled entropy coding (large grids), tiled encoder and decoder."""
+"""Tests for codec.engine.tiling: tiled entropy coding (large grids), tiled encoder and decoder."""
 
 import dataclasses
 
@@ -8,9 +8,11 @@ import torch
 from test_api import tiny_codec
 from test_layered_codec import tiny_layered
 
-from codec import CodecError, bitstream
+from codec import CodecError
+from codec.engine.tiling import encode_tiled, render_tiled
+from codec.format import bitstream
+from codec.format.bitstream import TILE_TOKENS, is_tiled, token_tiles
 from codec.models.pqvae import pad_to_multiple
-from codec.tiling import TILE_TOKENS, encode_tiled, is_tiled, render_tiled, token_tiles
 
 
 @pytest.mark.parametrize("h, w", [(1, 1), (64, 64), (65, 3), (130, 200), (64, 129)])
@@ -92,20 +94,20 @@ def test_tiled_decoder_and_encoder_match_the_whole_image():
 def test_codecs_switch_to_the_tiled_autoencoder_above_the_threshold(monkeypatch):
     """Images over TILE_ABOVE_PIXELS are encoded and decoded in tiles: the same file format,
     pictures close to the whole-image path; effort > 0 is refused above EFFORT_MAX_PIXELS."""
-    import codec.api
-    import codec.tiling
+    import codec.engine.api
+    import codec.engine.tiling
 
     c = tiny_codec(amp="off")
     img = wide_image(4, h=120, w=150)
     whole = c.decompress(c.compress(img))
-    monkeypatch.setattr(codec.api, "TILE_ABOVE_PIXELS", 1000)  # the encoder's switch
-    monkeypatch.setattr(codec.tiling, "TILE_ABOVE_PIXELS", 1000)  # the decoder's
+    monkeypatch.setattr(codec.engine.api, "TILE_ABOVE_PIXELS", 1000)  # the encoder's switch
+    monkeypatch.setattr(codec.engine.tiling, "TILE_ABOVE_PIXELS", 1000)  # the decoder's
     data = c.compress(img)
     tiled = c.decompress(data)
     assert tiled.shape == img.shape
     assert np.mean(np.abs(tiled.astype(int) - whole)) < 2.0
     assert c.compress(img, effort=1)[:3] == b"PQM"  # effort refines the whole image, up to a limit
-    monkeypatch.setattr(codec.api, "EFFORT_MAX_PIXELS", 1000)
+    monkeypatch.setattr(codec.engine.api, "EFFORT_MAX_PIXELS", 1000)
     with pytest.raises(CodecError, match="effort"):
         c.compress(img, effort=1)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from .errors import CodecError
+from ..errors import CodecError
 
 RATE_ARGS = ("bpp", "size", "quality", "m")
 """The rate-control arguments of a nested model; at most one per call."""

@@ -1,13 +1,13 @@
 """Large images in bounded memory and linear time: tiles.
 
-* Entropy coding: a token grid larger than :data:`TILE_TOKENS` (48) on a side is coded as
-  independent tiles of at most 48 x 48 positions, in raster order, one after another in the
-  same range-coder stream; each tile has its own coding schedule and positions counted from
-  its corner (what the entropy model saw in training: crops with position offsets below
-  64). The cost of the masked transformer is quadratic in the positions of one tile, so
-  linear in the image. Grids of one tile code exactly as before, so files of images up to
-  768 x 768 pixels (at stride 16: Kodak's) are unchanged; larger ones carry the header flag
-  ``FLAG_TILED``.
+* Entropy coding: a token grid larger than :data:`codec.format.bitstream.TILE_TOKENS` (48)
+  on a side is coded as independent tiles of at most 48 x 48 positions, in raster order, one
+  after another in the same range-coder stream; each tile has its own coding schedule and
+  positions counted from its corner (what the entropy model saw in training: crops with
+  position offsets below 64). The cost of the masked transformer is quadratic in the
+  positions of one tile, so linear in the image. Grids of one tile code exactly as before,
+  so files of images up to 768 x 768 pixels (at stride 16: Kodak's) are unchanged; larger
+  ones carry the header flag ``FLAG_TILED``.
 * Autoencoder: the encoder and the decoder run on overlapping tiles, each with a margin of
   context that is cropped away (``ENCODE_HALO_TOKENS`` and ``HALO_TOKENS`` latent
   positions), so the memory of their activations is that of one tile.
@@ -20,10 +20,9 @@ from typing import Any
 
 import numpy as np
 
-from .bitstream import TILE_TOKENS  # positions per side of an entropy-coding tile (a format constant)
-from .bitstream import is_tiled as is_tiled  # the format's rule, named here too (tests, benchmarks)
-from .checks import checked_crop
-from .errors import CodecError
+from ..errors import CodecError
+from ..format.bitstream import token_tiles  # the entropy-coding tiles: a format rule
+from ..format.checks import checked_crop
 
 # Tile sizes: the autoencoder's time per pixel grows with its input (cache-bound activations;
 # on 2 threads here the decoder costs 0.33 s/MP on a Kodak-sized latent and 0.48 on 72 x 72,
@@ -52,17 +51,6 @@ encoder's work."""
 TILE_ABOVE_PIXELS = 768 * 768
 """Images above this many pixels run the autoencoder in tiles (smaller ones, Kodak's among
 them, run whole: their pixels do not depend on tiling)."""
-
-
-def token_tiles(h: int, w: int, tile: int = TILE_TOKENS) -> list[tuple[slice, slice]]:
-    """The entropy-coding tiles of an ``h x w`` token grid as (rows, columns) slices in raster
-    order: one tile (the whole grid) when it fits, else tiles of ``tile`` positions with the
-    last row and column of tiles smaller."""
-    return [
-        (slice(y, min(y + tile, h)), slice(x, min(x + tile, w)))
-        for y in range(0, h, tile)
-        for x in range(0, w, tile)
-    ]
 
 
 def render_tiled(

@@ -1,4 +1,4 @@
-"""Tests for codec.api (images <-> .pqm bytes) with tiny untrained models."""
+"""Tests for codec.engine.api (images <-> .pqm bytes) with tiny untrained models."""
 
 import functools
 
@@ -9,7 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from codec import CodecError
-from codec.api import ImageCodec
+from codec.engine.api import ImageCodec
 from codec.entropy.schedule import CodingSchedule, position_order
 from codec.models.mim import MaskedEntropyModel, MIMConfig
 from codec.models.pqvae import PQVAE, PQVAEConfig
@@ -134,16 +134,16 @@ def test_batch_gives_the_bytes_of_each_image_alone():
 
 
 def test_images_that_would_not_fit_in_memory_are_refused(monkeypatch):
-    import codec.tiling
+    import codec.engine.tiling
 
     c = tiny_codec()
     img = np.zeros((64, 64, 3), np.uint8)
     data = c.compress(img)
-    monkeypatch.setattr(codec.tiling, "available_memory", lambda: codec.tiling.BASE_BYTES + 100)
+    monkeypatch.setattr(codec.engine.tiling, "available_memory", lambda: codec.engine.tiling.BASE_BYTES + 100)
     for call in (lambda: c.compress(img), lambda: c.decompress(data)):
         with pytest.raises(CodecError, match="GiB is available"):
             call()
-    monkeypatch.setattr(codec.tiling, "available_memory", lambda: None)  # unknown: no refusal
+    monkeypatch.setattr(codec.engine.tiling, "available_memory", lambda: None)  # unknown: no refusal
     assert c.decompress(c.compress(img)).shape == (64, 64, 3)
 
 
@@ -152,7 +152,7 @@ def test_token_checksum_mismatch_is_refused():
     computes other logits than the encoder would produce) -> CodecError, not garbage."""
     import dataclasses
 
-    from codec import bitstream
+    from codec.format import bitstream
 
     c = tiny_codec()
     data = c.compress(np.random.default_rng(7).integers(0, 256, (32, 48, 3), dtype=np.uint8))
@@ -171,7 +171,7 @@ def test_a_forged_size_decodes_only_as_a_crop_of_the_same_grid():
     the token checksum; one on the same grid decodes as that crop (bitstream docstring)."""
     import dataclasses
 
-    from codec import bitstream
+    from codec.format import bitstream
 
     c = tiny_codec()
     data = c.compress(np.random.default_rng(7).integers(0, 256, (32, 48, 3), dtype=np.uint8))
@@ -213,7 +213,7 @@ def _shared_codec() -> ImageCodec:
 def test_files_with_a_prefix_of_the_stages():
     """compress(stages=t) writes a real, smaller file; it decodes like decompress(stages=t)
     of the full file, and its checksum covers the coded tokens."""
-    from codec import bitstream
+    from codec.format import bitstream
 
     c = tiny_codec()
     img = np.random.default_rng(10).integers(0, 256, (48, 64, 3), dtype=np.uint8)
@@ -238,7 +238,7 @@ def test_images_are_taken_as_a_viewer_shows_them():
 
     from PIL import Image, ImageCms
 
-    from codec.api import checked_images, to_uint8_rgb
+    from codec.engine.api import checked_images, to_uint8_rgb
 
     base = np.zeros((16, 32, 3), dtype=np.uint8)
     base[:8, :8] = (255, 0, 0)  # a red block top left, as stored
@@ -274,7 +274,8 @@ def test_a_forged_huge_header_fails_in_time_proportional_to_the_file(monkeypatch
     with CodecError, instead of decoding zeros through every tile for minutes."""
     import time
 
-    from codec import bitstream, tiling
+    from codec.engine import tiling
+    from codec.format import bitstream
 
     monkeypatch.setattr(tiling, "available_memory", lambda: None)  # the decoder is what is tested
     c = _shared_codec()

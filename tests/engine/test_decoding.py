@@ -1,4 +1,4 @@
-"""Tests for codec.decoding: one path from bytes to tokens for every decoder, and the decoder
+"""Tests for codec.engine.decoding: one path from bytes to tokens for every decoder, and the decoder
 that needs no torch (the portable C++ inference end to end)."""
 
 import hashlib
@@ -13,9 +13,10 @@ import pytest
 from PIL import Image
 
 from codec import CodecError
-from codec.zoo import get_codec, get_decoder, resolve
+from codec.engine.loading import get_codec, get_decoder
+from codec.engine.registry import resolve
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 GOLDEN = ROOT / "tests" / "golden"
 SAMPLE = ROOT / "codec" / "data" / "sample.png"  # Kodak kodim23, 768 x 512
 
@@ -88,16 +89,16 @@ def test_portable_and_torch_decoders_agree_within_one_level(kodim23):
 
 
 def test_crop_and_tiles_give_the_pixels_of_the_whole_decode(kodim23, monkeypatch):
-    """The portable decoder shares codec.tiling's render_latent with torch's: a crop is the
+    """The portable decoder shares codec.engine.tiling's render_latent with torch's: a crop is the
     region of the whole decode (within a level), tiles too."""
-    import codec.tiling
+    import codec.engine.tiling
 
     _, data = kodim23
     dec = get_decoder("default")
     whole = dec.decompress(data).astype(int)
     crop = dec.decompress(data, crop=(300, 200, 120, 90)).astype(int)
     assert np.abs(crop - whole[200:290, 300:420]).max() <= 1
-    monkeypatch.setattr(codec.tiling, "TILE_ABOVE_PIXELS", 1000)
+    monkeypatch.setattr(codec.engine.tiling, "TILE_ABOVE_PIXELS", 1000)
     tiled = dec.decompress(data).astype(int)
     assert tiled.shape == whole.shape
     assert np.abs(tiled - whole).mean() < 0.05
@@ -106,7 +107,7 @@ def test_crop_and_tiles_give_the_pixels_of_the_whole_decode(kodim23, monkeypatch
 def test_pixels_do_not_depend_on_the_thread_count(kodim23):
     _, data = kodim23
     bundle = get_decoder("default").bundle
-    from codec.decoding import PortableDecoder
+    from codec.engine.decoding import PortableDecoder
 
     digests = {
         t: hashlib.sha256(PortableDecoder(bundle, threads=t).decompress(data).tobytes()).hexdigest()
@@ -117,7 +118,7 @@ def test_pixels_do_not_depend_on_the_thread_count(kodim23):
 
 DECODE_HASH = r"""
 import hashlib, sys
-from codec.decoding import load_portable_decoder
+from codec.engine.decoding import load_portable_decoder
 d = load_portable_decoder(sys.argv[1], threads=int(sys.argv[2]))
 print(hashlib.sha256(d.decompress(open(sys.argv[3], "rb").read()).tobytes()).hexdigest())
 """
@@ -125,7 +126,7 @@ print(hashlib.sha256(d.decompress(open(sys.argv[3], "rb").read()).tobytes()).hex
 
 def test_pixels_are_the_same_in_other_processes(kodim23, tmp_path):
     """Across processes and thread counts (the instruction sets and architectures are the
-    C++ self-test's, tests/test_portable.py): the same pixel hash."""
+    C++ self-test's, tests/entropy/test_portable.py): the same pixel hash."""
     _, data = kodim23
     f = tmp_path / "k.pqm"
     f.write_bytes(data)

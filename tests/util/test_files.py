@@ -1,8 +1,8 @@
-"""Tests for codec.files.atomic_write: the one way the package writes a file or folder whole."""
+"""Tests for codec.util.files.atomic_write: the one way the package writes a file or folder whole."""
 
 import pytest
 
-from codec.files import atomic_write
+from codec.util.files import atomic_write
 
 
 def leftovers(folder):

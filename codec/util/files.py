@@ -11,7 +11,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import CodecError
+from ..errors import CodecError
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], object], replace: bool = True) -> Path:

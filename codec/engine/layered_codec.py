@@ -6,8 +6,8 @@ gives absent sub-vectors its learned fill). Sub-vector groups are coded one afte
 each in its own range-coder stream (a quality layer): group 0 in the spatial stages of the
 base schedule, group g >= 1 in one step given the groups before it. So the rate is chosen
 per image (``m``/``extra`` from a target bpp, size or quality) and a file cut after a layer
-(:func:`codec.bitstream.truncate`) is the file of that lower rate. The layer streams are
-:class:`codec.token_coding.LayeredTokenCoder`'s; this module adds the encoder's side: rate
+(:func:`codec.format.bitstream.truncate`) is the file of that lower rate. The layer streams are
+:class:`codec.entropy.token_coding.LayeredTokenCoder`'s; this module adds the encoder's side: rate
 control and compression.
 """
 
@@ -18,14 +18,14 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from . import bitstream
+from ..entropy.schedule import position_order
+from ..entropy.token_coding import BAND_ROWS as BAND_ROWS  # the channel model's band height (tests)
+from ..entropy.token_coding import RatePoint
+from ..errors import CodecError
+from ..format import bitstream
+from ..format.checks import checked_rate
 from .api import ImageCodec, checked_images
-from .checks import checked_rate
 from .effort import effort_steps
-from .entropy.schedule import position_order
-from .errors import CodecError
-from .token_coding import BAND_ROWS as BAND_ROWS  # the channel model's band height (tests)
-from .token_coding import RatePoint
 
 DEFAULT_QUALITY = 30.0
 """The rate of a file when none is asked for: ``quality`` 30, i.e. 10.3 of the default model's
@@ -34,7 +34,7 @@ full rate."""
 
 
 class LayeredImageCodec(ImageCodec):
-    """:class:`~codec.api.ImageCodec` for a nested PQ-VAE + ``LayeredEntropyModel``.
+    """:class:`~codec.engine.api.ImageCodec` for a nested PQ-VAE + ``LayeredEntropyModel``.
 
     ``compress(image, m=, bpp=, size=, quality=)`` picks the rate per image (at most one of
     them; default: ``quality`` :data:`DEFAULT_QUALITY`); ``decompress(data, layers=)``
@@ -49,7 +49,7 @@ class LayeredImageCodec(ImageCodec):
         super().__init__(autoencoder, entropy_model, schedule, **kwargs)
         self.groups = self.tokens.groups
 
-    # -- tokens <-> layer streams (codec.token_coding) ---------------------------------------
+    # -- tokens <-> layer streams (codec.entropy.token_coding) ---------------------------------------
     def encode_layers(self, tokens: np.ndarray, point: RatePoint) -> tuple[list[bytes], list[int]]:
         """Tokens int [M, h, w] -> (one stream per coded layer, the CRC of each layer's symbols)."""
         return self.tokens.encode_layers(tokens, point, self.portable)
