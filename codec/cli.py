@@ -75,8 +75,6 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     codec = get_codec(args.model)
     if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
         raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
-    if rate and not codec.layered:
-        raise CodecError("this model codes at one rate: --bpp/--size/--quality/--m need a nested model")
     for src, dst in zip(args.inputs, outs):
         raw = _read(src)
         if not raw:
@@ -97,7 +95,7 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             except (OSError, SyntaxError, ValueError) as e:
                 raise CodecError(f"{src}: not an image Pillow can read ({e})") from None
         try:
-            data = codec.compress(img, stages=args.stages, effort=args.effort, **rate)
+            data = codec.compress(img, stages=args.stages, effort=args.effort, rate=rate)
         except ValueError as e:
             raise CodecError(str(e)) from None
         write_output(dst, data, args.force)

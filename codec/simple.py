@@ -30,10 +30,7 @@ def compress(
     from .engine.loading import get_codec
 
     rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # before the model loads
-    codec = get_codec(model)
-    if rate and not codec.layered:
-        raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
-    return codec.compress(image, effort=effort, **rate)
+    return get_codec(model).compress(image, effort=effort, rate=rate)
 
 
 def decompress(

@@ -18,6 +18,7 @@ from ..entropy.schedule import CodingSchedule
 from ..entropy.token_coding import PortableLogits, coded_tokens
 from ..errors import CodecError
 from ..format import bitstream
+from ..format.checks import Rate
 from ..models.mim import MaskedEntropyModel
 from ..models.pqvae import PQVAE
 from ..util.hardware import autocast
@@ -135,7 +136,12 @@ class ImageCodec(FileDecoder):
     # -- images <-> bytes ---------------------------------------------------------------
     @torch.no_grad()
     def compress(
-        self, image, max_pixels: int | None = None, stages: int | None = None, effort: int = 0
+        self,
+        image,
+        max_pixels: int | None = None,
+        stages: int | None = None,
+        effort: int = 0,
+        rate: Rate | None = None,
     ) -> bytes:
         """RGB image (PIL image, or uint8 array/tensor [H, W, 3]) -> .pqm bytes.
 
@@ -146,17 +152,26 @@ class ImageCodec(FileDecoder):
         ``stages`` < S writes only the first stages (a smaller, coarser file: the decoder
         predicts the rest, as ``decompress(stages=)`` does with a full file).
         ``effort`` 0..9: encode time spent on a better token grid (:mod:`codec.engine.effort`); the
-        decoder and the file format are the same at every effort.
+        decoder and the file format are the same at every effort. ``rate``: this model codes
+        at one rate, so only an empty :class:`~codec.format.checks.Rate` (ValueError otherwise;
+        nested models: :class:`~codec.engine.layered_codec.LayeredImageCodec`).
         """
-        return self.compress_batch([image], max_pixels, stages, effort=effort)[0]
+        return self.compress_batch([image], max_pixels, stages, effort=effort, rate=rate)[0]
 
     @torch.no_grad()
     def compress_batch(
-        self, images: list, max_pixels: int | None = None, stages: int | None = None, effort: int = 0
+        self,
+        images: list,
+        max_pixels: int | None = None,
+        stages: int | None = None,
+        effort: int = 0,
+        rate: Rate | None = None,
     ) -> list[bytes]:
         """Several images -> their .pqm bytes. Images of one size go through the autoencoder
         as one batch (useful on a GPU); the entropy model codes each image on its own. The
         bytes are those of :meth:`compress` on each image alone (tested)."""
+        if rate:
+            raise ValueError("this model codes at one rate: bpp/size/quality/m need a nested (layered) model")
         xs = checked_images(images, max_pixels)
         tokens = self.tokenize(xs, effort)
         if stages is not None and not 0 <= stages <= self.schedule.stages:

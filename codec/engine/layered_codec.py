@@ -23,7 +23,7 @@ from ..entropy.token_coding import BAND_ROWS as BAND_ROWS  # the channel model's
 from ..entropy.token_coding import RatePoint
 from ..errors import CodecError
 from ..format import bitstream
-from ..format.checks import checked_rate
+from ..format.checks import Rate
 from .api import ImageCodec, checked_images
 from .effort import effort_steps
 
@@ -81,20 +81,17 @@ class LayeredImageCodec(ImageCodec):
         self,
         tokens: np.ndarray,
         size: tuple[int, int],
-        *,
-        m: int | None = None,
-        bpp: float | None = None,
-        max_bytes: int | None = None,
-        quality: float | None = None,
+        rate: Rate | None = None,
         costs: tuple[float, np.ndarray] | None = None,
     ) -> RatePoint:
-        """The rate point of one image for at most one of: ``m`` (sub-vectors), ``bpp`` (the
-        point whose estimated file size is nearest), ``max_bytes`` (the largest point whose
-        estimate fits; :meth:`compress` then checks the real size) or ``quality`` (0-100:
-        the share of the model's sub-vectors beyond the base layer, fractional); none:
-        ``quality`` :data:`DEFAULT_QUALITY`."""
-        rate = checked_rate(bpp=bpp, size=max_bytes, quality=quality, m=m)  # ValueError if invalid
-        bpp, max_bytes, quality, m = (rate.get(k) for k in ("bpp", "size", "quality", "m"))
+        """The rate point of one image (tokens [M, h, w], ``size`` = (H, W) pixels) for
+        ``rate`` (None: ``Rate()``): ``m`` (sub-vectors), ``bpp`` (the point whose estimated file size is
+        nearest), ``size`` (the largest point whose estimate fits; :meth:`compress` then
+        checks the real size) or ``quality`` (0-100: the share of the model's sub-vectors
+        beyond the base layer, fractional); none: ``quality`` :data:`DEFAULT_QUALITY`.
+        ``costs``: :meth:`symbol_costs` of ``tokens`` if already known."""
+        rate = Rate() if rate is None else rate
+        bpp, max_bytes, quality, m = rate.bpp, rate.size, rate.quality, rate.m
         M, h, w = tokens.shape
         g0 = self.groups[0]
         if not rate:
@@ -160,23 +157,24 @@ class LayeredImageCodec(ImageCodec):
         images: list,
         max_pixels: int | None = None,
         stages: int | None = None,
-        *,
-        m: int | None = None,
-        bpp: float | None = None,
-        size: int | None = None,
-        quality: float | None = None,
         effort: int = 0,
+        rate: Rate | None = None,
+        **rate_args,
     ) -> list[bytes]:
-        """Images -> .pqm bytes at the rate asked (see :meth:`plan`); ``size``: the file is
-        never larger than ``size`` bytes (CodecError if even the base layer is larger).
-        ``effort`` > 0: the token grid is refined for the rate point planned from the
-        encoder's grid, then the point is planned again from the refined grid."""
+        """Images -> .pqm bytes at ``rate`` (a :class:`~codec.format.checks.Rate`, or its
+        fields as keywords: ``m=``, ``bpp=``, ``size=``, ``quality=``; see :meth:`plan`);
+        with ``size`` the file is never larger than that many bytes (CodecError if even the
+        base layer is larger). ``effort`` > 0: the token grid is refined for the rate point
+        planned from the encoder's grid, then the point is planned again from the refined
+        grid."""
         if stages is not None:
             raise ValueError(
                 "a layered model codes every stage; choose the rate with m, bpp, size or quality"
             )
-        rate = checked_rate(bpp=bpp, size=size, quality=quality, m=m)  # ValueError, before any work
-        bpp, size, quality, m = (rate.get(k) for k in ("bpp", "size", "quality", "m"))
+        if rate is not None and rate_args:
+            raise ValueError("give rate= or its fields (bpp, size, quality, m), not both")
+        rate = Rate(**rate_args) if rate is None else rate  # ValueError, before any work
+        size = rate.size
         effort_steps(effort)  # ValueError for an effort out of range, before any work
         xs = checked_images(images, max_pixels)
         out = []
@@ -184,16 +182,16 @@ class LayeredImageCodec(ImageCodec):
             hw = x.shape[:2]
             if effort:
                 _, h, w = tokens.shape
-                first = self.plan(tokens, hw, m=m, bpp=bpp, max_bytes=size, quality=quality)
+                first = self.plan(tokens, hw, rate)
                 counts = first.counts(h, w, self.schedule.order)
                 tokens = self.tokenize([x], effort, [counts])[0]
             if size is None:
-                out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, m=m, bpp=bpp, quality=quality)))
+                out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, rate)))
                 continue
             costs = self.symbol_costs(tokens)
             budget = size
             for _ in range(8):  # the estimate is within a few bytes: shrink the budget until it fits
-                data = self.pack_tokens(tokens, hw, self.plan(tokens, hw, max_bytes=budget, costs=costs))
+                data = self.pack_tokens(tokens, hw, self.plan(tokens, hw, Rate(size=budget), costs))
                 if len(data) <= size or budget == 1:  # fits, or the smallest point does not
                     break
                 budget = max(1, budget - (len(data) - size + 1))  # 1 byte plans the smallest point
@@ -202,7 +200,7 @@ class LayeredImageCodec(ImageCodec):
             out.append(data)
         return out
 
-    def compress(self, image, max_pixels: int | None = None, stages: int | None = None, **rate) -> bytes:
-        """One image -> .pqm bytes; ``rate``: m=, bpp=, size= or quality= (see :meth:`plan`),
-        and effort= (0..9)."""
-        return self.compress_batch([image], max_pixels, stages, **rate)[0]
+    def compress(self, image, max_pixels: int | None = None, stages: int | None = None, **kwargs) -> bytes:
+        """One image -> .pqm bytes; ``kwargs``: those of :meth:`compress_batch` (``effort``,
+        ``rate`` or its fields)."""
+        return self.compress_batch([image], max_pixels, stages, **kwargs)[0]

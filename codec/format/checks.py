@@ -5,6 +5,7 @@ same values with the same one-line message. Light to import (no torch)."""
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 from ..errors import CodecError
@@ -28,6 +29,28 @@ def finite(name: str, value: object, error: type[Exception] = ValueError) -> flo
     return float(value)
 
 
+@dataclass(frozen=True)
+class Rate:
+    """What a nested model's file should cost: at most one of ``bpp`` (bits per pixel > 0:
+    the nearest file size the model offers), ``size`` (bytes >= 1: the best file not larger),
+    ``quality`` (0..100, monotone in rate) or ``m`` (codes per position >= 1; the model
+    checks its own range); ``Rate()``: the model's default. Checked once, when made
+    (ValueError naming the argument); :func:`checked_rate` makes one with the CLI's names."""
+
+    bpp: float | None = None
+    size: int | None = None
+    quality: float | None = None
+    m: int | None = None
+
+    def __post_init__(self) -> None:
+        for k, v in _checked(self.bpp, self.size, self.quality, self.m, "").items():
+            object.__setattr__(self, k, v)  # ints and floats, not numpy scalars or bools
+
+    def __bool__(self) -> bool:
+        """Whether a rate was asked for."""
+        return any(getattr(self, k) is not None for k in RATE_ARGS)
+
+
 def checked_rate(
     bpp: float | None = None,
     size: int | None = None,
@@ -35,11 +58,15 @@ def checked_rate(
     m: int | None = None,
     *,
     flag: str = "",
-) -> dict[str, float | int]:
-    """The rate arguments that were given (not None), checked: at most one of them; ``bpp`` a
-    finite number > 0; ``size`` an integer >= 1 (bytes); ``quality`` a number in 0..100; ``m``
-    an integer >= 1 (the model checks its own range). ValueError naming the argument otherwise;
-    ``flag`` is put before the names in messages (``"--"`` for the command line)."""
+) -> Rate:
+    """The :class:`Rate` of the arguments that were given (not None); ValueError naming the
+    argument, with ``flag`` before the names (``"--"`` for the command line)."""
+    return Rate(**_checked(bpp, size, quality, m, flag))
+
+
+def _checked(bpp, size, quality, m, flag: str) -> dict[str, float | int]:
+    """The rule: at most one of them; ``bpp`` a finite number > 0; ``size`` an integer >= 1;
+    ``quality`` a number in 0..100; ``m`` an integer >= 1."""
     given = {k: v for k, v in zip(RATE_ARGS, (bpp, size, quality, m)) if v is not None}
     if len(given) > 1:
         raise ValueError(

@@ -286,3 +286,13 @@ def test_a_forged_huge_header_fails_in_time_proportional_to_the_file(monkeypatch
         with pytest.raises(CodecError, match="past the end"):
             c.decompress(data)
         assert time.perf_counter() - t < 5.0
+
+
+def test_a_single_rate_model_refuses_a_rate_and_takes_an_empty_one():
+    from codec.format.checks import Rate
+
+    c = tiny_codec()
+    img = np.random.default_rng(4).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert c.compress(img, rate=Rate()) == c.compress(img)
+    with pytest.raises(ValueError, match="one rate"):
+        c.compress(img, rate=Rate(m=2))

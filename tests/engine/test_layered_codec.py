@@ -215,3 +215,14 @@ def test_codecs_say_whether_they_are_layered():
 
     assert LayeredImageCodec.layered and not ImageCodec.layered
     assert get_codec("default").layered and not get_codec("s16-m4-k256").layered
+
+
+def test_a_rate_object_and_its_keywords_give_the_same_file():
+    from codec.format.checks import Rate
+
+    c = tiny_layered()
+    img = np.random.default_rng(3).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    assert c.compress(img, rate=Rate(m=2)) == c.compress(img, m=2)
+    assert c.compress(img, rate=Rate(quality=60)) == c.compress(img, quality=60)
+    with pytest.raises(ValueError, match="not both"):
+        c.compress(img, rate=Rate(m=2), m=3)
