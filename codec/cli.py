@@ -542,8 +542,8 @@ def main(argv: list[str] | None = None) -> int:
     command = "codec"
     try:
         argv = sys.argv[1:] if argv is None else list(argv)
-        if argv[:1] == ["train"]:
-            command = "codec train"
+        if argv[:1] and not argv[0].startswith("-"):  # named from the start: Ctrl-C may come early
+            command = f"codec {argv[0]}"
         args = build_parser().parse_args(_glue_values(_with_stage(argv)))
         command = f"codec {args.command}"
         args.func(args)
