@@ -117,10 +117,9 @@ def model_config(
     return mc, (basis, spread) if cfg.transform and not source else None
 
 
-def build(cfg: AutoencoderConfig) -> Run:
-    """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
-    rank, world, device = start_run(cfg)
-    data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
+def make_model(cfg: AutoencoderConfig, data: InMemoryImages, device: torch.device) -> PQVAE:
+    """The PQ-VAE of ``cfg`` on ``device``, its patch transform (if it has one) fitted to
+    ``data``; with ``freeze_encoder`` only the decoder side learns."""
     mc, transform = model_config(cfg, data)
     model = PQVAE(mc).to(device)
     if transform is not None:
@@ -130,6 +129,34 @@ def build(cfg: AutoencoderConfig) -> Run:
         model.quantizer.requires_grad_(False)
         if model.cfg.nested:
             model.fill.requires_grad_(False)  # part of the model id (codec.models.io.model_id)
+    return model
+
+
+def training_loss(
+    cfg: AutoencoderConfig, x_hat: torch.Tensor, x: torch.Tensor, stats: dict, lpips_fn
+) -> tuple[torch.Tensor, dict]:
+    """(loss, logged numbers) of a batch's reconstruction ``x_hat`` of ``x`` [B, 3, H, W] in
+    [0, 1]: MSE + the quantizer's commitment loss, plus MS-SSIM and LPIPS terms where weighted."""
+    mse = F.mse_loss(x_hat.float(), x)
+    loss = mse + stats["commit_loss"]
+    if cfg.msssim_weight:
+        loss = loss + cfg.msssim_weight * (1 - ms_ssim(x_hat.float().clamp(0, 1), x).mean())
+    if lpips_fn is not None:
+        loss = loss + cfg.lpips_weight * lpips_fn(x_hat.float() * 2 - 1, x * 2 - 1).mean()
+    numbers = {
+        "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
+        "commit": stats["commit_loss"].item(),
+    }
+    if stats["perplexity"] is not None:
+        numbers["batch_perplexity"] = float(stats["perplexity"].mean())
+    return loss, numbers
+
+
+def build(cfg: AutoencoderConfig) -> Run:
+    """Trains (or resumes, or warm-starts) a PQ-VAE; rank 0 writes checkpoint, log and plots."""
+    rank, world, device = start_run(cfg)
+    data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
+    model = make_model(cfg, data, device)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     start, loss_ema = resume_if_asked(cfg, model, opt, rank, device)
     ddp = wrap_ddp(model, world, broadcast_buffers=False)
@@ -145,8 +172,8 @@ def build(cfg: AutoencoderConfig) -> Run:
             f"M={cfg.M} K={cfg.K} (raw {model.cfg.raw_bpp:.4f} bpp); {len(data)} training images; "
             f"{world} process(es) on {device}"
         )
-        if mc.code_groups:
-            print(f"code order (group of each code): {mc.code_groups}")
+        if model.cfg.code_groups:
+            print(f"code order (group of each code): {model.cfg.code_groups}")
 
     # Read once (a device sync per step otherwise): codebooks loaded by --resume or --init need
     # neither the warm-up without quantization nor k-means.
@@ -182,19 +209,7 @@ def build(cfg: AutoencoderConfig) -> Run:
             model.quantizer.eval()
         with autocast_for(cfg, device):
             x_hat, _, stats = ddp(x, quantize=quantize, prefix=prefix)
-        mse = F.mse_loss(x_hat.float(), x)
-        loss = mse + stats["commit_loss"]
-        if cfg.msssim_weight:
-            loss = loss + cfg.msssim_weight * (1 - ms_ssim(x_hat.float().clamp(0, 1), x).mean())
-        if lpips_fn is not None:
-            loss = loss + cfg.lpips_weight * lpips_fn(x_hat.float() * 2 - 1, x * 2 - 1).mean()
-        numbers = {
-            "mse_psnr": -10 * math.log10(max(mse.item(), 1e-12)),
-            "commit": stats["commit_loss"].item(),
-        }
-        if stats["perplexity"] is not None:
-            numbers["batch_perplexity"] = float(stats["perplexity"].mean())
-        return loss, numbers
+        return training_loss(cfg, x_hat, x, stats, lpips_fn)
 
     def evaluate_now(done: int) -> dict | None:
         if not eval_images or not codebooks_ready[0]:
