@@ -46,7 +46,8 @@ class RealismModel(nn.Module):
         self.discriminator = discriminator
 
 
-def build(cfg: RealismConfig) -> Run:
+def check_config(cfg: RealismConfig) -> None:
+    """ValueError, before any work, for a configuration this stage cannot train."""
     if cfg.discriminator not in ("vq", "binary"):
         raise ValueError(f"--discriminator {cfg.discriminator!r}: vq or binary")
     if not cfg.autoencoder or (cfg.discriminator == "vq" and not cfg.label_model):
@@ -56,6 +57,12 @@ def build(cfg: RealismConfig) -> Run:
         )
     if cfg.crop % 16:
         raise ValueError("--stage realism needs --crop a multiple of 16")
+
+
+def build(cfg: RealismConfig) -> Run:
+    """Trains a second decoder of the autoencoder's tokens against a discriminator (VQ-
+    conditioned, ILLM, or binary); the encoder and quantizer stay frozen."""
+    check_config(cfg)
     rank, world, device = start_run(cfg)
     ae = load_pqvae(cfg.autoencoder, device).requires_grad_(False)
     labeler = LabelModel(load_pqvae(cfg.label_model, device)) if cfg.discriminator == "vq" else None
