@@ -38,70 +38,38 @@ Pool& Pool::instance() {
 }
 
 // ---- kernels --------------------------------------------------------------------------
-// y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order, for
-// rows [r0, r1) and j in [0, ncols). Register blocks of 4 rows x 32 outputs share the loads.
-PIE_CLONES void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
-                            int ldx, float* y, int ldy) {
-  const int out = L.out, in = L.in;
+// Rows [r, r + P) of linear_rows: register blocks of 16 * NV outputs, then of 16, then single
+// outputs (each the same sum whatever the block).
+template <int P, int NV>
+PIE_INLINE void linear_block_row(const float* x, int ldx, int in, const float* wt, int out, const float* bias,
+                                 int ncols, float* y, int ldy) {
+  int j = 0;
+  for (; j + 16 * NV <= ncols; j += 16 * NV) gemm_block<P, NV>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
+  for (; j + 16 <= ncols; j += 16) gemm_block<P, 1>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
+  for (; j < ncols; ++j)
+    for (int p = 0; p < P; ++p) {
+      float acc = bias[j];
+      for (int k = 0; k < in; ++k) acc = acc + x[p * ldx + k] * wt[static_cast<int64_t>(k) * out + j];
+      y[p * ldy + j] = acc;
+    }
+}
+
+template <int P, int NV>
+PIE_INLINE void linear_blocks(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
+                              int ldx, float* y, int ldy) {
   const float* wt = L.wt.data() + col0;
   const float* bias = L.b.data() + col0;
   int64_t r = r0;
-  for (; r + 4 <= r1; r += 4) {
-    const float* x0 = x + r * ldx;
-    int j = 0;
-    for (; j + 32 <= ncols; j += 32) {
-      v16 a00 = load16(bias + j), a01 = load16(bias + j + 16);
-      v16 a10 = a00, a11 = a01, a20 = a00, a21 = a01, a30 = a00, a31 = a01;
-      for (int k = 0; k < in; ++k) {
-        const float* w = wt + static_cast<int64_t>(k) * out + j;
-        const v16 w0 = load16(w), w1 = load16(w + 16);
-        const float c0 = x0[k], c1 = x0[ldx + k], c2 = x0[2 * ldx + k], c3 = x0[3 * ldx + k];
-        a00 = a00 + c0 * w0;
-        a01 = a01 + c0 * w1;
-        a10 = a10 + c1 * w0;
-        a11 = a11 + c1 * w1;
-        a20 = a20 + c2 * w0;
-        a21 = a21 + c2 * w1;
-        a30 = a30 + c3 * w0;
-        a31 = a31 + c3 * w1;
-      }
-      float* yr = y + r * ldy + j;
-      store16(yr, a00);
-      store16(yr + 16, a01);
-      store16(yr + ldy, a10);
-      store16(yr + ldy + 16, a11);
-      store16(yr + 2 * ldy, a20);
-      store16(yr + 2 * ldy + 16, a21);
-      store16(yr + 3 * ldy, a30);
-      store16(yr + 3 * ldy + 16, a31);
-    }
-    for (; j < ncols; ++j) {  // the last < 32 outputs
-      for (int rr = 0; rr < 4; ++rr) {
-        float acc = bias[j];
-        for (int k = 0; k < in; ++k) acc = acc + x0[rr * ldx + k] * wt[static_cast<int64_t>(k) * out + j];
-        y[(r + rr) * ldy + j] = acc;
-      }
-    }
-  }
-  for (; r < r1; ++r) {
-    const float* x0 = x + r * ldx;
-    int j = 0;
-    for (; j + 32 <= ncols; j += 32) {
-      v16 a0 = load16(bias + j), a1 = load16(bias + j + 16);
-      for (int k = 0; k < in; ++k) {
-        const float* w = wt + static_cast<int64_t>(k) * out + j;
-        a0 = a0 + x0[k] * load16(w);
-        a1 = a1 + x0[k] * load16(w + 16);
-      }
-      store16(y + r * ldy + j, a0);
-      store16(y + r * ldy + j + 16, a1);
-    }
-    for (; j < ncols; ++j) {
-      float acc = bias[j];
-      for (int k = 0; k < in; ++k) acc = acc + x0[k] * wt[static_cast<int64_t>(k) * out + j];
-      y[r * ldy + j] = acc;
-    }
-  }
+  for (; r + P <= r1; r += P) linear_block_row<P, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
+  for (; r < r1; ++r) linear_block_row<1, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
+}
+
+// y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order, for
+// rows [r0, r1) and j in [0, ncols): register blocks of 4 rows x 32 outputs (AVX-512) or 6 x 16.
+PIE_CLONES void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
+                            int ldx, float* y, int ldy) {
+  if (wide_blocks()) linear_blocks<4, 2>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
+  else linear_blocks<6, 1>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
 }
 
 }  // namespace detail
@@ -177,21 +145,45 @@ void layer_norm(const float* x, int64_t n, const LayerNorm& N, float* y, int thr
 }
 
 
-// acc[c] = sum_j p[j] * v[j][c] for 16*C values of c: partial sums over j mod 4 (in
-// registers), combined as ((u0 + u1) + u2) + u3, then the last nc mod 4 terms in order.
+// acc[c] = sum_j p[j] * v[j][c] for 16*C values of c (v's rows ld apart): partial sums over
+// j mod 4 (in registers), combined as ((u0 + u1) + u2) + u3, then the last nc mod 4 terms in order.
 template <int C>
-PIE_INLINE void weighted_sum(const float* p, const float* v, int64_t nc, float* acc) {
-  constexpr int hd = 16 * C;
+PIE_INLINE void weighted_sum(const float* p, const float* v, int ld, int64_t nc, float* acc) {
   v16 u[4][C] = {};
   const int64_t n4 = nc / 4 * 4;
   int64_t j = 0;
   for (; j < n4; j += 4)
     for (int q = 0; q < 4; ++q)
-      for (int c = 0; c < C; ++c) u[q][c] = u[q][c] + p[j + q] * load16(v + (j + q) * hd + 16 * c);
+      for (int c = 0; c < C; ++c) u[q][c] = u[q][c] + p[j + q] * load16(v + (j + q) * ld + 16 * c);
   for (int c = 0; c < C; ++c) {
     v16 t = ((u[0][c] + u[1][c]) + u[2][c]) + u[3][c];
-    for (int64_t k = j; k < nc; ++k) t = t + p[k] * load16(v + k * hd + 16 * c);
+    for (int64_t k = j; k < nc; ++k) t = t + p[k] * load16(v + k * ld + 16 * c);
     store16(acc + 16 * c, t);
+  }
+}
+
+// s[j] = scale * sum_c q[c] * kh[c][j] (c in order) for j < nc: 16 * NB keys per register block.
+template <int NB>
+PIE_INLINE void scores(const float* q, const float* kh, int64_t nc, int hd, float scale, float* s) {
+  int64_t j = 0;
+  for (; j + 16 * NB <= nc; j += 16 * NB) {
+    v16 t[NB] = {};
+    for (int c = 0; c < hd; ++c) {
+      const float* k = kh + static_cast<int64_t>(c) * nc + j;
+      const float qc = q[c];
+      for (int b = 0; b < NB; ++b) t[b] = t[b] + qc * load16(k + 16 * b);
+    }
+    for (int b = 0; b < NB; ++b) store16(s + j + 16 * b, t[b] * scale);
+  }
+  for (; j + 16 <= nc; j += 16) {
+    v16 t0 = {};
+    for (int c = 0; c < hd; ++c) t0 = t0 + q[c] * load16(kh + static_cast<int64_t>(c) * nc + j);
+    store16(s + j, t0 * scale);
+  }
+  for (; j < nc; ++j) {
+    float t = 0.f;
+    for (int c = 0; c < hd; ++c) t = t + q[c] * kh[static_cast<int64_t>(c) * nc + j];
+    s[j] = t * scale;
   }
 }
 
@@ -203,44 +195,14 @@ PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float
                                float* __restrict acc) {
   const int hd = d / heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
+  const bool wide = wide_blocks();
   for (int64_t i = b; i < e; ++i) {
     for (int h = 0; h < heads; ++h) {
       const float* qi = q + i * d + h * hd;
       const float* kh = kt + static_cast<int64_t>(h * hd) * nc;
-      int64_t j = 0;
-      for (; j + 128 <= nc; j += 128) {  // 128 keys in registers, each summed over c in order
-        v16 t0 = {}, t1 = {}, t2 = {}, t3 = {}, t4 = {}, t5 = {}, t6 = {}, t7 = {};
-        for (int c = 0; c < hd; ++c) {
-          const float* k = kh + static_cast<int64_t>(c) * nc + j;
-          const float qc = qi[c];
-          t0 = t0 + qc * load16(k);
-          t1 = t1 + qc * load16(k + 16);
-          t2 = t2 + qc * load16(k + 32);
-          t3 = t3 + qc * load16(k + 48);
-          t4 = t4 + qc * load16(k + 64);
-          t5 = t5 + qc * load16(k + 80);
-          t6 = t6 + qc * load16(k + 96);
-          t7 = t7 + qc * load16(k + 112);
-        }
-        store16(s + j, t0 * scale);
-        store16(s + j + 16, t1 * scale);
-        store16(s + j + 32, t2 * scale);
-        store16(s + j + 48, t3 * scale);
-        store16(s + j + 64, t4 * scale);
-        store16(s + j + 80, t5 * scale);
-        store16(s + j + 96, t6 * scale);
-        store16(s + j + 112, t7 * scale);
-      }
-      for (; j + 16 <= nc; j += 16) {
-        v16 t0 = {};
-        for (int c = 0; c < hd; ++c) t0 = t0 + qi[c] * load16(kh + static_cast<int64_t>(c) * nc + j);
-        store16(s + j, t0 * scale);
-      }
-      for (; j < nc; ++j) {
-        float t = 0.f;
-        for (int c = 0; c < hd; ++c) t = t + qi[c] * kh[static_cast<int64_t>(c) * nc + j];
-        s[j] = t * scale;
-      }
+      if (wide) scores<8>(qi, kh, nc, hd, scale, s);
+      else scores<4>(qi, kh, nc, hd, scale, s);
+      int64_t j;
       // softmax: max (exact in any order), exp, then a sum in a fixed shape: 16 partial sums
       // over j mod 16, added in lane order, then the tail in order
       const int64_t n16 = nc / 16 * 16;
@@ -264,11 +226,13 @@ PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float
       // out = sum_j p_j v_j: four partial sums over j mod 4, combined in order, then the tail
       for (j = 0; j < nc; ++j) s[j] = s[j] * inv;
       const float* vhh = vh + static_cast<int64_t>(h) * nc * hd;
-      switch (hd) {
-        case 16: weighted_sum<1>(s, vhh, nc, acc); break;
-        case 32: weighted_sum<2>(s, vhh, nc, acc); break;
-        case 48: weighted_sum<3>(s, vhh, nc, acc); break;
-        case 64: weighted_sum<4>(s, vhh, nc, acc); break;
+      switch (hd % 16 ? 0 : wide ? hd : 16) {  // AVX2: 16 values of c at a time (8 registers)
+        case 16:
+          for (int c0 = 0; c0 < hd; c0 += 16) weighted_sum<1>(s, vhh + c0, hd, nc, acc + c0);
+          break;
+        case 32: weighted_sum<2>(s, vhh, hd, nc, acc); break;
+        case 48: weighted_sum<3>(s, vhh, hd, nc, acc); break;
+        case 64: weighted_sum<4>(s, vhh, hd, nc, acc); break;
         default:
           for (int c = 0; c < hd; ++c) {
             float t[4] = {0.f, 0.f, 0.f, 0.f};

@@ -165,25 +165,6 @@ PIE_CLONES void input_transform(const Act& in, int64_t t0, int nt, int ntx, int 
   else input_tiles<false>(in, t0, nt, ntx, T, V);
 }
 
-// y[p][j] = sum_k x[p][k] * w[k][j] (k increasing) for P rows and 16 * NV columns: the
-// register block. x: [P][K] (row stride K), w: row stride ldw, y: row stride ldy.
-template <int P, int NV>
-PIE_INLINE void gemm_block(const float* x, int K, const float* w, int64_t ldw, float* y, int64_t ldy) {
-  v16 acc[P][NV];
-  for (int p = 0; p < P; ++p)
-    for (int n = 0; n < NV; ++n) acc[p][n] = v16{};
-  for (int k = 0; k < K; ++k) {
-    v16 wv[NV];
-    for (int n = 0; n < NV; ++n) wv[n] = load16(w + k * ldw + 16 * n);
-    for (int p = 0; p < P; ++p) {
-      const float c = x[static_cast<int64_t>(p) * K + k];
-      for (int n = 0; n < NV; ++n) acc[p][n] = acc[p][n] + c * wv[n];
-    }
-  }
-  for (int p = 0; p < P; ++p)
-    for (int n = 0; n < NV; ++n) store16(y + p * ldy + 16 * n, acc[p][n]);
-}
-
 template <int P, int NV>
 PIE_INLINE void tile_products(const float* V, const WinogradConv& C, int rows, int T, float* M) {
   const int K = C.cin;
@@ -193,22 +174,8 @@ PIE_INLINE void tile_products(const float* V, const WinogradConv& C, int rows, i
     const float* ux = C.u.get() + int64_t{xi} * K * ld;
     float* mx = M + int64_t{xi} * T * ld;
     for (int64_t j = 0; j < ld; j += 16 * NV)
-      for (int t = 0; t < rows; t += P) gemm_block<P, NV>(vx + int64_t{t} * K, K, ux + j, ld, mx + t * ld + j, ld);
+      for (int t = 0; t < rows; t += P) gemm_block<P, NV>(vx + int64_t{t} * K, K, K, ux + j, ld, nullptr, mx + t * ld + j, ld);
   }
-}
-
-// Register blocks of 8 tiles x 32 outputs where there are 32 vector registers (AVX-512),
-// 6 x 16 elsewhere (12 of AVX2's 16 registers hold the sums). The block shape changes no
-// result: each output is the same sum.
-bool wide_blocks() {
-#if defined(PIE_HAS_CLONES)
-  static const bool wide = __builtin_cpu_supports("avx512f");
-  return wide;
-#elif defined(__AVX512F__)
-  return true;
-#else
-  return false;
-#endif
 }
 
 // M [kXi][T][cpad] = V [kXi][T][cin] x u [kXi][cin][cpad] for the first ``rows`` tiles

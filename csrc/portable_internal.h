@@ -152,6 +152,39 @@ PIE_INLINE v16 load16(const float* p) {
 }
 PIE_INLINE void store16(float* p, v16 v) { std::memcpy(p, &v, sizeof v); }
 
+/// Whether register blocks may use 32 vector registers (AVX-512: 8 x 32 outputs per block) or
+/// must fit AVX2's 16 (6 x 16). The block shape changes no result: each output is the same sum.
+inline bool wide_blocks() {
+#if defined(PIE_HAS_CLONES)
+  static const bool wide = __builtin_cpu_supports("avx512f");
+  return wide;
+#elif defined(__AVX512F__)
+  return true;
+#else
+  return false;
+#endif
+}
+
+/// The register block of every matrix product: y[p][j] = init[j] + sum_k x[p][k] * w[k][j]
+/// (k increasing; init nullptr: 0) for P rows and 16 * NV columns. Row strides ldx, ldw, ldy.
+template <int P, int NV>
+PIE_INLINE void gemm_block(const float* x, int64_t ldx, int K, const float* w, int64_t ldw, const float* init,
+                           float* y, int64_t ldy) {
+  v16 acc[P][NV];
+  for (int p = 0; p < P; ++p)
+    for (int n = 0; n < NV; ++n) acc[p][n] = init ? load16(init + 16 * n) : v16{};
+  for (int k = 0; k < K; ++k) {
+    v16 wv[NV];
+    for (int n = 0; n < NV; ++n) wv[n] = load16(w + k * ldw + 16 * n);
+    for (int p = 0; p < P; ++p) {
+      const float c = x[p * ldx + k];
+      for (int n = 0; n < NV; ++n) acc[p][n] = acc[p][n] + c * wv[n];
+    }
+  }
+  for (int p = 0; p < P; ++p)
+    for (int n = 0; n < NV; ++n) store16(y + p * ldy + 16 * n, acc[p][n]);
+}
+
 /// y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order,
 /// for rows [r0, r1) and j in [0, ncols) (portable.cc).
 void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols, int ldx,
