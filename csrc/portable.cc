@@ -458,6 +458,12 @@ void Params::check_complete() const {
 
 const std::vector<float>& Params::get(const std::string& name) const { return entries_.at(name).data; }
 
+void Params::release(const std::string& name) {
+  Entry& e = entries_.at(name);
+  std::vector<float>().swap(e.data);
+  e.set = false;
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> Params::shapes() const {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   for (const auto& [name, e] : entries_) out.emplace_back(name, e.shape);

@@ -42,6 +42,9 @@ class Params {
   /// std::invalid_argument naming the first declared parameter that was never set.
   void check_complete() const;
   const std::vector<float>& get(const std::string& name) const;
+  /// Frees ``name``'s values once a model has derived what it uses from them (it must be set
+  /// again before the next check_complete()).
+  void release(const std::string& name);
   /// Every declared parameter's name and shape, by name.
   std::vector<std::pair<std::string, std::vector<int64_t>>> shapes() const;
 

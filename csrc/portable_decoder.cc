@@ -429,9 +429,13 @@ void declare_conv(Params& P, const std::string& name, int cout, int cin) {
   P.declare(name + ".bias", {cout});
 }
 
-WinogradConv winograd_param(const Params& P, const std::string& name, int cout, int cin, int threads,
+// The convolution ``name`` in Winograd form; its weights are released (the transformed ones
+// are all that forward() reads).
+WinogradConv winograd_param(Params& P, const std::string& name, int cout, int cin, int threads,
                             const std::vector<int>& perm = {}) {
-  return make_winograd(P.get(name + ".weight"), P.get(name + ".bias"), cout, cin, perm, threads);
+  WinogradConv C = make_winograd(P.get(name + ".weight"), P.get(name + ".bias"), cout, cin, perm, threads);
+  P.release(name + ".weight");
+  return C;
 }
 
 }  // namespace

@@ -59,7 +59,8 @@ class ImageDecoder : public ParamModule {
   /// (image = linear(z) + net(z / scale) / 2; without: net(z) / 2 + 1/2).
   ImageDecoder(int latent_dim, std::vector<int> channels, std::vector<int> blocks, std::vector<int> extra,
                bool transform);
-  /// Checks every parameter was given and prepares the transformed weights (on ``threads``).
+  /// Checks every parameter was given and prepares the transformed weights (on ``threads``),
+  /// freeing the convolution weights they came from: set them all again before another finalize().
   void finalize(int threads = 1);
   /// out [3][h*stride][w*stride] (unclamped) from z [latent_dim][h][w].
   void forward(const float* z, int h, int w, float* out, int threads) const;

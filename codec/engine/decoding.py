@@ -166,30 +166,50 @@ class PortableDecoder(FileDecoder):
     def __init__(self, bundle: Bundle, threads: int | None = None) -> None:
         from ..render.latent import Dequantizer
 
-        self.bundle = bundle
         self.model_id = bundle.model_id
         self.config = bundle.config(schema.AUTOENCODER_CONFIG)
         mim = bundle.config(schema.MIM_CONFIG)
         self.schedule = CodingSchedule(**bundle.config(schema.SCHEDULE))
         self.layered = bool(mim.get("groups"))
         self.threads = threads
+        # Only what decoding still needs stays in memory (fp16 as stored, not the encoder); each
+        # part is handed over once, to the network built from it.
+        self._stored = {
+            prefix: schema.part(bundle.tensors, prefix)
+            for prefix in (schema.ENTROPY_MODEL, self._DECODER_PREFIX["fidelity"], schema.REALISM_DECODER)
+        }
         self.tokens = token_coder(
-            mim, self.schedule, lambda: PortableLogits(mim, bundle.part(schema.ENTROPY_MODEL))
+            mim, self.schedule, lambda: self._build(schema.ENTROPY_MODEL, lambda t: PortableLogits(mim, t))
         )
-        ae = bundle.part(schema.AUTOENCODER)
+        ae = schema.part(bundle.tensors, schema.AUTOENCODER)
         self.stride = 2 ** len(self.config["channels"])
         self.grid = (self.stride, int(self.config["M"]), int(self.config["K"]))
-        self.dequantizer = Dequantizer(self.config, ae["quantizer.codebooks"], ae.get("fill"))
-        self.decoders = ("fidelity", "realism") if bundle.part(schema.REALISM_DECODER) else ("fidelity",)
+        fill = ae.get("fill")
+        self.dequantizer = Dequantizer(
+            self.config,
+            ae["quantizer.codebooks"].astype(np.float32),
+            None if fill is None else fill.astype(np.float32),
+        )
+        self.decoders = ("fidelity", "realism") if self._stored[schema.REALISM_DECODER] else ("fidelity",)
         self._networks: dict[str, object] = {}
+
+    _DECODER_PREFIX = {"fidelity": schema.AUTOENCODER + "decoder.", "realism": schema.REALISM_DECODER}
+
+    def _build(self, prefix: str, make):
+        """``make`` (the float32 tensors under ``prefix``), after which they are dropped."""
+        stored = self._stored[prefix]
+        made = make({k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in stored.items()})
+        del self._stored[prefix]
+        return made
 
     def network(self, decoder: str = "fidelity"):
         """The C++ decoder network ``decoder`` (built on first use)."""
         if decoder not in self._networks:
             from ..render.portable import PortableDecoder as Network
 
-            prefix = schema.REALISM_DECODER if decoder == "realism" else schema.AUTOENCODER + "decoder."
-            self._networks[decoder] = Network(self.config, self.bundle.part(prefix), threads=self.threads)
+            self._networks[decoder] = self._build(
+                self._DECODER_PREFIX[decoder], lambda t: Network(self.config, t, threads=self.threads)
+            )
         return self._networks[decoder]
 
     def render_tokens(self, got: FileTokens, decoder: str) -> np.ndarray:

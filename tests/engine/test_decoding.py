@@ -106,11 +106,13 @@ def test_crop_and_tiles_give_the_pixels_of_the_whole_decode(kodim23, monkeypatch
 
 def test_pixels_do_not_depend_on_the_thread_count(kodim23):
     _, data = kodim23
-    bundle = get_decoder("default").bundle
-    from codec.engine.decoding import PortableDecoder
+    from codec.engine.decoding import load_portable_decoder
+    from codec.engine.registry import resolve
 
     digests = {
-        t: hashlib.sha256(PortableDecoder(bundle, threads=t).decompress(data).tobytes()).hexdigest()
+        t: hashlib.sha256(
+            load_portable_decoder(resolve("default"), threads=t).decompress(data).tobytes()
+        ).hexdigest()
         for t in (1, 2, 3)
     }
     assert len(set(digests.values())) == 1, digests

@@ -188,6 +188,21 @@ def test_bad_configs_parameters_and_inputs_are_refused():
     assert p.pixels(z, (8, 12)).shape == (8, 12, 3)
 
 
+def test_finalize_frees_the_convolution_weights_it_transformed():
+    """Only the transformed weights stay in memory: finalizing again needs them set again."""
+    cfg, size = CONFIGS["transform"]
+    params = numpy_params(randomized(cfg))
+    p = PortableDecoder(cfg.to_dict(), params)
+    z = np.random.default_rng(0).standard_normal((cfg.latent_dim, *size)).astype(np.float32)
+    before = p.forward(z)
+    with pytest.raises(ValueError, match=r"parameter (net|extra)\.[0-9.]+(conv[12]\.)?weight was not given"):
+        p._model.finalize(1)
+    for name, value in params.items():
+        p._model.set(name, value)
+    p._model.finalize(2)
+    np.testing.assert_array_equal(p.forward(z), before)
+
+
 def bundle(name: str) -> tuple[dict, dict]:
     path = weights_dir() / f"{name}.safetensors"
     with safe_open(str(path), "np") as f:
