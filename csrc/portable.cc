@@ -38,14 +38,15 @@ Pool& Pool::instance() {
 }
 
 // ---- kernels --------------------------------------------------------------------------
-// Rows [r, r + P) of linear_rows: register blocks of 16 * NV outputs, then of 16, then single
-// outputs (each the same sum whatever the block).
-template <int P, int NV>
+// Rows [r, r + P) of linear_rows: register blocks of NV vectors of outputs, then of one, then
+// single outputs (each the same sum whatever the block).
+template <typename V, int P, int NV>
 PIE_INLINE void linear_block_row(const float* x, int ldx, int in, const float* wt, int out, const float* bias,
                                  int ncols, float* y, int ldy) {
+  constexpr int L = kLanes<V>;
   int j = 0;
-  for (; j + 16 * NV <= ncols; j += 16 * NV) gemm_block<P, NV>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
-  for (; j + 16 <= ncols; j += 16) gemm_block<P, 1>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
+  for (; j + L * NV <= ncols; j += L * NV) gemm_block<V, P, NV>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
+  for (; j + L <= ncols; j += L) gemm_block<V, P, 1>(x, ldx, in, wt + j, out, bias + j, y + j, ldy);
   for (; j < ncols; ++j)
     for (int p = 0; p < P; ++p) {
       float acc = bias[j];
@@ -54,22 +55,23 @@ PIE_INLINE void linear_block_row(const float* x, int ldx, int in, const float* w
     }
 }
 
-template <int P, int NV>
+template <typename V, int P, int NV>
 PIE_INLINE void linear_blocks(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
                               int ldx, float* y, int ldy) {
   const float* wt = L.wt.data() + col0;
   const float* bias = L.b.data() + col0;
   int64_t r = r0;
-  for (; r + P <= r1; r += P) linear_block_row<P, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
-  for (; r < r1; ++r) linear_block_row<1, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
+  for (; r + P <= r1; r += P)
+    linear_block_row<V, P, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
+  for (; r < r1; ++r) linear_block_row<V, 1, NV>(x + r * ldx, ldx, L.in, wt, L.out, bias, ncols, y + r * ldy, ldy);
 }
 
 // y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order, for
 // rows [r0, r1) and j in [0, ncols): register blocks of 4 rows x 32 outputs (AVX-512) or 6 x 16.
 PIE_CLONES void linear_rows(const float* x, int64_t r0, int64_t r1, const Linear& L, int col0, int ncols,
                             int ldx, float* y, int ldy) {
-  if (wide_blocks()) linear_blocks<4, 2>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
-  else linear_blocks<6, 1>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
+  if (wide_blocks()) linear_blocks<v16, 4, 2>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
+  else linear_blocks<v8, 6, 2>(x, r0, r1, L, col0, ncols, ldx, y, ldy);
 }
 
 }  // namespace detail
@@ -145,40 +147,43 @@ void layer_norm(const float* x, int64_t n, const LayerNorm& N, float* y, int thr
 }
 
 
-// acc[c] = sum_j p[j] * v[j][c] for 16*C values of c (v's rows ld apart): partial sums over
+// acc[c] = sum_j p[j] * v[j][c] for C vectors V of c (v's rows ld apart): partial sums over
 // j mod 4 (in registers), combined as ((u0 + u1) + u2) + u3, then the last nc mod 4 terms in order.
-template <int C>
+template <typename V, int C>
 PIE_INLINE void weighted_sum(const float* p, const float* v, int ld, int64_t nc, float* acc) {
-  v16 u[4][C] = {};
+  constexpr int L = kLanes<V>;
+  V u[4][C] = {};
   const int64_t n4 = nc / 4 * 4;
   int64_t j = 0;
   for (; j < n4; j += 4)
     for (int q = 0; q < 4; ++q)
-      for (int c = 0; c < C; ++c) u[q][c] = u[q][c] + p[j + q] * load16(v + (j + q) * ld + 16 * c);
+      for (int c = 0; c < C; ++c) u[q][c] = u[q][c] + p[j + q] * loadv<V>(v + (j + q) * ld + L * c);
   for (int c = 0; c < C; ++c) {
-    v16 t = ((u[0][c] + u[1][c]) + u[2][c]) + u[3][c];
-    for (int64_t k = j; k < nc; ++k) t = t + p[k] * load16(v + k * ld + 16 * c);
-    store16(acc + 16 * c, t);
+    V t = ((u[0][c] + u[1][c]) + u[2][c]) + u[3][c];
+    for (int64_t k = j; k < nc; ++k) t = t + p[k] * loadv<V>(v + k * ld + L * c);
+    storev<V>(acc + L * c, t);
   }
 }
 
-// s[j] = scale * sum_c q[c] * kh[c][j] (c in order) for j < nc: 16 * NB keys per register block.
-template <int NB>
+// s[j] = scale * sum_c q[c] * kh[c][j] (c in order) for j < nc: NB vectors V of keys per
+// register block.
+template <typename V, int NB>
 PIE_INLINE void scores(const float* q, const float* kh, int64_t nc, int hd, float scale, float* s) {
+  constexpr int L = kLanes<V>;
   int64_t j = 0;
-  for (; j + 16 * NB <= nc; j += 16 * NB) {
-    v16 t[NB] = {};
+  for (; j + L * NB <= nc; j += L * NB) {
+    V t[NB] = {};
     for (int c = 0; c < hd; ++c) {
       const float* k = kh + static_cast<int64_t>(c) * nc + j;
       const float qc = q[c];
-      for (int b = 0; b < NB; ++b) t[b] = t[b] + qc * load16(k + 16 * b);
+      for (int b = 0; b < NB; ++b) t[b] = t[b] + qc * loadv<V>(k + L * b);
     }
-    for (int b = 0; b < NB; ++b) store16(s + j + 16 * b, t[b] * scale);
+    for (int b = 0; b < NB; ++b) storev<V>(s + j + L * b, t[b] * scale);
   }
-  for (; j + 16 <= nc; j += 16) {
-    v16 t0 = {};
-    for (int c = 0; c < hd; ++c) t0 = t0 + q[c] * load16(kh + static_cast<int64_t>(c) * nc + j);
-    store16(s + j, t0 * scale);
+  for (; j + L <= nc; j += L) {
+    V t0 = {};
+    for (int c = 0; c < hd; ++c) t0 = t0 + q[c] * loadv<V>(kh + static_cast<int64_t>(c) * nc + j);
+    storev<V>(s + j, t0 * scale);
   }
   for (; j < nc; ++j) {
     float t = 0.f;
@@ -200,8 +205,8 @@ PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float
     for (int h = 0; h < heads; ++h) {
       const float* qi = q + i * d + h * hd;
       const float* kh = kt + static_cast<int64_t>(h * hd) * nc;
-      if (wide) scores<8>(qi, kh, nc, hd, scale, s);
-      else scores<4>(qi, kh, nc, hd, scale, s);
+      if (wide) scores<v16, 8>(qi, kh, nc, hd, scale, s);
+      else scores<v8, 8>(qi, kh, nc, hd, scale, s);
       int64_t j;
       // softmax: max (exact in any order), exp, then a sum in a fixed shape: 16 partial sums
       // over j mod 16, added in lane order, then the tail in order
@@ -226,13 +231,14 @@ PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float
       // out = sum_j p_j v_j: four partial sums over j mod 4, combined in order, then the tail
       for (j = 0; j < nc; ++j) s[j] = s[j] * inv;
       const float* vhh = vh + static_cast<int64_t>(h) * nc * hd;
-      switch (hd % 16 ? 0 : wide ? hd : 16) {  // AVX2: 16 values of c at a time (8 registers)
-        case 16:
-          for (int c0 = 0; c0 < hd; c0 += 16) weighted_sum<1>(s, vhh + c0, hd, nc, acc + c0);
+      switch (hd % 16 ? 0 : wide ? hd : 8) {  // AVX2: 16 values of c at a time (8 registers)
+        case 8:
+          for (int c0 = 0; c0 < hd; c0 += 16) weighted_sum<v8, 2>(s, vhh + c0, hd, nc, acc + c0);
           break;
-        case 32: weighted_sum<2>(s, vhh, hd, nc, acc); break;
-        case 48: weighted_sum<3>(s, vhh, hd, nc, acc); break;
-        case 64: weighted_sum<4>(s, vhh, hd, nc, acc); break;
+        case 16: weighted_sum<v16, 1>(s, vhh, hd, nc, acc); break;
+        case 32: weighted_sum<v16, 2>(s, vhh, hd, nc, acc); break;
+        case 48: weighted_sum<v16, 3>(s, vhh, hd, nc, acc); break;
+        case 64: weighted_sum<v16, 4>(s, vhh, hd, nc, acc); break;
         default:
           for (int c = 0; c < hd; ++c) {
             float t[4] = {0.f, 0.f, 0.f, 0.f};

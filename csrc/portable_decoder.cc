@@ -165,7 +165,7 @@ PIE_CLONES void input_transform(const Act& in, int64_t t0, int nt, int ntx, int 
   else input_tiles<false>(in, t0, nt, ntx, T, V);
 }
 
-template <int P, int NV>
+template <typename Vec, int P, int NV>
 PIE_INLINE void tile_products(const float* V, const WinogradConv& C, int rows, int T, float* M) {
   const int K = C.cin;
   const int64_t ld = C.cpad;
@@ -173,16 +173,17 @@ PIE_INLINE void tile_products(const float* V, const WinogradConv& C, int rows, i
     const float* vx = V + int64_t{xi} * T * K;
     const float* ux = C.u.get() + int64_t{xi} * K * ld;
     float* mx = M + int64_t{xi} * T * ld;
-    for (int64_t j = 0; j < ld; j += 16 * NV)
-      for (int t = 0; t < rows; t += P) gemm_block<P, NV>(vx + int64_t{t} * K, K, K, ux + j, ld, nullptr, mx + t * ld + j, ld);
+    for (int64_t j = 0; j < ld; j += kLanes<Vec> * NV)
+      for (int t = 0; t < rows; t += P)
+        gemm_block<Vec, P, NV>(vx + int64_t{t} * K, K, K, ux + j, ld, nullptr, mx + t * ld + j, ld);
   }
 }
 
 // M [kXi][T][cpad] = V [kXi][T][cin] x u [kXi][cin][cpad] for the first ``rows`` tiles
 // (a multiple of the block's rows; rows past the chunk's tiles are computed and ignored).
 PIE_CLONES void winograd_products(const float* V, const WinogradConv& C, int rows, int T, float* M, bool wide) {
-  if (wide) tile_products<8, 2>(V, C, rows, T, M);
-  else tile_products<6, 1>(V, C, rows, T, M);
+  if (wide) tile_products<v16, 8, 2>(V, C, rows, T, M);
+  else tile_products<v8, 6, 2>(V, C, rows, T, M);
 }
 
 // Pixel (py, px), outputs [j, j + lanes) of the convolution: y -> the target.

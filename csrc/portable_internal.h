@@ -165,24 +165,42 @@ inline bool wide_blocks() {
 #endif
 }
 
+/// 8 floats: AVX2's register. GCC lowers a v16 on AVX2 through the stack in long loops, so
+/// the AVX2 register blocks are written in v8 (the same elementwise operations, the same bits).
+typedef float v8 __attribute__((vector_size(32)));
+template <typename V>
+constexpr int kLanes = static_cast<int>(sizeof(V) / sizeof(float));
+template <typename V>
+PIE_INLINE V loadv(const float* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <typename V>
+PIE_INLINE void storev(float* p, V v) {
+  std::memcpy(p, &v, sizeof v);
+}
+
 /// The register block of every matrix product: y[p][j] = init[j] + sum_k x[p][k] * w[k][j]
-/// (k increasing; init nullptr: 0) for P rows and 16 * NV columns. Row strides ldx, ldw, ldy.
-template <int P, int NV>
+/// (k increasing; init nullptr: 0) for P rows and NV vectors V of columns. Row strides ldx,
+/// ldw, ldy.
+template <typename V, int P, int NV>
 PIE_INLINE void gemm_block(const float* x, int64_t ldx, int K, const float* w, int64_t ldw, const float* init,
                            float* y, int64_t ldy) {
-  v16 acc[P][NV];
+  constexpr int L = kLanes<V>;
+  V acc[P][NV];
   for (int p = 0; p < P; ++p)
-    for (int n = 0; n < NV; ++n) acc[p][n] = init ? load16(init + 16 * n) : v16{};
+    for (int n = 0; n < NV; ++n) acc[p][n] = init ? loadv<V>(init + L * n) : V{};
   for (int k = 0; k < K; ++k) {
-    v16 wv[NV];
-    for (int n = 0; n < NV; ++n) wv[n] = load16(w + k * ldw + 16 * n);
+    V wv[NV];
+    for (int n = 0; n < NV; ++n) wv[n] = loadv<V>(w + k * ldw + L * n);
     for (int p = 0; p < P; ++p) {
       const float c = x[p * ldx + k];
       for (int n = 0; n < NV; ++n) acc[p][n] = acc[p][n] + c * wv[n];
     }
   }
   for (int p = 0; p < P; ++p)
-    for (int n = 0; n < NV; ++n) store16(y + p * ldy + 16 * n, acc[p][n]);
+    for (int n = 0; n < NV; ++n) storev<V>(y + p * ldy + L * n, acc[p][n]);
 }
 
 /// y[r][col0 + j] = b[col0 + j] + sum_k x[r][k] * wt[k][col0 + j], k in increasing order,
