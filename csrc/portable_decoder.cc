@@ -23,9 +23,10 @@ PIE_INLINE v16 leaky(v16 x) {
   const v16 zero = {};
   return x > zero ? x : x * kSlope;
 }
-PIE_INLINE v16 splat(float b) {
-  v16 v;
-  for (int l = 0; l < 16; ++l) v[l] = b;
+template <class V = v16>
+PIE_INLINE V splat(float b) {
+  V v;
+  for (int l = 0; l < kLanes<V>; ++l) v[l] = b;
   return v;
 }
 
@@ -372,47 +373,60 @@ void planar_row(const Band& in, int64_t r, float* __restrict dst) {
 // out[c][Y][x] for rows [y0, y1): bias + sum over (ky, kx, input channel) in that order, then
 // out = out + y / 2 (transform: out holds the linear path) or y / 2 + 1/2. Lanes: 16 pixels,
 // read from channel-planar copies of the three input rows.
-PIE_CLONES void output_rows(const Band& in, const OutputConv& F, int64_t y0, int64_t y1, bool transform,
-                            float* out) {
-  const int64_t H = in.h, W = in.w, wp = in.wp;
+// One output row Y in blocks of NB vectors V of pixels (32 pixels of AVX-512 registers, 16 of
+// AVX2's: the 3 x NB sums and NB inputs stay in registers).
+template <class V, int NB>
+PIE_INLINE void output_row(const float* const rows[3], const OutputConv& F, int64_t Y, int64_t H, int64_t W,
+                           int64_t wp, bool transform, float* out) {
+  constexpr int L = kLanes<V>;
   const int cin = F.cin;
-  const size_t plane = static_cast<size_t>(cin) * wp;
-  std::vector<float> ring(3 * plane);  // image row r in slot r mod 3
-  auto slot = [&](int64_t r) { return ring.data() + static_cast<size_t>((r + 3) % 3) * plane; };
-  for (int64_t r = y0 - 1; r < y0 + 1; ++r) planar_row(in, r, slot(r));
-  for (int64_t Y = y0; Y < y1; ++Y) {
-    planar_row(in, Y + 1, slot(Y + 1));
-    for (int64_t x0 = 0; x0 < W; x0 += 32) {
-      v16 a[3][2];
-      for (int c = 0; c < 3; ++c) a[c][0] = a[c][1] = splat(F.bias[c]);
-      for (int ky = 0; ky < 3; ++ky) {
-        const float* row = slot(Y + ky - 1) + x0;
-        for (int kx = 0; kx < 3; ++kx) {
-          const float* wk = F.w.data() + static_cast<size_t>(3 * ky + kx) * cin * 3;
-          for (int ci = 0; ci < cin; ++ci) {
-            const float* src = row + ci * wp + kx;
-            const v16 i0 = load16(src), i1 = load16(src + 16);
-            for (int c = 0; c < 3; ++c) {
-              const float wc = wk[3 * ci + c];
-              a[c][0] = a[c][0] + wc * i0;
-              a[c][1] = a[c][1] + wc * i1;
-            }
+  for (int64_t x0 = 0; x0 < W; x0 += L * NB) {
+    V a[3][NB];
+    for (int c = 0; c < 3; ++c)
+      for (int n = 0; n < NB; ++n) a[c][n] = splat<V>(F.bias[c]);
+    for (int ky = 0; ky < 3; ++ky) {
+      const float* row = rows[ky] + x0;
+      for (int kx = 0; kx < 3; ++kx) {
+        const float* wk = F.w.data() + static_cast<size_t>(3 * ky + kx) * cin * 3;
+        for (int ci = 0; ci < cin; ++ci) {
+          const float* src = row + ci * wp + kx;
+          V in[NB];
+          for (int n = 0; n < NB; ++n) in[n] = loadv<V>(src + L * n);
+          for (int c = 0; c < 3; ++c) {
+            const float wc = wk[3 * ci + c];
+            for (int n = 0; n < NB; ++n) a[c][n] = a[c][n] + wc * in[n];
           }
         }
       }
-      for (int c = 0; c < 3; ++c)
-        for (int n = 0; n < 2; ++n) {
-          const int64_t x = x0 + 16 * n;
-          if (x >= W) continue;
-          float* o = out + (c * H + Y) * W + x;
-          const v16 half = a[c][n] * 0.5f;
-          if (x + 16 <= W) {
-            store16(o, transform ? load16(o) + half : half + 0.5f);
-          } else {
-            for (int64_t l = 0; l < W - x; ++l) o[l] = transform ? o[l] + half[l] : half[l] + 0.5f;
-          }
-        }
     }
+    for (int c = 0; c < 3; ++c)
+      for (int n = 0; n < NB; ++n) {
+        const int64_t x = x0 + L * n;
+        if (x >= W) continue;
+        float* o = out + (c * H + Y) * W + x;
+        const V half = a[c][n] * 0.5f;
+        if (x + L <= W) {
+          storev<V>(o, transform ? loadv<V>(o) + half : half + 0.5f);
+        } else {
+          for (int64_t l = 0; l < W - x; ++l) o[l] = transform ? o[l] + half[l] : half[l] + 0.5f;
+        }
+      }
+  }
+}
+
+PIE_CLONES void output_rows(const Band& in, const OutputConv& F, int64_t y0, int64_t y1, bool transform,
+                            float* out) {
+  const int64_t H = in.h, W = in.w, wp = in.wp;
+  const size_t plane = static_cast<size_t>(F.cin) * wp;
+  std::vector<float> ring(3 * plane);  // image row r in slot r mod 3
+  auto slot = [&](int64_t r) { return ring.data() + static_cast<size_t>((r + 3) % 3) * plane; };
+  for (int64_t r = y0 - 1; r < y0 + 1; ++r) planar_row(in, r, slot(r));
+  const bool wide = wide_blocks();
+  for (int64_t Y = y0; Y < y1; ++Y) {
+    planar_row(in, Y + 1, slot(Y + 1));
+    const float* const rows[3] = {slot(Y - 1), slot(Y), slot(Y + 1)};
+    if (wide) output_row<v16, 2>(rows, F, Y, H, W, wp, transform, out);
+    else output_row<v8, 2>(rows, F, Y, H, W, wp, transform, out);
   }
 }
 
