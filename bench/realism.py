@@ -1,50 +1,35 @@
-"""Fidelity vs realism decoders of one bitstream, against AVIF at the same size, on Kodak.
+"""Fidelity vs realism decoders of one bitstream, against AVIF and WebP at the same size, at
+several rates, on Kodak and on the held-out BSDS500 test photos.
 
-Each image is coded once with BUNDLE (its tokens, its file, its bpp); the file is decoded by
-the bundle's fidelity decoder, its realism decoder and, with --binary, the realism decoder of
-another bundle over the same tokens (the binary-discriminator ablation: same model id).
-AVIF gets the largest file not larger than ours (where AVIF has no file that small, its row
-averages fewer images: the count is printed, and it is left out of the paired KID
-bootstrap). Reported per decoder: bpp, PSNR, MS-SSIM, and FD / KID between MobileNetV2
-features of 256-px patches of the originals and of the decoded images (offline stand-ins for
-FID/KID), KID intervals by bootstrap over the images; a PNG contact sheet of center crops.
+Each image is coded once per target rate with BUNDLE (``--bpp``: our rate control); the file
+is decoded by the bundle's fidelity decoder, its realism decoder and, with --binary, the
+realism decoder of another bundle over the same tokens (the binary-discriminator ablation:
+same model id). Each classical codec gets the largest file not larger than ours (where it has
+no file that small, its row averages fewer images: the count is printed, and it is left out
+of the paired KID bootstrap). Reported per photo set, rate and decoder: bpp, PSNR, MS-SSIM,
+and FD / KID between MobileNetV2 features of 256-px patches of the originals and of the
+decoded images (offline stand-ins for FID/KID; Kodak gives 6 patches per image, BSDS500 one),
+KID intervals by bootstrap over the images.
 
-    python bench/realism.py BUNDLE [--binary BUNDLE2] [--kodak DIR] [--out bench/results/realism]
+    python bench/realism.py BUNDLE [--binary BUNDLE2] [--bpp 0.03,0.05,0.1,0.2] [--workers 2]
+        [--set kodak=../shared/data/kodak --set bsds500-test=../shared/data/train/bsds500/test]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
 
-from codec import classical
-from codec.bench.features import feature_extractor, frechet_distance, kernel_distance, patches
-from codec.engine.loading import load_codec
-from codec.util.imageio import list_images, load_rgb
-from codec.util.metrics import image_quality
-
-
-def crop(img: np.ndarray, size: int) -> Image.Image:
-    h, w = img.shape[:2]
-    y, x = (h - size) // 2, (w - size) // 2
-    return Image.fromarray(img[y : y + size, x : x + size])
-
-
-def sheet(rows: list[list[tuple[str, np.ndarray]]], size: int = 192) -> Image.Image:
-    """One row per image: labelled center crops side by side."""
-    cols = len(rows[0])
-    out = Image.new("RGB", (cols * size, len(rows) * (size + 14)), "white")
-    draw = ImageDraw.Draw(out)
-    for r, row in enumerate(rows):
-        for c, (text, img) in enumerate(row):
-            out.paste(crop(img, size), (c * size, r * (size + 14) + 14))
-            draw.text((c * size + 2, r * (size + 14) + 1), text, fill="black")
-    return out
+SETS = ("kodak=../shared/data/kodak", "bsds500-test=../shared/data/train/bsds500/test")
+CLASSICAL = {"avif": "AVIF", "webp": "WebP"}
+_worker: dict = {}
 
 
 def discriminator_of(bundle: str) -> str:
@@ -55,10 +40,56 @@ def discriminator_of(bundle: str) -> str:
         return (f.metadata() or {}).get("realism_discriminator", "?")
 
 
+def _init(bundle: str, binary: str | None) -> None:
+    import torch
+
+    from codec.bench.features import feature_extractor
+    from codec.engine.loading import load_codec
+
+    torch.set_num_threads(1)
+    _worker["codec"] = load_codec(bundle)
+    _worker["binary"] = load_codec(binary) if binary else None
+    _worker["features"] = feature_extractor()[0]
+
+
+def _image(job: tuple[str, tuple[float, ...], tuple[str, ...], str, str]) -> dict:
+    """One image at every rate: {rate: {decoder: {bpp, psnr, ms_ssim, features}}} and the
+    original's features."""
+    from codec import classical
+    from codec.bench.features import patches
+    from codec.format.checks import Rate
+    from codec.util.imageio import load_rgb
+    from codec.util.metrics import image_quality
+
+    path, bpps, codecs, main_name, other_name = job
+    codec, binary, ext = _worker["codec"], _worker["binary"], _worker["features"]
+    feats = (lambda a: ext(patches(a))) if ext is not None else (lambda a: None)  # noqa: E731
+    img = load_rgb(path).permute(1, 2, 0).numpy()
+    px = img.shape[0] * img.shape[1]
+    out = {"image": Path(path).name, "original": feats(img), "rates": {}}
+    for b in bpps:
+        data = codec.compress(img, rate=Rate(bpp=b))
+        decoded = {"fidelity": (codec.decompress(data), len(data))}
+        decoded[main_name] = (codec.decompress(data, decoder="realism"), len(data))
+        if binary is not None:
+            decoded[other_name] = (binary.decompress(data, decoder="realism"), len(data))
+        for c in codecs:
+            fit = classical.fit_size(img, c, len(data))
+            if fit is not None:
+                decoded[CLASSICAL[c]] = (classical.decode(fit[1]), len(fit[1]))
+        out["rates"][b] = {
+            n: {"bpp": 8 * size / px, **image_quality(rec, img), "features": feats(rec)}
+            for n, (rec, size) in decoded.items()
+        }
+    return out
+
+
 def kid_bootstrap(feats: dict[str, list[np.ndarray]], names: list[str], reps: int, seed: int = 0) -> dict:
     """KID of each decoder on ``reps`` resamples (with replacement) of the images, all
     decoders on the same resample: 95% percentile intervals, and for each pair of decoders
     the fraction of resamples in which the first has the lower KID."""
+    from codec.bench.features import kernel_distance
+
     rng = np.random.default_rng(seed)
     n = len(feats["original"])
     kids = {name: [] for name in names}
@@ -77,113 +108,144 @@ def kid_bootstrap(feats: dict[str, list[np.ndarray]], names: list[str], reps: in
     }
 
 
+def summarize(per_image: list[dict], rate: float, names: list[str], reps: int) -> dict:
+    """Means, FD / KID and the KID bootstrap of one rate over one photo set."""
+    from codec.bench.features import frechet_distance, kernel_distance
+
+    rows = {n: [r["rates"][rate][n] for r in per_image if n in r["rates"][rate]] for n in names}
+    have_features = per_image and per_image[0]["original"] is not None
+    ref = np.concatenate([r["original"] for r in per_image]) if have_features else None
+    out: dict = {}
+    for n in names:
+        r = rows[n]
+        if not r:
+            out[n] = None
+            continue
+        e = {
+            "images": len(r),
+            "bpp": statistics.mean(x["bpp"] for x in r),
+            "psnr": statistics.mean(x["psnr"] for x in r),
+            "ms_ssim": statistics.mean(x["ms_ssim"] for x in r if x["ms_ssim"] is not None),
+            "fd_mobilenet": None,
+            "kid_mobilenet": None,
+        }
+        rec = np.concatenate([x["features"] for x in r]) if ref is not None else None
+        if rec is not None and min(len(rec), len(ref)) >= 2:  # distances of distributions
+            e["fd_mobilenet"], e["kid_mobilenet"] = frechet_distance(ref, rec), kernel_distance(ref, rec)
+        out[n] = e
+    complete = [n for n in names if len(rows[n]) == len(per_image)]  # paired: every image
+    if ref is not None and reps:
+        feats = {"original": [r["original"] for r in per_image]}
+        feats |= {n: [x["features"] for x in rows[n]] for n in complete}
+        out["kid_bootstrap"] = kid_bootstrap(feats, complete, reps)
+    return out
+
+
+def table(name: str, n_images: int, rate: float, s: dict, names: list[str]) -> str:
+    lines = [
+        f"{name} ({n_images} images), target {rate:g} bpp",
+        f"{'decoder':18s} {'bpp':>7s} {'PSNR':>7s} {'MS-SSIM':>8s} {'FD':>9s} {'KID':>8s}",
+    ]
+    for n in names:
+        e = s[n]
+        if e is None:
+            lines.append(f"{n:18s} n/a (no file of at most our size for any image)")
+            continue
+        fd = f"{e['fd_mobilenet']:9.3f}" if e["fd_mobilenet"] is not None else "      n/a"
+        kid = f"{e['kid_mobilenet']:8.4f}" if e["kid_mobilenet"] is not None else "     n/a"
+        lines.append(
+            f"{n:18s} {e['bpp']:7.4f} {e['psnr']:7.2f} {e['ms_ssim']:8.4f} {fd} {kid}  ({e['images']} images)"
+        )
+    b = s.get("kid_bootstrap")
+    if b:
+        lines.append(f"KID 95% interval, {b['reps']} resamples of the images (paired):")
+        lines += [f"  {n:18s} [{lo:.4f}, {hi:.4f}]" for n, (lo, hi) in b["ci"].items()]
+        lines += [
+            f"  {pair}: lower KID in {100 * f:.1f}% of resamples" for pair, f in b["lower_than"].items()
+        ]
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", help="a bundle with a realism decoder (codec export --realism)")
     ap.add_argument(
         "--binary", help="a bundle over the same tokens whose realism decoder used --discriminator binary"
     )
-    ap.add_argument("--kodak", default="../shared/data/kodak")
+    ap.add_argument(
+        "--set", action="append", help="NAME=FOLDER of photos (repeatable; default Kodak, BSDS test)"
+    )
+    ap.add_argument("--bpp", default="0.03,0.05,0.1,0.2", help="target rates of our files")
+    ap.add_argument("--codecs", default="avif,webp", help="classical codecs at our file size")
+    ap.add_argument("--max-images", type=int, default=0, help="only the first N images of each set")
+    ap.add_argument("--workers", type=int, default=2, help="processes, one thread each")
     ap.add_argument("--out", default="bench/results/realism")
-    ap.add_argument("--sheet-images", type=int, default=6)
     ap.add_argument("--bootstrap", type=int, default=1000, help="resamples of the images for KID intervals")
     args = ap.parse_args()
+
+    from codec.bench.features import feature_extractor
+    from codec.engine.loading import load_codec
+    from codec.util.imageio import list_images
+
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     codec = load_codec(args.bundle)
-    if codec.realism_decoder is None:
+    if "realism" not in codec.decoders:
         raise SystemExit(f"{args.bundle} has no realism decoder")
-    binary = load_codec(args.binary) if args.binary else None
-    if binary is not None and (binary.model_id != codec.model_id or binary.realism_decoder is None):
-        raise SystemExit(f"{args.binary} must share the model id of {args.bundle} and have a realism decoder")
-    ext, why = feature_extractor()
+    if args.binary and load_codec(args.binary).model_id != codec.model_id:
+        raise SystemExit(f"{args.binary} must share the model id of {args.bundle}")
+    why = feature_extractor()[1]
+    bpps = tuple(float(b) for b in args.bpp.split(","))
+    codecs = tuple(c for c in args.codecs.split(",") if c)
     main_name = f"realism ({discriminator_of(args.bundle)})"
-    names = ["fidelity", main_name] + (["realism (binary)"] if binary else []) + ["AVIF"]
-    rows: dict[str, list[dict]] = {n: [] for n in names}
-    feats: dict[str, list[np.ndarray]] = {n: [] for n in ["original", *names]}
-    contact = []
-    images = list_images(args.kodak)
-    for i, path in enumerate(images):
-        img = load_rgb(path).permute(1, 2, 0).numpy()
-        data = codec.compress(img)
-        px = img.shape[0] * img.shape[1]
-        decoded = {
-            "fidelity": codec.decompress(data),
-            main_name: codec.decompress(data, decoder="realism"),
-        }
-        if binary:
-            decoded["realism (binary)"] = binary.decompress(data, decoder="realism")
-        avif = classical.fit_size(img, "avif", len(data))
-        if avif is None:  # AVIF's row then averages fewer images (its count is printed)
-            print(f"{path.name}: no AVIF file of at most {len(data)} bytes")
-        else:
-            decoded["AVIF"] = classical.decode(avif[1])
-        for n, rec in decoded.items():
-            size = len(avif[1]) if n == "AVIF" else len(data)
-            rows[n].append({"image": path.name, "bpp": 8 * size / px, **image_quality(rec, img)})
-        if ext is not None:
-            feats["original"].append(ext(patches(img)))
-            for n, rec in decoded.items():
-                feats[n].append(ext(patches(rec)))
-        if i < args.sheet_images:
-            contact.append(
-                [("original", img)] + [(f"{n} {rows[n][-1]['bpp']:.3f} bpp", decoded[n]) for n in decoded]
-            )
-        print(
-            f"{path.name}: {len(data)} bytes, "
-            + ", ".join(f"{n} {rows[n][-1]['psnr']:.2f} dB" for n in decoded)
-        )
-    summary = {"bundle": args.bundle, "binary": args.binary, "images": len(images), "feature_note": why or ""}
-    print(f"\nKodak {len(images)} images, bundle {args.bundle} (model id {codec.model_id.hex()})")
-    print(f"{'decoder':18s} {'bpp':>7s} {'PSNR':>7s} {'MS-SSIM':>8s} {'FD':>9s} {'KID':>8s}")
-    ref = np.concatenate(feats["original"]) if ext is not None and feats["original"] else None
-    for n in names:
-        r = rows[n]
-        if not r:
-            summary[n] = None
-            print(f"{n:18s} n/a (no file of at most our size for any image)")
-            continue
-        entry = {
-            "images": len(r),
-            "bpp": statistics.mean(x["bpp"] for x in r),
-            "psnr": statistics.mean(x["psnr"] for x in r),
-            "ms_ssim": statistics.mean(x["ms_ssim"] for x in r),
-            "fd_mobilenet": None,
-            "kid_mobilenet": None,
-        }
-        if ref is not None and feats[n]:
-            rec = np.concatenate(feats[n])
-            entry["fd_mobilenet"], entry["kid_mobilenet"] = (
-                frechet_distance(ref, rec),
-                kernel_distance(ref, rec),
-            )
-        summary[n] = entry
-        fd = f"{entry['fd_mobilenet']:9.3f}" if entry["fd_mobilenet"] is not None else "      n/a"
-        kid = f"{entry['kid_mobilenet']:8.4f}" if entry["kid_mobilenet"] is not None else "     n/a"
-        print(
-            f"{n:18s} {entry['bpp']:7.4f} {entry['psnr']:7.2f} {entry['ms_ssim']:8.4f} {fd} {kid}"
-            f"  ({len(r)} images)"
-        )
-    print(
-        "FD/KID: " + (why or "MobileNetV2 (TFLite) pooled features of 256-px patches, originals vs decoded")
+    other_name = "realism (binary)" if main_name != "realism (binary)" else "realism (--binary bundle)"
+    names = ["fidelity", main_name, *([other_name] if args.binary else []), *(CLASSICAL[c] for c in codecs)]
+    summary: dict = {
+        "bundle": args.bundle,
+        "binary": args.binary,
+        "model_id": codec.model_id.hex(),
+        "sets": {},
+    }
+    per_image_all = {}
+    report = []
+    t0 = time.time()
+    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args.bundle, args.binary)) as pool:
+        for item in args.set or SETS:
+            name, _, folder = item.partition("=")
+            images = list_images(folder)[: args.max_images or None]
+            jobs = [(str(p), bpps, codecs, main_name, other_name) for p in images]
+            per_image = list(pool.map(_image, jobs))
+            summary["sets"][name] = {
+                "folder": folder,
+                "images": len(images),
+                "rates": {b: summarize(per_image, b, names, args.bootstrap) for b in bpps},
+            }
+            per_image_all[name] = [
+                {
+                    "image": r["image"],
+                    "rates": {
+                        b: {
+                            n: {k: v for k, v in d.items() if k != "features"}
+                            for n, d in r["rates"][b].items()
+                        }
+                        for b in bpps
+                    },
+                }
+                for r in per_image
+            ]
+            for b in bpps:
+                report.append(table(name, len(images), b, summary["sets"][name]["rates"][b], names))
+                print(report[-1] + "\n", flush=True)
+    how = f"{args.workers} processes, one thread each, {time.time() - t0:.0f} s; FD/KID: " + (
+        why or "MobileNetV2 (TFLite) pooled features of 256-px patches, originals vs decoded (not Inception)"
     )
-    complete = [n for n in names if len(feats[n]) == len(feats["original"])]  # paired: every image
-    if ref is not None and len(ref):
-        np.savez(out / "features.npz", **{n: np.concatenate(f) for n, f in feats.items() if f})
-        summary["kid_bootstrap"] = kid_bootstrap(feats, complete, args.bootstrap)
-        b = summary["kid_bootstrap"]
-        print(
-            f"KID, 95% interval over {args.bootstrap} resamples of the images (paired: same images for all):"
-        )
-        for n in complete:
-            lo, hi = b["ci"][n]
-            print(f"  {n:18s} [{lo:.4f}, {hi:.4f}]")
-        for pair, frac in b["lower_than"].items():
-            print(f"  {pair}: lower KID in {100 * frac:.1f}% of resamples")
-    (out / "realism.json").write_text(json.dumps({"summary": summary, "per_image": rows}, indent=1))
-    sheet(contact).save(out / "realism_contact_sheet.png")
-    print(f"wrote {out}/realism.json and {out}/realism_contact_sheet.png")
+    print(how)
+    summary["how"] = how
+    (out / "realism.json").write_text(json.dumps({"summary": summary, "per_image": per_image_all}, indent=1))
+    (out / "realism.txt").write_text("\n\n".join(report) + "\n\n" + how + "\n")
+    print(f"wrote {out}/realism.json and {out}/realism.txt")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     main()

@@ -188,6 +188,20 @@ def _cmd_bench(args: argparse.Namespace) -> None:
         raise CodecError("no codec produced a curve")
 
 
+def _cmd_gallery(args: argparse.Namespace) -> None:
+    from .bench.gallery import write_gallery
+    from .util.imageio import list_images
+
+    images = [p for item in args.images for p in (list_images(item) if Path(item).is_dir() else [Path(item)])]
+    images = images[: args.max_images] if args.max_images else images
+    check_output(args.output, args.force, [str(p) for p in images])
+    bpps = tuple(float(b) for b in args.bpp.split(",") if b)
+    if not bpps or any(not 0 < b < 24 for b in bpps):
+        raise CodecError(f"--bpp {args.bpp}: comma-separated rates in (0, 24) bits per pixel")
+    page = write_gallery(images, Path(args.output), args.model, bpps, args.crop)
+    print(f"wrote {page} ({len(images)} photos at {', '.join(f'{b:g}' for b in bpps)} bpp)")
+
+
 def _cmd_models(args: argparse.Namespace) -> None:
     from .engine.registry import describe
 
@@ -305,7 +319,12 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from .models.io import export_checkpoint, save_bundle
 
-    if args.entropy:
+    if args.realism and not args.entropy:  # a bundle gets (another) realism decoder: same model id
+        from .models.io import add_realism
+
+        check_output(args.output, False, [args.checkpoint])
+        path = add_realism(args.checkpoint, args.realism, args.output)
+    elif args.entropy:
         from .entropy.schedule import CodingSchedule
 
         schedule = CodingSchedule(args.stages, args.alpha, args.order).__dict__
@@ -337,6 +356,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_models,
         _add_info,
         _add_bench,
+        _add_gallery,
         _add_train,
         _add_export,
     ):
@@ -449,6 +469,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=_cmd_bench)
 
 
+def _add_gallery(sub: argparse._SubParsersAction) -> None:
+    g = sub.add_parser(
+        "gallery", help="an HTML page of crops side by side with WebP, AVIF, JPEG at matched size"
+    )
+    g.add_argument("images", nargs="+", help="images or folders of images")
+    g.add_argument("-o", "--output", default="gallery", help="the folder to write (index.html, tiles/)")
+    g.add_argument("--model", help="model bundle (default: $CODEC_MODEL or the bundled one)")
+    g.add_argument("--bpp", default="0.05,0.1,0.2", help="target rates of our files, comma-separated")
+    g.add_argument("--crop", type=int, default=256, help="crop size, pixels (the most detailed region)")
+    g.add_argument("--max-images", type=int, default=0, help="only the first N images (0: all)")
+    g.add_argument("--force", action="store_true", help="replace an existing output folder")
+    g.set_defaults(func=_cmd_gallery)
+
+
 def _add_train(sub: argparse._SubParsersAction) -> None:
     from .train.config import STAGES, add_flags
 
@@ -468,10 +502,15 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
-    e.add_argument("checkpoint", help="a run's checkpoint folder (runs/NAME/checkpoint)")
+    e.add_argument(
+        "checkpoint",
+        help="a run's checkpoint folder (runs/NAME/checkpoint), or a bundle to give --realism's decoder",
+    )
     e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
     e.add_argument("-o", "--output", required=True)
-    e.add_argument("--realism", help="bundle: also this --stage realism checkpoint's decoder")
+    e.add_argument(
+        "--realism", help="a --stage realism checkpoint whose decoder joins the bundle (or replaces its own)"
+    )
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
     e.add_argument("--stages", type=int, default=8, help="bundle: default coding schedule, stages S")
     e.add_argument("--alpha", type=float, default=2.2, help="bundle: schedule exponent")

@@ -39,11 +39,14 @@ def decompress(
     stages: int | None = None,
     layers: int | None = None,
     crop: tuple[int, int, int, int] | None = None,
+    decoder: str = "fidelity",
 ):
     """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
     the shipped model whose id the file names, else ``$CODEC_MODEL``). ``stages``: decode
     only that many stages (progressive, version-1 files); ``layers``: decode only the first
-    quality layers (layered files); ``crop`` = (x, y, width, height): only that region.
+    quality layers (layered files); ``crop`` = (x, y, width, height): only that region;
+    ``decoder``: ``fidelity`` (MSE-trained) or ``realism`` (discriminator-trained, where the
+    model has one: CodecError otherwise) renders the same tokens.
     CodecError for data that is not the bytes of a .pqm file this codec decodes (a path too)
     and for arguments out of range or of the wrong type. Needs no torch: the portable decoder
     (:class:`codec.engine.decoding.PortableDecoder`) gives the same pixels on every machine."""
@@ -51,5 +54,7 @@ def decompress(
 
     from .engine.loading import decoder_for_file
 
-    decoder = decoder_for_file(data, model)
-    return Image.fromarray(decoder.decompress(data, stages=stages, layers=layers, crop=crop))
+    portable = decoder_for_file(data, model)
+    return Image.fromarray(
+        portable.decompress(data, stages=stages, layers=layers, crop=crop, decoder=decoder)
+    )

@@ -35,7 +35,7 @@ def files(tmp_path_factory, layered_bundle):
     assert main(["encode", str(d / "ok.png"), "-o", str(d / "ok.pqm"), "--model", str(layered_bundle)]) == 0
     data = (d / "ok.pqm").read_bytes()
     (d / "cut.pqm").write_bytes(data[:-5])
-    assert main(["encode", str(d / "ok.png"), "-o", str(d / "v1.pqm"), "--model", "s16-m4-k256"]) == 0
+    assert main(["encode", str(d / "ok.png"), "-o", str(d / "v1.pqm"), "--model", "extreme-s32-m1-k16"]) == 0
     return d, layered_bundle
 
 
@@ -49,7 +49,7 @@ CASES = [
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o7.pqm", "--model", "{d}/nometa.safetensors"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o8.pqm", "--model", "{d}/badjson.safetensors"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o9.pqm", "--model", "{d}/truncated.safetensors"]),
-    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o10.pqm", "--model", "s16-m4-k256", "--bpp", "0.2"]),
+    ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o10.pqm", "--model", "{single}", "--bpp", "0.2"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o11.pqm", "--model", "{bundle}", "--m", "99"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/o12.pqm", "--model", "{bundle}", "--quality", "101"]),
     ("encode", ["encode", "{d}/ok.png", "-o", "{d}/ok.png"]),  # the input itself
@@ -98,7 +98,7 @@ def test_bad_input_gives_one_line_and_status_1(files, name, argv, capsys, monkey
     d, bundle = files
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"")))
     monkeypatch.delenv("CODEC_MODEL", raising=False)
-    args = [a.format(d=d, bundle=bundle) for a in argv]
+    args = [a.format(d=d, bundle=bundle, single="extreme-s32-m1-k16") for a in argv]
     rc = main(args)
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 1, (args, err)

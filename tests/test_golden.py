@@ -2,6 +2,7 @@
 that stops old files from decoding (format, schedule, entropy model, coder) fails here; the
 token checksum in each file proves the tokens are exactly those that were written."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -35,14 +36,26 @@ def test_golden_file_decodes_to_its_tokens_and_pixels(name, amp):
     assert diff.mean() < 0.5 and diff.max() <= 8
 
 
-def test_a_file_of_the_retired_first_flagship_names_its_model_and_release():
-    """The first nested flagship (model id bb27cb9b) was `default` in codec 0.1.0; its files
-    fail with one line naming the id and the release that ships it."""
+RETIRED = {
+    "default-bb27cb9b": "0.1.0",
+    "s16-m4-k256-4f1a4bf7": "0.2.0",
+}  # golden file -> release shipping its model
+
+
+@pytest.mark.parametrize("name, release", sorted(RETIRED.items()))
+def test_a_file_of_a_retired_model_names_its_model_and_release(name, release):
+    """Files of a retired model fail with one line naming its id and the release that ships
+    it (the name of each golden file in golden/retired/ ends with the model id)."""
     from codec import CodecError, decompress
 
-    data = (GOLDEN / "retired" / "default-bb27cb9b.pqm").read_bytes()
-    with pytest.raises(CodecError, match=r"bb27cb9b.*codec 0\.1\.0") as e:
+    data = (GOLDEN / "retired" / f"{name}.pqm").read_bytes()
+    model_id = name.rsplit("-", 1)[1]
+    with pytest.raises(CodecError, match=rf"{model_id}.*codec {re.escape(release)}") as e:
         decompress(data)
     assert "\n" not in str(e.value)
     # its own bundle (from the repository's history) still decodes it: the format did not change
-    assert bitstream.unpack(data)[0].model_id.hex() == "bb27cb9b"
+    assert bitstream.unpack(data)[0].model_id.hex() == model_id
+
+
+def test_every_retired_golden_file_is_tested():
+    assert {p.stem for p in (GOLDEN / "retired").glob("*.pqm")} == set(RETIRED)

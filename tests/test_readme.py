@@ -1,6 +1,6 @@
 """The README's examples run as written (as constriction runs its documentation examples):
 every Python block, in order, in one namespace, and every `codec encode|decode|info|truncate`
-line of its shell blocks, in a scratch folder holding a `photo.png`."""
+line of its shell blocks (and `models`, `gallery`), in a scratch folder holding a `photo.png`."""
 
 import re
 import shlex
@@ -14,7 +14,7 @@ from codec.cli import main
 from codec.demo import sample_image_path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
-RUN = ("encode", "decode", "info", "truncate", "models")
+RUN = ("encode", "decode", "info", "truncate", "models", "gallery")
 
 
 def blocks() -> list[tuple[str, str]]:

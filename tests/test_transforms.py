@@ -277,7 +277,7 @@ def test_neural_refuses_an_m_the_model_cannot_code(layered_bundle):
     with pytest.raises(ValueError, match="m must be in"):
         NeuralCompression(layered_bundle, m=0)
     with pytest.raises(ValueError, match="one rate"):
-        NeuralCompression("s16-m4-k256", m=2)
+        NeuralCompression("extreme-s32-m1-k16", m=2)
 
 
 def test_an_unknown_model_is_refused_when_the_transform_is_built(layered_bundle, tmp_path):
@@ -286,7 +286,7 @@ def test_an_unknown_model_is_refused_when_the_transform_is_built(layered_bundle,
         RandomCompression("ours:nosuch")
     with pytest.raises(ValueError, match="missing"):
         RandomCompression(("jpeg", f"ours:{tmp_path / 'missing.safetensors'}"))
-    RandomCompression(("jpeg", f"ours:{layered_bundle}", "ours:s16-m4-k256"))  # these exist
+    RandomCompression(("jpeg", f"ours:{layered_bundle}", "ours:extreme-s32-m1-k16"))  # these exist
 
 
 def test_nan_or_inf_images_are_refused(layered_bundle):

@@ -148,16 +148,8 @@ def save_bundle(
     }
     extra = {}
     if realism is not None:
-        state = json.loads((Path(realism) / schema.CHECKPOINT_STATE).read_text())
-        if state.get(schema.KIND) != schema.KIND_REALISM or state[schema.STATE_MODEL_CONFIG] != ae_cfg:
-            raise ValueError(f"{realism} is not a realism run over this autoencoder")
-        dec = _load_tensors(Path(realism) / schema.CHECKPOINT_MODEL, schema.REALISM_CHECKPOINT_DECODER)
-        tensors |= {schema.REALISM_DECODER + k: v for k, v in dec.items()}
-        extra = {
-            schema.REALISM_DISCRIMINATOR: state[schema.STATE_DISCRIMINATOR],
-            schema.REALISM_STEP: str(state[schema.STATE_STEP]),
-            schema.REALISM_METRICS: json.dumps(state.get(schema.STATE_METRICS)),
-        }
+        dec, extra = _realism_part(Path(realism), ae_cfg)
+        tensors |= dec
     tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
     sched = schedule or CodingSchedule().__dict__
     meta = {
@@ -170,5 +162,37 @@ def save_bundle(
         **{schema.ENTROPY_PROVENANCE + k: v for k, v in em_info.items()},
         **extra,
     }
+    meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
+    return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+
+
+def _realism_part(run: Path, ae_cfg: dict) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(bundle tensors, bundle metadata) of a ``--stage realism`` checkpoint folder over the
+    autoencoder whose config is ``ae_cfg``; ValueError for any other folder."""
+    state = json.loads((run / schema.CHECKPOINT_STATE).read_text())
+    if state.get(schema.KIND) != schema.KIND_REALISM or state[schema.STATE_MODEL_CONFIG] != ae_cfg:
+        raise ValueError(f"{run} is not a realism run over this autoencoder")
+    dec = _load_tensors(run / schema.CHECKPOINT_MODEL, schema.REALISM_CHECKPOINT_DECODER)
+    meta = {
+        schema.REALISM_DISCRIMINATOR: state[schema.STATE_DISCRIMINATOR],
+        schema.REALISM_STEP: str(state[schema.STATE_STEP]),
+        schema.REALISM_METRICS: json.dumps(state.get(schema.STATE_METRICS)),
+    }
+    return {schema.REALISM_DECODER + k: v for k, v in dec.items()}, meta
+
+
+def add_realism(bundle_path: str | Path, realism: str | Path, output: str | Path) -> Path:
+    """A copy of the bundle at ``bundle_path`` whose realism decoder (added, or replacing the
+    one it had) is that of the ``--stage realism`` checkpoint folder ``realism`` (fp16). The
+    model id does not change: files written with the bundle decode with the new one."""
+    with safe_open(str(bundle_path), "pt") as f:
+        meta = dict(f.metadata() or {})
+        if meta.get(schema.KIND) != schema.KIND_BUNDLE:
+            raise ValueError(f"{bundle_path} is not a codec bundle")
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(schema.REALISM_DECODER)}
+    dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
+    tensors |= {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in dec.items()}
+    meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE and k != schema.CONTENT_HASH}
+    meta |= extra
     meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
     return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -301,11 +301,15 @@ class PQVAE(nn.Module):
         return x[..., : size[0], : size[1]].clamp(0, 1)
 
 
-def random_prefix(B: int, M: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
-    """Nested dropout's per-position counts int64 [B, h, w]: per image a rate r ~ U(1, M); every
+def random_prefix(
+    B: int, M: int, h: int, w: int, generator: torch.Generator, log_uniform: bool = False
+) -> torch.Tensor:
+    """Nested dropout's per-position counts int64 [B, h, w]: per image a rate r ~ U(1, M)
+    (``log_uniform``: log r ~ U(0, log M), as many draws below sqrt(M) codes as above); every
     position keeps floor(r) sub-vectors, and one more with probability r - floor(r), so the
     decoder also learns the fractional prefixes that fine rate control writes."""
-    r = 1 + torch.rand(B, generator=generator) * (M - 1)
+    u = torch.rand(B, generator=generator)
+    r = M**u if log_uniform else 1 + u * (M - 1)
     m = r.floor().long()
     extra = torch.rand(B, h, w, generator=generator) < (r - m)[:, None, None]
     return (m[:, None, None] + extra.long()).clamp(max=M)

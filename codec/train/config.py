@@ -208,6 +208,7 @@ class RealismConfig(RunConfig):
     d_lr_scale: float = 4.0  # discriminator lr = d_lr_scale * lr (ILLM: 4e-4 vs 1e-4)
     lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
     crop: int = 128  # training crops, pixels per side
+    eval_prefixes: str = ""  # nested autoencoders: also evaluate at these m (default: 2, 8)
 
 
 STAGES: dict[str, type[RunConfig]] = {

@@ -29,11 +29,11 @@ from ..models.discriminator import (
     vq_generator_loss,
 )
 from ..models.io import load_pqvae
-from ..models.pqvae import PQVAE, pad_to_multiple
+from ..models.pqvae import PQVAE, pad_to_multiple, random_prefix
 from ..util.metrics import load_lpips
 from .autoencoder_stage import evaluate
 from .config import RealismConfig
-from .data import InMemoryImages, list_images, load_rgb
+from .data import InMemoryImages, list_images, load_rgb, step_generator
 from .loop import Run, autocast_for, resume_if_asked, start_run
 
 
@@ -83,8 +83,11 @@ def build(cfg: RealismConfig) -> Run:
     data = InMemoryImages(cfg.data, cfg.crop, cfg.max_train_images)
     eval_images = [load_rgb(p) for p in list_images(cfg.eval_data)[: cfg.eval_images]] if rank == 0 else []
     lpips_fn = load_lpips(device) if cfg.lpips_weight else None  # RuntimeError without AlexNet weights
+    prefixes = [int(m) for m in cfg.eval_prefixes.split(",") if m] or ([2, 8] if ae.cfg.nested else [])
     realism_ae = PQVAE(ae.cfg)  # for evaluation: the frozen encoder and quantizer, the trained decoder
     realism_ae.encoder, realism_ae.quantizer, realism_ae.decoder = ae.encoder, ae.quantizer, model.decoder
+    if ae.cfg.nested:
+        realism_ae.fill = ae.fill
     if rank == 0:
         print(
             f"realism decoder over {cfg.autoencoder} (frozen encoder, quantizer: same bitstream); "
@@ -95,7 +98,13 @@ def build(cfg: RealismConfig) -> Run:
     def step(i: int) -> tuple[torch.Tensor, dict]:
         x = data.batch(cfg.batch, cfg.crop, cfg.seed, i, rank).to(device)
         with torch.no_grad():
-            z_q = ae.quantizer(ae.encoder(pad_to_multiple(x, ae.stride)))[0].float()
+            z = ae.encoder(pad_to_multiple(x, ae.stride))
+            prefix = None
+            if ae.cfg.nested:  # every rate, the low ones (where realism shows) as often as the high
+                g = step_generator(cfg.seed, i, rank, stream=2)
+                prefix = random_prefix(x.shape[0], ae.cfg.M, *z.shape[-2:], g, log_uniform=True)
+            z_q, _, stats = ae.quantizer(z, None if prefix is None else prefix.to(device))
+            z_q = ae.fill_absent(z_q, stats.get("has_code")).float()
             labels = labeler(x) if labeler is not None else None
         with autocast_for(cfg, device):
             x_hat = model.decoder(z_q)[..., : x.shape[-2], : x.shape[-1]].float()
@@ -120,9 +129,9 @@ def build(cfg: RealismConfig) -> Run:
     def evaluate_now(done: int) -> dict | None:
         if not eval_images:
             return None
-        m = evaluate(realism_ae, eval_images, device)
+        m = evaluate(realism_ae, eval_images, device, prefixes)
         model.train()
-        return {k: m[k] for k in ("psnr", "ms_ssim") if k in m}
+        return {k: v for k, v in m.items() if k.startswith(("psnr", "ms_ssim"))}
 
     state = {
         schema.KIND: schema.KIND_REALISM,

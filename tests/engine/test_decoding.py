@@ -161,7 +161,6 @@ def test_bad_arguments_fail_in_one_line_before_decoding(kodim23):
         ({"stages": 2}, "layers, not stages"),
         ({"layers": 0}, "layers must be in"),
         ({"layers": 2.5}, "layers"),
-        ({"decoder": "realism"}, "no realism decoder"),
         ({"decoder": "pretty"}, "fidelity or realism"),
         ({"crop": (0, 0, 5)}, "crop"),
         ({"max_pixels": 1000}, "exceeds"),
@@ -173,7 +172,26 @@ def test_bad_arguments_fail_in_one_line_before_decoding(kodim23):
     other = (GOLDEN / "extreme-s32-m1-k16.pqm").read_bytes()
     with pytest.raises(CodecError, match="file made with model"):
         dec.decompress(other)
+    with pytest.raises(CodecError, match="no realism decoder"):  # the extreme model has one decoder
+        get_decoder("extreme-s32-m1-k16").decompress(other, decoder="realism")
     forged = bytearray(data)
     forged[-3] ^= 0x55  # a payload byte: the layers' checksums catch it
     with pytest.raises(CodecError):
         dec.decompress(bytes(forged))
+
+
+def test_the_default_realism_decoder_renders_any_layer_of_a_file(kodim23):
+    """`--decoder realism` on a default file, whole and cut to fewer layers: the portable
+    decoder within one level of torch's float32 one, and not the fidelity decoder's picture."""
+    _, data = kodim23
+    torch_codec = get_codec("default")
+    torch_codec.amp = "off"
+    try:
+        portable = get_decoder("default")
+        assert portable.decoders == ("fidelity", "realism")
+        for kwargs in ({}, {"layers": 2}):
+            real = portable.decompress(data, decoder="realism", **kwargs).astype(int)
+            assert np.abs(real - torch_codec.decompress(data, decoder="realism", **kwargs)).max() <= 1
+            assert np.abs(real - portable.decompress(data, **kwargs)).mean() > 0.5, kwargs
+    finally:
+        torch_codec.amp = "auto"

@@ -214,7 +214,7 @@ def test_codecs_say_whether_they_are_layered():
     from codec.engine.loading import get_codec
 
     assert LayeredImageCodec.layered and not ImageCodec.layered
-    assert get_codec("default").layered and not get_codec("s16-m4-k256").layered
+    assert get_codec("default").layered and not get_codec("extreme-s32-m1-k16").layered
 
 
 def test_a_rate_object_and_its_keywords_give_the_same_file():

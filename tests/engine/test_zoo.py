@@ -6,7 +6,7 @@ from PIL import Image
 
 import codec
 from codec.demo import sample_image_path
-from codec.engine.loading import get_codec
+from codec.engine.loading import get_codec, get_decoder
 from codec.engine.registry import shipped_models
 
 
@@ -122,7 +122,7 @@ def test_a_file_opens_without_naming_its_model(tmp_path, monkeypatch, capsys):
     img = np.asarray(Image.open(sample_image_path()).convert("RGB"))[:64, :96]
     other = "extreme-s32-m1-k16"
     data = get_codec(other).compress(img)
-    expect = get_codec(other).decompress(data)
+    expect = get_decoder(other).decompress(data)  # every path below decodes without torch
     assert np.array_equal(np.asarray(codec.decompress(data)), expect)
     f = tmp_path / "x.pqm"
     f.write_bytes(data)

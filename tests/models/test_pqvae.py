@@ -80,6 +80,15 @@ def test_random_prefix_covers_every_rate():
     assert abs(float(c.float().mean()) - 3.5) < 0.1  # r ~ U(1, 6): mean 3.5
 
 
+def test_random_prefix_log_uniform_favours_low_rates():
+    from codec.models.pqvae import random_prefix
+
+    c = random_prefix(4000, 32, 2, 2, torch.Generator().manual_seed(0), log_uniform=True)
+    assert int(c.min()) == 1 and int(c.max()) == 32
+    per_image = c.float().mean((1, 2))
+    assert abs(float((per_image <= 32**0.5).float().mean()) - 0.5) < 0.03  # median rate sqrt(M)
+
+
 def test_stage_blocks():
     cfg = PQVAEConfig(channels=[8, 16, 24], blocks=[1, 0, 2])
     assert cfg.stage_blocks == [1, 0, 2]

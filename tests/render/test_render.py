@@ -214,8 +214,7 @@ def bundle(name: str) -> tuple[dict, dict]:
     "name, prefix",
     [
         ("default", "autoencoder.decoder."),
-        ("s16-m4-k256", "autoencoder.decoder."),
-        ("s16-m4-k256", "realism_decoder."),
+        ("default", "realism_decoder."),
         ("extreme-s32-m1-k16", "autoencoder.decoder."),
     ],
 )

@@ -83,6 +83,7 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     both = save_bundle(tmp_path / "both.safetensors", ae_path, em, realism=tmp_path / "vq" / "checkpoint")
     assert model_id(plain) == model_id(both)
     old, new = load_codec(plain), load_codec(both)
+    old.amp = new.amp = "off"  # torch in float32: the portable decoder's pixels within one level
     img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
     data = old.compress(img)
     assert not unpack(data)[0].flags & FLAG_REALISM and unpack(new.compress(img))[0].flags & FLAG_REALISM
@@ -101,9 +102,55 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     )
     from PIL import Image
 
-    assert np.array_equal(np.asarray(Image.open(out)), realism)
+    cli = np.asarray(Image.open(out)).astype(int)  # the torch-free decoder: within one level of torch's
+    assert np.abs(cli - realism).max() <= 1 and np.abs(cli - old.decompress(data)).max() > 1
     with pytest.raises(ValueError, match="not a realism run"):
         save_bundle(tmp_path / "x.safetensors", ae_path, em, realism=em)
+    # codec export BUNDLE --realism RUN: the bundle's realism decoder replaced, same model id
+    import codec
+
+    swapped = tmp_path / "swapped.safetensors"
+    args = ["export", str(both), "--realism", str(tmp_path / "binary" / "checkpoint"), "-o", str(swapped)]
+    assert main(args) == 0 and model_id(swapped) == model_id(both)
+    binary = save_bundle(
+        tmp_path / "bin.safetensors", ae_path, em, realism=tmp_path / "binary" / "checkpoint"
+    )
+    by_binary, by_swapped = load_codec(binary), load_codec(swapped)
+    by_binary.amp = by_swapped.amp = "off"
+    want = by_binary.decompress(data, decoder="realism")
+    assert np.array_equal(by_swapped.decompress(data, decoder="realism"), want)
+    assert not np.array_equal(want, realism)
+    assert main(args) == 1  # never over an existing file
+    portable = np.asarray(codec.decompress(data, str(swapped), decoder="realism"))
+    assert np.abs(portable.astype(int) - want).max() <= 1  # the torch-free path, within one level
+    with pytest.raises(CodecError, match="no realism decoder"):
+        codec.decompress(data, str(plain), decoder="realism")
+
+
+def binary_realism_config(tmp_path, **kw):
+    """A 3-step binary-discriminator realism run over the tiny autoencoder in tmp_path/ae."""
+    return tiny_config(
+        tmp_path / "ae",
+        "realism",
+        out=str(tmp_path / "real"),
+        autoencoder=str(tmp_path / "ae" / "run" / "checkpoint"),
+        discriminator="binary",
+        disc_channels="8,8,16,16",
+        steps=3,
+        **kw,
+    )
+
+
+def test_realism_stage_on_a_nested_model(tmp_path):
+    """A nested product-residual autoencoder: the realism decoder trains over random prefixes
+    (every rate) and is evaluated at each prefix asked for."""
+    from codec.train import train
+
+    kw = dict(M=3, latent_dim=24, groups=4, max_stages=2, transform=True, nested=True)
+    train(tiny_config(tmp_path / "ae", steps=4, eval_every=4, warmup_ae_steps=2, **kw))
+    result = train(binary_realism_config(tmp_path, eval_prefixes="1,2", eval_every=3))
+    assert {"psnr", "psnr_m1", "psnr_m2"} <= set(result.metrics)
+    assert result.metrics["psnr_m1"] < result.metrics["psnr"]  # fewer codes, a coarser picture
 
 
 def _realism_worker(rank, world, port, cfg_dict):
@@ -132,16 +179,7 @@ def test_two_processes_train_one_realism_decoder(tmp_path):
     from codec.train import train
 
     train(tiny_config(tmp_path / "ae", steps=6, warmup_ae_steps=2))
-    cfg = tiny_config(
-        tmp_path / "ae",
-        "realism",
-        out=str(tmp_path / "real"),
-        autoencoder=str(tmp_path / "ae" / "run" / "checkpoint"),
-        discriminator="binary",
-        disc_channels="8,8,16,16",
-        steps=3,
-        eval_every=1000,
-    )
+    cfg = binary_realism_config(tmp_path, eval_every=1000)
     torch.multiprocessing.spawn(
         _realism_worker, args=(2, _free_port(), dataclasses.asdict(cfg)), nprocs=2, join=True
     )
