@@ -195,7 +195,8 @@ def write_gallery(
                             folder / "tiles" / f"p{p}r{r}-{c}.png"
                         )
         title = f"codec {codec.model_id.hex()} at matched file size"
-        (folder / "index.html").write_text(page(title, photos, window[2]), encoding="utf-8")
+        size = max(original.pixels.shape[0] for _, original, _ in photos)  # photos smaller than --crop
+        (folder / "index.html").write_text(page(title, photos, size), encoding="utf-8")
 
     atomic_write(out, write)
     return Path(out) / "index.html"

@@ -150,7 +150,6 @@ def save_bundle(
     if realism is not None:
         dec, extra = _realism_part(Path(realism), ae_cfg)
         tensors |= dec
-    tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
     sched = schedule or CodingSchedule().__dict__
     meta = {
         schema.KIND: schema.KIND_BUNDLE,
@@ -162,6 +161,13 @@ def save_bundle(
         **{schema.ENTROPY_PROVENANCE + k: v for k, v in em_info.items()},
         **extra,
     }
+    return _write_bundle(output, tensors, meta)
+
+
+def _write_bundle(output: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
+    """Writes a bundle: float tensors as fp16, ``meta`` with its content hash, atomically."""
+    tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
+    meta = {k: v for k, v in meta.items() if k != schema.CONTENT_HASH}
     meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
     return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
 
@@ -191,8 +197,5 @@ def add_realism(bundle_path: str | Path, realism: str | Path, output: str | Path
             raise ValueError(f"{bundle_path} is not a codec bundle")
         tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(schema.REALISM_DECODER)}
     dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
-    tensors |= {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in dec.items()}
-    meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE and k != schema.CONTENT_HASH}
-    meta |= extra
-    meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
-    return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))
+    meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra
+    return _write_bundle(output, tensors | dec, meta)

@@ -265,15 +265,21 @@ class PQVAE(nn.Module):
 
     def forward(self, x: torch.Tensor, quantize: bool = True, prefix: torch.Tensor | None = None):
         H, W = x.shape[-2:]
-        z = self.encoder(pad_to_multiple(x, self.stride))
         if prefix is not None and not self.cfg.nested:
             raise ValueError("prefix needs a nested model")
         if quantize:
-            z_q, indices, stats = self.quantizer(z, prefix)
-            z_q = self.fill_absent(z_q, stats.get("has_code"))
+            z_q, indices, stats = self.quantized_latent(x, prefix)
         else:
-            z_q, indices, stats = z, None, {"commit_loss": z.new_zeros(()), "perplexity": None}
+            z_q = self.encoder(pad_to_multiple(x, self.stride))
+            indices, stats = None, {"commit_loss": z_q.new_zeros(()), "perplexity": None}
         return self.decoder(z_q)[..., :H, :W], indices, stats
+
+    def quantized_latent(self, x: torch.Tensor, prefix: torch.Tensor | None = None):
+        """What the decoder sees for images [B, 3, H, W] in [0, 1]: ``(z_q [B, D, h, w],
+        indices, stats)``, the groups without codes given the learned fill; ``prefix``: see
+        :meth:`forward` (nested models only)."""
+        z_q, indices, stats = self.quantizer(self.encoder(pad_to_multiple(x, self.stride)), prefix)
+        return self.fill_absent(z_q, stats.get("has_code")), indices, stats
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor) -> torch.Tensor:

@@ -29,7 +29,7 @@ from ..models.discriminator import (
     vq_generator_loss,
 )
 from ..models.io import load_pqvae
-from ..models.pqvae import PQVAE, pad_to_multiple, random_prefix
+from ..models.pqvae import PQVAE, random_prefix
 from ..util.metrics import load_lpips
 from .autoencoder_stage import evaluate
 from .config import RealismConfig
@@ -97,14 +97,13 @@ def build(cfg: RealismConfig) -> Run:
 
     def step(i: int) -> tuple[torch.Tensor, dict]:
         x = data.batch(cfg.batch, cfg.crop, cfg.seed, i, rank).to(device)
+        prefix = None
+        if ae.cfg.nested:  # every rate, the low ones (where realism shows) as often as the high
+            g = step_generator(cfg.seed, i, rank, stream=2)
+            hw = -(-cfg.crop // ae.stride)
+            prefix = random_prefix(x.shape[0], ae.cfg.M, hw, hw, g, log_uniform=True).to(device)
         with torch.no_grad():
-            z = ae.encoder(pad_to_multiple(x, ae.stride))
-            prefix = None
-            if ae.cfg.nested:  # every rate, the low ones (where realism shows) as often as the high
-                g = step_generator(cfg.seed, i, rank, stream=2)
-                prefix = random_prefix(x.shape[0], ae.cfg.M, *z.shape[-2:], g, log_uniform=True)
-            z_q, _, stats = ae.quantizer(z, None if prefix is None else prefix.to(device))
-            z_q = ae.fill_absent(z_q, stats.get("has_code")).float()
+            z_q = ae.quantized_latent(x, prefix)[0].float()
             labels = labeler(x) if labeler is not None else None
         with autocast_for(cfg, device):
             x_hat = model.decoder(z_q)[..., : x.shape[-2], : x.shape[-1]].float()
