@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from functools import partial
 from itertools import accumulate
 from pathlib import Path
 
@@ -46,9 +47,13 @@ def _image_format(dst: str) -> str:
     """The Pillow format an image output is written in: by its extension, else PNG ('-' too)."""
     from PIL import Image
 
-    # registered_extensions() loads Pillow's plugins, which fill Image.SAVE: call it for '-' too
-    exts = Image.registered_extensions()
-    return "PNG" if dst == "-" else exts.get(Path(dst).suffix.lower(), "PNG")
+    # preinit() loads the common formats' plugins (PNG among them), which fill Image.SAVE;
+    # init() imports all ~50 of them, which costs more than writing a PNG: only when needed
+    Image.preinit()
+    ext = "" if dst == "-" else Path(dst).suffix.lower()
+    if ext and ext not in Image.EXTENSION:
+        Image.init()
+    return Image.EXTENSION.get(ext, "PNG")
 
 
 def _check_pqm_output(dst: str, command: str) -> None:
@@ -104,6 +109,11 @@ def _cmd_encode(args: argparse.Namespace) -> None:
             print(f"{src} -> {dst}: {len(data)} bytes, {bpp:.4f} bpp", file=sys.stderr)
 
 
+PNG_OPTIONS = {"compress_level": 1}
+"""How ``codec decode`` writes PNG: zlib's fastest level (OpenCV's default too); Pillow's
+default, 6, takes about four times as long for files about a tenth smaller."""
+
+
 def _cmd_decode(args: argparse.Namespace) -> None:
     import io
 
@@ -138,8 +148,8 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             decoder=args.decoder,
             **extra,
         )
-        buf = io.BytesIO()
-        Image.fromarray(pixels).save(buf, format=_image_format(dst))
+        buf, fmt = io.BytesIO(), _image_format(dst)
+        Image.fromarray(pixels).save(buf, format=fmt, **(PNG_OPTIONS if fmt == "PNG" else {}))
         write_output(dst, buf.getvalue(), args.force)
 
 
@@ -341,8 +351,10 @@ def _cmd_export(args: argparse.Namespace) -> None:
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``codec`` parser: one subcommand per ``_add_*`` function below, in this order."""
+def build_parser(train_stages: bool = True) -> argparse.ArgumentParser:
+    """The ``codec`` parser: one subcommand per ``_add_*`` function below, in this order.
+    ``train_stages=False`` leaves out the flags of ``codec train``'s stages (built from their
+    configs' source), for a command line that is not ``codec train``."""
     p = argparse.ArgumentParser(
         prog="codec", description="A learned image codec (PQ-VAE + masked entropy model)."
     )
@@ -357,7 +369,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_info,
         _add_bench,
         _add_gallery,
-        _add_train,
+        partial(_add_train, stages_too=train_stages),
         _add_export,
     ):
         add(sub)
@@ -407,7 +419,9 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
 
 
 def _add_decode(sub: argparse._SubParsersAction) -> None:
-    de = sub.add_parser("decode", help=".pqm files -> images (PNG unless -o names another format)")
+    de = sub.add_parser(
+        "decode", help=".pqm files -> images (PNG, zlib level 1, unless -o names another format)"
+    )
     de.add_argument("inputs", nargs="+")
     de.add_argument("-o", "--output", required=True, help="a file, '-', or a folder for several inputs")
     de.add_argument(
@@ -483,21 +497,23 @@ def _add_gallery(sub: argparse._SubParsersAction) -> None:
     g.set_defaults(func=_cmd_gallery)
 
 
-def _add_train(sub: argparse._SubParsersAction) -> None:
-    from .train.config import STAGES, add_flags
-
+def _add_train(sub: argparse._SubParsersAction, stages_too: bool = True) -> None:
     t = sub.add_parser(
         "train",
         help="train one stage: codec train STAGE [flags] (resumable; DDP under torchrun)",
         description="Train one stage; `codec train STAGE --help` lists its flags.",
     )
+    t.set_defaults(func=_cmd_train)
+    if not stages_too:
+        return
+    from .train.config import STAGES, add_flags
+
     stages = t.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, cls in STAGES.items():
         doc = (cls.__doc__ or name).strip()
         summary = " ".join(doc.split()).split(": ", 1)[-1].split(". ")[0].rstrip(".")
         sp = stages.add_parser(name, help=summary, description=doc)
         add_flags(sp, cls)
-    t.set_defaults(func=_cmd_train)
 
 
 def _add_export(sub: argparse._SubParsersAction) -> None:
@@ -583,7 +599,8 @@ def main(argv: list[str] | None = None) -> int:
         argv = sys.argv[1:] if argv is None else list(argv)
         if argv[:1] and not argv[0].startswith("-"):  # named from the start: Ctrl-C may come early
             command = f"codec {argv[0]}"
-        args = build_parser().parse_args(_glue_values(_with_stage(argv)))
+        parser = build_parser(train_stages=argv[:1] == ["train"])
+        args = parser.parse_args(_glue_values(_with_stage(argv)))
         command = f"codec {args.command}"
         args.func(args)
     except (CodecError, OSError, ValueError) as e:

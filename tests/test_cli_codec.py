@@ -436,3 +436,24 @@ def test_a_file_names_its_model_even_when_codec_model_is_set(tmp_path, monkeypat
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o.png")), expected)
     with pytest.raises(codec.CodecError, match="model"):
         codec.decompress(data, "extreme-s32-m1-k16")
+
+
+def test_decode_picks_the_writer_by_extension_in_a_fresh_process(bundle, image, tmp_path):
+    """A fresh `codec decode` (Pillow's rarer plugins not loaded, no training code imported)
+    writes .tif as TIFF and .png as PNG with zlib's fastest level, the same pixels in both."""
+    import subprocess
+    import sys
+
+    pqm = tmp_path / "x.pqm"
+    assert main(["encode", str(image), "-o", str(pqm), "--model", str(bundle)]) == 0
+    for name in ("x.tif", "x.png"):
+        argv = ["decode", str(pqm), "-o", str(tmp_path / name), "--model", str(bundle)]
+        code = f"import sys, codec.cli; r = codec.cli.main({argv!r}); print(r, 'codec.train' in sys.modules)"
+        p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+        assert p.stdout.split() == ["0", "False"], p.stderr[-2000:]
+    tif, png = Image.open(tmp_path / "x.tif"), Image.open(tmp_path / "x.png")
+    assert (tif.format, png.format) == ("TIFF", "PNG")
+    assert np.array_equal(np.asarray(tif), np.asarray(png))
+    data = (tmp_path / "x.png").read_bytes()
+    flg = data[data.index(b"IDAT") + 5]  # the zlib header's FLEVEL: 0 is the fastest level
+    assert flg >> 6 == 0, flg

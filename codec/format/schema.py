@@ -72,7 +72,13 @@ STATE_M = "M"
 STATE_LAMBDA = "lambda"  # baseline runs: the rate-distortion trade-off
 
 # the part of a bundle each training stage's model is, for warm starts from bundles
-STAGE_PREFIX = {"autoencoder": AUTOENCODER, "entropy": ENTROPY_MODEL}
+# (a realism run's model holds ``decoder.`` and ``discriminator.``: the bundle's realism decoder
+# continues its decoder, the discriminator starts fresh)
+STAGE_PREFIX = {
+    "autoencoder": AUTOENCODER,
+    "entropy": ENTROPY_MODEL,
+    "realism": REALISM_DECODER.removesuffix(REALISM_CHECKPOINT_DECODER),
+}
 
 
 def part(tensors: dict, prefix: str) -> dict:

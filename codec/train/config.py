@@ -209,6 +209,7 @@ class RealismConfig(RunConfig):
     lpips_weight: float = 0.0  # loss += w * LPIPS; needs AlexNet weights in the torch cache
     crop: int = 128  # training crops, pixels per side
     eval_prefixes: str = ""  # nested autoencoders: also evaluate at these m (default: 2, 8)
+    max_prefix: int = 0  # nested autoencoders: train at rates of 1..max_prefix codes (0: all M)
 
 
 STAGES: dict[str, type[RunConfig]] = {

@@ -57,6 +57,8 @@ def check_config(cfg: RealismConfig) -> None:
         )
     if cfg.crop % 16:
         raise ValueError("--stage realism needs --crop a multiple of 16")
+    if cfg.max_prefix < 0:
+        raise ValueError(f"--max-prefix {cfg.max_prefix}: 0 (all codes) or more")
 
 
 def build(cfg: RealismConfig) -> Run:
@@ -101,7 +103,8 @@ def build(cfg: RealismConfig) -> Run:
         if ae.cfg.nested:  # every rate, the low ones (where realism shows) as often as the high
             g = step_generator(cfg.seed, i, rank, stream=2)
             hw = -(-cfg.crop // ae.stride)
-            prefix = random_prefix(x.shape[0], ae.cfg.M, hw, hw, g, log_uniform=True).to(device)
+            top = min(cfg.max_prefix or ae.cfg.M, ae.cfg.M)
+            prefix = random_prefix(x.shape[0], top, hw, hw, g, log_uniform=True).to(device)
         with torch.no_grad():
             z_q = ae.quantized_latent(x, prefix)[0].float()
             labels = labeler(x) if labeler is not None else None

@@ -82,6 +82,19 @@ def test_realism_stage_trains_the_decoder_only(tmp_path):
     plain = save_bundle(tmp_path / "plain.safetensors", ae_path, em)
     both = save_bundle(tmp_path / "both.safetensors", ae_path, em, realism=tmp_path / "vq" / "checkpoint")
     assert model_id(plain) == model_id(both)
+    # --init BUNDLE continues the bundle's realism decoder; the discriminator starts fresh
+    from safetensors.torch import load_file
+
+    from codec.format import schema
+    from codec.train.checkpoint import warm_start
+
+    fresh = RealismModel(copy.deepcopy(ae.decoder), copy.deepcopy(result.model.discriminator))
+    copied, skipped = warm_start(fresh, both, schema.STAGE_PREFIX["realism"])
+    stored = load_file(str(both))
+    assert copied and all(k.startswith("decoder.") for k in copied)
+    assert skipped and all(k.startswith("discriminator.") for k in skipped)
+    for k in copied:
+        assert torch.equal(fresh.state_dict()[k], stored["realism_" + k].float()), k
     old, new = load_codec(plain), load_codec(both)
     old.amp = new.amp = "off"  # torch in float32: the portable decoder's pixels within one level
     img = (np.random.default_rng(0).random((40, 48, 3)) * 255).astype(np.uint8)
@@ -148,9 +161,11 @@ def test_realism_stage_on_a_nested_model(tmp_path):
 
     kw = dict(M=3, latent_dim=24, groups=4, max_stages=2, transform=True, nested=True)
     train(tiny_config(tmp_path / "ae", steps=4, eval_every=4, warmup_ae_steps=2, **kw))
-    result = train(binary_realism_config(tmp_path, eval_prefixes="1,2", eval_every=3))
+    result = train(binary_realism_config(tmp_path, eval_prefixes="1,2", eval_every=3, max_prefix=2))
     assert {"psnr", "psnr_m1", "psnr_m2"} <= set(result.metrics)
     assert result.metrics["psnr_m1"] < result.metrics["psnr"]  # fewer codes, a coarser picture
+    with pytest.raises(ValueError, match="--max-prefix"):
+        train(binary_realism_config(tmp_path, max_prefix=-1))
 
 
 def _realism_worker(rank, world, port, cfg_dict):
