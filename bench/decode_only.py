@@ -100,9 +100,11 @@ def main() -> None:
     print(f"wheel {wheel.name}: {wheel.stat().st_size / 2**20:.1f} MiB")
     print(f"decode-only venv {venv}: torch installed: {has_torch.stdout.strip()}")
     sizes = {p.name: du(p) for p in site.iterdir() if p.is_dir() and not p.name.endswith("-info")}
-    print(f"site-packages {du(site) / 2**20:.1f} MiB in all; largest: " + ", ".join(
-        f"{n} {b / 2**20:.1f}" for n, b in sorted(sizes.items(), key=lambda kv: -kv[1])[:6]
-    ) + " (MiB)")
+    print(
+        f"site-packages {du(site) / 2**20:.1f} MiB in all; largest: "
+        + ", ".join(f"{n} {b / 2**20:.1f}" for n, b in sorted(sizes.items(), key=lambda kv: -kv[1])[:6])
+        + " (MiB)"
+    )
 
     # 2. every golden file decodes there
     for f in sorted(GOLDEN.glob("*.pqm")):
@@ -111,8 +113,10 @@ def main() -> None:
         a = np.asarray(Image.open(out)).astype(int)
         b = np.asarray(Image.open(GOLDEN / f"{f.stem}.png")).astype(int)
         diff = np.abs(a - b)
-        print(f"golden {f.name}: decoded, mean |diff| {diff.mean():.4f}, max {diff.max()} "
-              "levels vs its golden PNG (written by the torch decoder, amp=auto)")
+        print(
+            f"golden {f.name}: decoded, mean |diff| {diff.mean():.4f}, max {diff.max()} "
+            "levels vs its golden PNG (written by the torch decoder, amp=auto)"
+        )
 
     # 3. whole-process timing, side by side (A B C A B C ...)
     from codec.engine.loading import get_codec
@@ -133,17 +137,28 @@ def main() -> None:
     env = {"OMP_NUM_THREADS": str(args.threads)}
     cmds = {
         "codec decode (decode-only install, portable C++)": [
-            str(venv / "bin" / "codec"), "decode", str(pqm), "-o", str(work / "a.png"), "--force"
+            str(venv / "bin" / "codec"),
+            "decode",
+            str(pqm),
+            "-o",
+            str(work / "a.png"),
+            "--force",
         ],
         "torch decoder (this environment)": [
-            sys.executable, "-c", TORCH_DECODE, str(pqm), str(work / "b.png")
+            sys.executable,
+            "-c",
+            TORCH_DECODE,
+            str(pqm),
+            str(work / "b.png"),
         ],
         "Pillow AVIF decode": [sys.executable, "-c", AVIF_DECODE, str(avif), str(work / "c.png")],
     }
     rows = timed_side_by_side(cmds, args.runs, env)
-    print(f"\nkodim23 768x512: .pqm {pqm.stat().st_size} bytes (m=8), AVIF {avif.stat().st_size} bytes "
-          f"(quality {q}); {args.runs} runs each, interleaved, median [min-max], "
-          f"OMP_NUM_THREADS={args.threads}, {os.cpu_count()} CPUs")
+    print(
+        f"\nkodim23 768x512: .pqm {pqm.stat().st_size} bytes (m=8), AVIF {avif.stat().st_size} bytes "
+        f"(quality {q}); {args.runs} runs each, interleaved, median [min-max], "
+        f"OMP_NUM_THREADS={args.threads}, {os.cpu_count()} CPUs"
+    )
     print("| whole process | wall s | peak MiB |\n|---|---|---|")
     for name, r in rows.items():
         w, m = [x[0] for x in r], [x[1] for x in r]

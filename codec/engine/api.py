@@ -311,7 +311,6 @@ class ImageCodec(FileDecoder):
             return render_latent(pixels, z, size, self.autoencoder.stride, crop)
 
 
-
 def checked_images(images: list, max_pixels: int | None = None) -> list[np.ndarray]:
     """uint8 [H, W, 3] arrays of the images (see :func:`to_uint8_rgb`); CodecError, before any
     work, for an image over ``max_pixels`` (default MAX_IMAGE_PIXELS) or the available memory."""

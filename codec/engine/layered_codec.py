@@ -63,13 +63,11 @@ class LayeredImageCodec(ImageCodec):
             header, payload = bitstream.cut_layers(header, payload, layers)
         return self.tokens.decode_layers(header, payload)
 
-
     # -- rate control ---------------------------------------------------------------------------
     def symbol_costs(self, tokens: np.ndarray) -> tuple[float, np.ndarray]:
         """(bits of the base layer, bits [M, h*w] of every other code at each position (rows <
         groups[0] are 0)): what any rate point costs, before the header."""
         return self.tokens.symbol_costs(tokens, self.portable)
-
 
     def quality_subvectors(self, quality: float) -> float:
         """Sub-vectors per position (fractional) of ``quality`` 0-100: the base layer plus

@@ -10,8 +10,13 @@ def test_a_rate_is_checked_once_when_made_and_frozen():
     assert not Rate() and Rate(m=2) and Rate(bpp=0.1)
     assert Rate(m=np.int64(3)).m == 3 and type(Rate(m=np.int64(3)).m) is int
     assert type(Rate(quality=np.float32(50)).quality) is float
-    for bad, name in [({"m": 2.5}, "m"), ({"bpp": 0}, "bpp"), ({"size": 0}, "size"),
-                      ({"quality": 101}, "quality"), ({"bpp": float("nan")}, "bpp")]:
+    for bad, name in [
+        ({"m": 2.5}, "m"),
+        ({"bpp": 0}, "bpp"),
+        ({"size": 0}, "size"),
+        ({"quality": 101}, "quality"),
+        ({"bpp": float("nan")}, "bpp"),
+    ]:
         with pytest.raises(ValueError, match=name):
             Rate(**bad)
     with pytest.raises(ValueError, match="at most one"):
