@@ -2,16 +2,16 @@
 several rates, on Kodak and on the held-out BSDS500 test photos.
 
 Each image is coded once per target rate with BUNDLE (``--bpp``: our rate control); the file
-is decoded by the bundle's fidelity decoder, its realism decoder and, with --binary, the
-realism decoder of another bundle over the same tokens (the binary-discriminator ablation:
-same model id). Each classical codec gets the largest file not larger than ours (where it has
+is decoded by the bundle's fidelity decoder, its realism decoder and, with --other, the
+realism decoder of another bundle over the same tokens (same model id: the discriminator
+ablation, or a longer run). Each classical codec gets the largest file not larger than ours (where it has
 no file that small, its row averages fewer images: the count is printed, and it is left out
 of the paired KID bootstrap). Reported per photo set, rate and decoder: bpp, PSNR, MS-SSIM,
 and FD / KID between MobileNetV2 features of 256-px patches of the originals and of the
 decoded images (offline stand-ins for FID/KID; Kodak gives 6 patches per image, BSDS500 one),
 KID intervals by bootstrap over the images.
 
-    python bench/realism.py BUNDLE [--binary BUNDLE2] [--bpp 0.03,0.05,0.1,0.2] [--workers 2]
+    python bench/realism.py BUNDLE [--other BUNDLE2] [--bpp 0.03,0.05,0.1,0.2] [--workers 2]
         [--set kodak=../shared/data/kodak --set bsds500-test=../shared/data/train/bsds500/test]
 """
 
@@ -40,7 +40,7 @@ def discriminator_of(bundle: str) -> str:
         return (f.metadata() or {}).get("realism_discriminator", "?")
 
 
-def _init(bundle: str, binary: str | None) -> None:
+def _init(bundle: str, other: str | None) -> None:
     import torch
 
     from codec.bench.features import feature_extractor
@@ -48,7 +48,7 @@ def _init(bundle: str, binary: str | None) -> None:
 
     torch.set_num_threads(1)
     _worker["codec"] = load_codec(bundle)
-    _worker["binary"] = load_codec(binary) if binary else None
+    _worker["other"] = load_codec(other) if other else None
     _worker["features"] = feature_extractor()[0]
 
 
@@ -62,7 +62,7 @@ def _image(job: tuple[str, tuple[float, ...], tuple[str, ...], str, str]) -> dic
     from codec.util.metrics import image_quality
 
     path, bpps, codecs, main_name, other_name = job
-    codec, binary, ext = _worker["codec"], _worker["binary"], _worker["features"]
+    codec, other, ext = _worker["codec"], _worker["other"], _worker["features"]
     feats = (lambda a: ext(patches(a))) if ext is not None else (lambda a: None)  # noqa: E731
     img = load_rgb(path).permute(1, 2, 0).numpy()
     px = img.shape[0] * img.shape[1]
@@ -71,8 +71,8 @@ def _image(job: tuple[str, tuple[float, ...], tuple[str, ...], str, str]) -> dic
         data = codec.compress(img, rate=Rate(bpp=b))
         decoded = {"fidelity": (codec.decompress(data), len(data))}
         decoded[main_name] = (codec.decompress(data, decoder="realism"), len(data))
-        if binary is not None:
-            decoded[other_name] = (binary.decompress(data, decoder="realism"), len(data))
+        if other is not None:
+            decoded[other_name] = (other.decompress(data, decoder="realism"), len(data))
         for c in codecs:
             fit = classical.fit_size(img, c, len(data))
             if fit is not None:
@@ -170,7 +170,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundle", help="a bundle with a realism decoder (codec export --realism)")
     ap.add_argument(
-        "--binary", help="a bundle over the same tokens whose realism decoder used --discriminator binary"
+        "--other",
+        "--binary",
+        dest="other",
+        help="another bundle over the same tokens: its realism decoder too",
     )
     ap.add_argument(
         "--set", action="append", help="NAME=FOLDER of photos (repeatable; default Kodak, BSDS test)"
@@ -192,24 +195,28 @@ def main() -> None:
     codec = load_codec(args.bundle)
     if "realism" not in codec.decoders:
         raise SystemExit(f"{args.bundle} has no realism decoder")
-    if args.binary and load_codec(args.binary).model_id != codec.model_id:
-        raise SystemExit(f"{args.binary} must share the model id of {args.bundle}")
+    if args.other and load_codec(args.other).model_id != codec.model_id:
+        raise SystemExit(f"{args.other} must share the model id of {args.bundle}")
     why = feature_extractor()[1]
     bpps = tuple(float(b) for b in args.bpp.split(","))
     codecs = tuple(c for c in args.codecs.split(",") if c)
     main_name = f"realism ({discriminator_of(args.bundle)})"
-    other_name = "realism (binary)" if main_name != "realism (binary)" else "realism (--binary bundle)"
-    names = ["fidelity", main_name, *([other_name] if args.binary else []), *(CLASSICAL[c] for c in codecs)]
+    other_name = f"realism ({discriminator_of(args.other)})" if args.other else ""
+    if other_name == main_name:  # two decoders of one discriminator: named by their files
+        main_name, other_name = (
+            f"{n[:-1]}, {Path(b).stem})" for n, b in ((main_name, args.bundle), (other_name, args.other))
+        )
+    names = ["fidelity", main_name, *([other_name] if args.other else []), *(CLASSICAL[c] for c in codecs)]
     summary: dict = {
         "bundle": args.bundle,
-        "binary": args.binary,
+        "other": args.other,
         "model_id": codec.model_id.hex(),
         "sets": {},
     }
     per_image_all = {}
     report = []
     t0 = time.time()
-    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args.bundle, args.binary)) as pool:
+    with ProcessPoolExecutor(args.workers, initializer=_init, initargs=(args.bundle, args.other)) as pool:
         for item in args.set or SETS:
             name, _, folder = item.partition("=")
             images = list_images(folder)[: args.max_images or None]
