@@ -1,5 +1,6 @@
-"""Encoder effort levels on Kodak: rate, PSNR and encode time per effort, BD-rate against
-effort 0 of the same model (real files, header included; decoded with the shipped decoder).
+"""Encoder effort levels on Kodak (or ``--kodak DIR``): rate, PSNR and encode time per effort,
+BD-rate against effort 0 of the same model (real files, header included; decoded with the
+shipped decoder).
 
     python bench/effort.py MODEL [--efforts 0,2,4,6,9] [--m 2,4,8,24] [--images 24]
                            [--threads 2] [--out results/effort_run]
@@ -94,10 +95,11 @@ def main() -> None:
     }
     lines = [
         f"`python bench/effort.py {args.model} --efforts {args.efforts} --m {args.m} --images {args.images} "
-        f"--threads {args.threads}`: {n} Kodak images, real files, mean bpp / mean PSNR per rate point, "
+        f"--threads {args.threads}`: {n} images of {args.kodak}, real files, mean bpp / mean PSNR per "
+        "rate point, "
         f"encode time = median seconds per image of `codec.compress` on {args.threads} threads.",
         "",
-        "| effort | steps | "
+        "| effort | method | "
         + " | ".join(f"m={m}: bpp, PSNR" if m else "bpp, PSNR" for m in points)
         + " | PSNR BD-rate vs effort 0 | encode s (median) |",
         "|" + "---|" * (len(points) + 4),
@@ -112,7 +114,8 @@ def main() -> None:
             bd_text = f"{p1 - p0:+.2f} dB at {100 * (b1 / b0 - 1):+.1f}% bpp"
         time_s = statistics.median(r["encode_s"] for r in rows if r["effort"] == e)
         cells = " | ".join(f"{b:.4f}, {p:.2f}" for b, p in curve[e])
-        lines.append(f"| {e} | {EFFORT_STEPS[e]} | {cells} | {bd_text} | {time_s:.2f} |")
+        method = "-" if not e else "RD-optimised codes" if c.layered else f"{EFFORT_STEPS[e]} gradient steps"
+        lines.append(f"| {e} | {method} | {cells} | {bd_text} | {time_s:.2f} |")
     table = "\n".join(lines)
     print(table)
     Path(args.out + ".md").write_text(table + "\n")

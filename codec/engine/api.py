@@ -20,7 +20,7 @@ from ..errors import CodecError
 from ..format import bitstream
 from ..format.checks import Rate
 from ..models.mim import MaskedEntropyModel
-from ..models.pqvae import PQVAE
+from ..models.pqvae import PQVAE, pad_to_multiple
 from ..util.hardware import autocast
 from .decoding import FileDecoder, FileTokens, token_coder
 from .effort import EFFORT_MAX_PIXELS, effort_steps, refine_tokens
@@ -179,10 +179,9 @@ class ImageCodec(FileDecoder):
         return [self._pack(x.shape[:2], t, stages) for x, t in zip(xs, tokens)]
 
     @torch.no_grad()
-    def tokenize(self, xs: list[np.ndarray], effort: int = 0, counts: list | None = None) -> list[np.ndarray]:
+    def tokenize(self, xs: list[np.ndarray], effort: int = 0) -> list[np.ndarray]:
         """Tokens int64 [M, h, w] of uint8 images [H, W, 3]; images of one size go through the
-        encoder as one batch. ``effort`` > 0 refines each grid (:func:`codec.engine.effort.refine_tokens`)
-        for the decode with ``counts[i]`` (int64 [h, w], nested models) sub-vectors."""
+        encoder as one batch. ``effort`` > 0 refines each grid (:func:`codec.engine.effort.refine_tokens`)."""
         steps = effort_steps(effort)
         tokens: list[np.ndarray | None] = [None] * len(xs)
         ae = self.autoencoder
@@ -201,16 +200,23 @@ class ImageCodec(FileDecoder):
                 xt = torch.from_numpy(np.stack([xs[i] for i in idx])).permute(0, 3, 1, 2).float().div(255)
                 xt = xt.to(self.device)
                 if steps:
-                    c = None
-                    if counts is not None:
-                        c = torch.stack([torch.as_tensor(counts[i]) for i in idx]).to(self.device)
                     with torch.enable_grad():
-                        t = refine_tokens(ae, xt, steps, c, self.amp)
+                        t = refine_tokens(ae, xt, steps, amp=self.amp)
                 else:
                     t = ae.encode(xt)
             for i, ti in zip(idx, t.cpu().numpy()):
                 tokens[i] = ti
         return tokens
+
+    @torch.no_grad()
+    def encoder_latent(self, x: np.ndarray) -> torch.Tensor:
+        """The encoder's latent float32 ``[D, h, w]`` of one uint8 image ``[H, W, 3]`` (in tiles
+        above :data:`~codec.engine.tiling.TILE_ABOVE_PIXELS`, as :meth:`tokenize` does)."""
+        ae = self.autoencoder
+        if x.shape[0] * x.shape[1] > TILE_ABOVE_PIXELS:
+            return encode_tiled(ae.encoder, x, ae.stride, self.device)[0].float()
+        xt = torch.from_numpy(np.array(x, dtype=np.uint8)).permute(2, 0, 1)[None].float().div(255)
+        return ae.encoder(pad_to_multiple(xt.to(self.device), ae.stride))[0].float()
 
     def _pack(self, size: tuple[int, int], tokens: np.ndarray, stages: int | None = None) -> bytes:
         payload, _ = self.tokens.encode_tokens(tokens, estimate=False, stages=stages, portable=self.portable)

@@ -25,7 +25,7 @@ from ..errors import CodecError
 from ..format import bitstream
 from ..format.checks import Rate
 from .api import ImageCodec, checked_images
-from .effort import effort_steps
+from .effort import effort_steps, rd_optimize
 
 DEFAULT_QUALITY = 30.0
 """The rate of a file when none is asked for: ``quality`` 30, i.e. 10.3 of the default model's
@@ -162,9 +162,9 @@ class LayeredImageCodec(ImageCodec):
         """Images -> .pqm bytes at ``rate`` (a :class:`~codec.format.checks.Rate`, or its
         fields as keywords: ``m=``, ``bpp=``, ``size=``, ``quality=``; see :meth:`plan`);
         with ``size`` the file is never larger than that many bytes (CodecError if even the
-        base layer is larger). ``effort`` > 0: the token grid is refined for the rate point
-        planned from the encoder's grid, then the point is planned again from the refined
-        grid."""
+        base layer is larger). ``effort`` > 0: the codes are rate-distortion optimised
+        (:func:`codec.engine.effort.rd_optimize`) for the rate point planned from the encoder's
+        grid, then the point is planned again from the optimised grid."""
         if stages is not None:
             raise ValueError(
                 "a layered model codes every stage; choose the rate with m, bpp, size or quality"
@@ -178,11 +178,10 @@ class LayeredImageCodec(ImageCodec):
         out = []
         for x, tokens in zip(xs, self.tokenize(xs)):
             hw = x.shape[:2]
-            if effort:
-                _, h, w = tokens.shape
+            if effort:  # codes chosen for the rate point the encoder's own grid plans
                 first = self.plan(tokens, hw, rate)
-                counts = first.counts(h, w, self.schedule.order)
-                tokens = self.tokenize([x], effort, [counts])[0]
+                z = self.encoder_latent(x)
+                tokens = rd_optimize(self.autoencoder.quantizer, self.tokens, z, first.m + bool(first.extra))
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, rate)))
                 continue

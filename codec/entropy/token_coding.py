@@ -170,6 +170,22 @@ class TokenCoder:
             tokens[:, rows, cols] = tile
         return tokens
 
+    def choose_stages(self, tokens: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """The portable model's schedule over ``tokens`` int64 [M, h, w] for an encoder that
+        chooses the tokens as it goes: yields (grid positions of a stage, flat in raster order
+        over h*w, int64 [n]; their logits float32 [n, M, K]); tokens written into ``tokens`` at
+        those positions before the next step are what the later stages are conditioned on,
+        exactly as a decoder would see them."""
+        model = self.logits_model(True)
+        _, h, w = tokens.shape
+        grid = np.arange(h * w).reshape(h, w)
+        for rows, cols in token_tiles(h, w):
+            tile = np.ascontiguousarray(tokens[:, rows, cols])
+            where = grid[rows, cols].reshape(-1)
+            for flat, pos, logits in self._walk(model, tile, self.schedule, None):
+                yield where[pos], logits.reshape(len(pos), tile.shape[0], -1)
+                flat[:, pos] = tokens.reshape(tokens.shape[0], -1)[:, where[pos]]
+
     @staticmethod
     def _walk(
         model: EntropyLogits, tile: np.ndarray, schedule: CodingSchedule, stages: int | None

@@ -1,5 +1,6 @@
-"""Tests for codec.engine.effort: refined token grids, never worse in distortion, decoded by the
-unchanged decoder (tiny untrained models; every shipped model at effort 9 on a crop)."""
+"""Tests for codec.engine.effort: refined token grids, never worse in distortion, and rate-distortion
+optimised codes for nested models, decoded by the unchanged decoder (tiny untrained models;
+every shipped model at effort 9 on a crop)."""
 
 import io
 
@@ -12,10 +13,11 @@ from test_layered_codec import tiny_layered
 
 import codec
 from codec.demo import sample_image_path
-from codec.engine.effort import EFFORT_STEPS, effort_steps, refine_tokens
+from codec.engine.effort import EFFORT_STEPS, effort_steps, rd_optimize, refine_tokens
 from codec.engine.layered_codec import RatePoint
 from codec.engine.loading import get_codec
 from codec.engine.registry import shipped_models
+from codec.entropy.range_coder import information_content
 
 IMG = np.asarray(Image.open(sample_image_path()).convert("RGB"))[160:224, 300:396]  # 64 x 96
 
@@ -79,15 +81,55 @@ def test_effort_out_of_range_is_refused_before_work():
         tiny_layered().compress(IMG, effort=10)
 
 
+def prefix_bits(c, tokens: np.ndarray, codes: int) -> float:
+    base, per = c.symbol_costs(tokens)
+    return base + per[:codes].sum()
+
+
+def test_rate_distortion_optimised_codes_trade_error_for_bits():
+    c = tiny_layered()
+    q = c.autoencoder.quantizer
+    z = c.encoder_latent(IMG)
+    nearest = q.indices(z[None])[0].numpy()
+    assert np.array_equal(nearest, c.tokenize([IMG])[0])
+    assert np.array_equal(rd_optimize(q, c.tokens, z, 3, factor=0.0), nearest)  # lambda 0: effort 0
+    t = rd_optimize(q, c.tokens, z, 3, factor=20.0)
+    assert t.shape == nearest.shape and t.dtype == np.int64
+    assert not np.array_equal(t[:3], nearest[:3])
+    assert prefix_bits(c, t, 3) < prefix_bits(c, nearest, 3)
+    # The codes after the optimised prefix are the nearest codewords of what it left.
+    rest = q.indices(z[None])[0, 3:].numpy()  # product quantization: each group on its own
+    assert np.array_equal(t[3:], rest)
+
+
+def test_stage_choices_see_the_probabilities_the_file_is_coded_with():
+    c = tiny_layered()
+    tokens = np.ascontiguousarray(c.tokenize([IMG])[0][:1])
+    bits = sum(
+        information_content(tokens.reshape(1, -1)[:, at].T.reshape(-1), logits.reshape(-1, logits.shape[-1]))
+        for at, logits in c.tokens.choose_stages(tokens)
+    )
+    assert bits == pytest.approx(c.tokens.encode_tokens(tokens)[1], rel=1e-9)
+    chosen = tokens.copy()
+    for at, _ in c.tokens.choose_stages(chosen):  # each stage sees what was written before it
+        chosen.reshape(1, -1)[:, at] = (chosen.reshape(1, -1)[:, at] + 1) % 16
+    assert np.array_equal(chosen, (tokens + 1) % 16)
+
+
 @pytest.mark.parametrize("name", shipped_models())
 def test_effort_9_files_of_every_shipped_model_decode(name):
     c = get_codec(name)
-    data = codec.compress(IMG, name, effort=9)
-    assert data != codec.compress(IMG, name)
-    out = np.asarray(codec.decompress(data)).astype(np.float64)  # token CRCs checked
-    ref = np.asarray(codec.decompress(codec.compress(IMG, name))).astype(np.float64)
+    data = codec.compress(IMG, name, m=8) if c.layered else codec.compress(IMG, name)
+    more = codec.compress(IMG, name, m=8, effort=9) if c.layered else codec.compress(IMG, name, effort=9)
+    assert more != data
+    out = np.asarray(codec.decompress(more)).astype(np.float64)  # token CRCs checked
+    ref = np.asarray(codec.decompress(data)).astype(np.float64)
     mse = [np.mean((o - IMG) ** 2) for o in (out, ref)]
-    assert out.shape == IMG.shape and mse[0] < mse[1] * 1.02  # bf16 decode: about no worse
+    assert out.shape == IMG.shape
+    if c.layered:  # fewer bits for a little more error: less than the next code would remove
+        assert len(more) < len(data) * 0.97 and mse[0] < mse[1] * 1.15
+    else:
+        assert mse[0] < mse[1] * 1.02  # bf16 decode: about no worse
     del c
 
 
@@ -104,3 +146,16 @@ def test_cli_and_pillow_take_an_effort(tmp_path, capsys):
     buf = io.BytesIO()
     Image.fromarray(IMG).save(buf, format="PQM", effort=2)
     assert buf.getvalue() == codec.compress(IMG, effort=2)
+
+
+def test_nested_models_optimise_large_photos_encoded_in_tiles(monkeypatch):
+    import codec.engine.api
+    import codec.engine.tiling
+
+    c = tiny_layered()
+    img = np.ascontiguousarray(np.tile(IMG, (2, 2, 1)))  # 128 x 192
+    monkeypatch.setattr(codec.engine.api, "TILE_ABOVE_PIXELS", 1000)
+    monkeypatch.setattr(codec.engine.tiling, "TILE_ABOVE_PIXELS", 1000)
+    monkeypatch.setattr(codec.engine.api, "EFFORT_MAX_PIXELS", 1000)  # single-rate models only
+    data = c.compress(img, m=3, effort=1)
+    assert data != c.compress(img, m=3) and c.decompress(data).shape == img.shape
