@@ -11,7 +11,7 @@ that of the rate point the file will have (its per-position sub-vector counts), 
 refinement works for the sub-vectors that are coded.
 
 Rate is not in the objective: the refined grids cost a few percent more bits (measured in
-docs/effort.md), which the rate controllers (``bpp=``, ``size=``) absorb by re-planning.
+results/effort.md), which the rate controllers (``bpp=``, ``size=``) absorb by re-planning.
 
 Efforts follow cjxl's 0..9 scale; :data:`EFFORT_STEPS` gives the gradient steps of each.
 
