@@ -34,7 +34,7 @@ import torch.nn.functional as F
 
 from ..entropy.token_coding import LayeredTokenCoder
 from ..models.pqvae import PQVAE, pad_to_multiple
-from ..models.quantizer import ProductQuantizer
+from ..models.quantizer import ProductQuantizer, codeword_distances
 from ..util.hardware import autocast
 
 EFFORT_MAX_PIXELS = 1024 * 1024
@@ -131,25 +131,32 @@ def rd_optimize(
     codes: int,
     factor: float = RD_LAMBDA,
     candidates: int = RD_CANDIDATES,
+    nearest: np.ndarray | None = None,
+    costs: np.ndarray | None = None,
 ) -> np.ndarray:
     """Token indices int64 ``[M, h, w]`` of one latent ``z`` ``[D, h, w]`` whose first
     ``codes`` codes per position are chosen, in the order the file codes them, to minimise
     squared latent error + lambda * bits; the codes after them are the nearest codewords of
     what is left (so any rate point of the grid decodes). lambda = ``factor`` x the image's
     slope: the latent error that the codes around ``codes`` remove per bit they cost, with
-    nearest codewords (effort 0)."""
+    nearest codewords (effort 0). ``nearest`` (``quantizer.indices`` of ``z``, [M, h, w]) and
+    ``costs`` (``coder.symbol_costs(nearest)[1]``, bits [M, h*w]): pass them where already known."""
     q = quantizer
     M, K = q.M, q.K
     left = q._split(z[None].float()).clone()  # [G, N, d]: what each group still lacks (z kept)
     cb = q.codebooks.float()
-    tokens = np.ascontiguousarray(q.indices(z[None])[0].cpu().numpy(), dtype=np.int64)
-    lam = factor * _slope(q, coder, left.clone(), tokens, codes)
+    if nearest is None:
+        nearest = q.indices(z[None])[0].cpu().numpy()
+    tokens = np.array(nearest, dtype=np.int64)  # a copy: the choices are written into it
+    if costs is None:
+        costs = coder.symbol_costs(tokens)[1]
+    lam = factor * _slope(q, left.clone(), tokens, costs, coder.groups[0], codes)
     flat = tokens.reshape(M, -1)
 
     def choose(j: int, at: np.ndarray, logits: np.ndarray | None) -> None:
         g, where = q.code_groups[j], torch.from_numpy(at)
         x = left[g, where]
-        d2 = torch.cdist(x, cb[j]).square()  # [n, K]
+        d2 = codeword_distances(x[None], cb[j][None])[0]  # [n, K], less |x|^2: as the quantizer
         if logits is None:  # not coded at this rate point: the nearest
             pick = d2.argmin(1)
         else:
@@ -179,11 +186,12 @@ def rd_optimize(
 
 
 def _slope(
-    q: ProductQuantizer, coder: LayeredTokenCoder, left: torch.Tensor, tokens: np.ndarray, codes: int
+    q: ProductQuantizer, left: torch.Tensor, tokens: np.ndarray, costs: np.ndarray, g0: int, codes: int
 ) -> float:
     """Squared latent error removed per bit by the nearest codes ``codes - 1 .. codes + 1``
-    (0-based; those past the model's last code left out)."""
-    g0, M = coder.groups[0], q.M
+    (0-based; those past the model's last code left out) of grid ``tokens`` [M, h, w], whose
+    codes after the base layer's ``g0`` cost ``costs`` bits [M, h*w]."""
+    M = q.M
     lo, hi = max(g0, codes - 1), min(M, codes + 2)
     if lo >= hi:
         lo = hi - 1
@@ -196,5 +204,5 @@ def _slope(
         if j >= lo:
             gain += float(x.square().sum() - (x - v).square().sum())
         left[g] = x - v
-    bits = float(coder.symbol_costs(tokens)[1][lo:hi].sum())
+    bits = float(costs[lo:hi].sum())
     return max(gain, 0.0) / bits if bits > 0 else 0.0

@@ -176,12 +176,16 @@ class LayeredImageCodec(ImageCodec):
         effort_steps(effort)  # ValueError for an effort out of range, before any work
         xs = checked_images(images, max_pixels)
         out = []
-        for x, tokens in zip(xs, self.tokenize(xs)):
+        q = self.autoencoder.quantizer
+        for x, tokens in zip(xs, [None] * len(xs) if effort else self.tokenize(xs)):
             hw = x.shape[:2]
-            if effort:  # codes chosen for the rate point the encoder's own grid plans
-                first = self.plan(tokens, hw, rate)
+            if effort:  # codes chosen for the rate point the encoder's own (nearest) grid plans
                 z = self.encoder_latent(x)
-                tokens = rd_optimize(self.autoencoder.quantizer, self.tokens, z, first.m + bool(first.extra))
+                tokens = q.indices(z[None])[0].cpu().numpy()
+                costs = self.symbol_costs(tokens)
+                first = self.plan(tokens, hw, rate, costs)
+                codes = first.m + bool(first.extra)
+                tokens = rd_optimize(q, self.tokens, z, codes, nearest=tokens, costs=costs[1])
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, rate)))
                 continue

@@ -30,10 +30,16 @@ def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
-def _nearest(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
-    """Indices [C, N] of the nearest rows of codebooks ``cb`` [C, K, d] to ``x`` [C, N, d]."""
-    d2 = (cb * cb).sum(-1).unsqueeze(1) - 2 * torch.bmm(x, cb.transpose(1, 2))  # [C, N, K]
-    return d2.argmin(-1)
+def codeword_distances(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    """Squared distances [C, N, K] from ``x`` [C, N, d] to the rows of codebooks ``cb``
+    [C, K, d], less each ``|x|^2`` (the same for every codeword, so no choice depends on it)."""
+    return (cb * cb).sum(-1).unsqueeze(1) - 2 * torch.bmm(x, cb.transpose(1, 2))
+
+
+def nearest_codewords(x: torch.Tensor, cb: torch.Tensor) -> torch.Tensor:
+    """Indices [C, N] of the nearest rows of codebooks ``cb`` [C, K, d] to ``x`` [C, N, d]:
+    the one rule every encoder path quantizes with."""
+    return codeword_distances(x, cb).argmin(-1)
 
 
 def kmeans(x: torch.Tensor, K: int, iters: int, generator: torch.Generator) -> torch.Tensor:
@@ -43,7 +49,7 @@ def kmeans(x: torch.Tensor, K: int, iters: int, generator: torch.Generator) -> t
     pick = torch.randint(0, N, (K,), generator=generator).to(x.device)
     cb = x[:, pick].clone() + 1e-3 * torch.randn(C, K, d, generator=generator).to(x.device)
     for _ in range(iters):
-        idx = _nearest(x, cb)
+        idx = nearest_codewords(x, cb)
         sums = torch.zeros_like(cb).scatter_add_(1, idx.unsqueeze(-1).expand(-1, -1, d), x)
         ones = torch.ones_like(idx, dtype=torch.float)
         counts = torch.zeros(C, K, device=x.device).scatter_add_(1, idx, ones)
@@ -67,7 +73,7 @@ def greedy_code_order(
 
     def stage(r: torch.Tensor) -> tuple[torch.Tensor, float]:
         cb = kmeans(r[None], K, iters, g)
-        new = r - cb[0][_nearest(r[None], cb)[0]]
+        new = r - cb[0][nearest_codewords(r[None], cb)[0]]
         return new, float((r * r).sum(-1).mean() - (new * new).sum(-1).mean())
 
     cand = [stage(resid[j]) for j in range(groups)]
@@ -177,7 +183,7 @@ class ProductQuantizer(nn.Module):
         for s in range(len(self.levels)):
             js, gs = self._level(s)
             x = left[gs]
-            k = _nearest(x, cb[js])
+            k = nearest_codewords(x, cb[js])
             v = torch.gather(cb[js], 1, k.unsqueeze(-1).expand(-1, -1, d))
             inputs[js], idx[js], values[js] = x, k, v
             if self.residual:
@@ -276,7 +282,7 @@ class ProductQuantizer(nn.Module):
             js, gs = self._level(s)
             cb[js] = kmeans(left[gs], self.K, iters, g)
             left[gs] = left[gs] - torch.gather(
-                cb[js], 1, _nearest(left[gs], cb[js]).unsqueeze(-1).expand(-1, -1, self.d)
+                cb[js], 1, nearest_codewords(left[gs], cb[js]).unsqueeze(-1).expand(-1, -1, self.d)
             )
         if _distributed():
             dist.broadcast(cb, 0)
