@@ -92,7 +92,8 @@ def test_rate_distortion_optimised_codes_trade_error_for_bits():
     z = c.encoder_latent(IMG)
     nearest = q.indices(z[None])[0].numpy()
     assert np.array_equal(nearest, c.tokenize([IMG])[0])
-    assert np.array_equal(rd_optimize(q, c.tokens, z, 3, factor=0.0), nearest)  # lambda 0: effort 0
+    # lambda 0 with one stage per group (no lookahead): exactly effort 0
+    assert np.array_equal(rd_optimize(q, c.tokens, z, 3, factor=0.0), nearest)
     t = rd_optimize(q, c.tokens, z, 3, factor=20.0)
     assert t.shape == nearest.shape and t.dtype == np.int64
     assert not np.array_equal(t[:3], nearest[:3])
@@ -100,6 +101,26 @@ def test_rate_distortion_optimised_codes_trade_error_for_bits():
     # The codes after the optimised prefix are the nearest codewords of what it left.
     rest = q.indices(z[None])[0, 3:].numpy()  # product quantization: each group on its own
     assert np.array_equal(t[3:], rest)
+
+
+def test_a_code_is_chosen_for_the_error_its_groups_next_coded_stage_leaves():
+    c = tiny_layered(code_groups=[0, 1, 0, 2, 1, 2], groups=3)  # code 2: group 0's second stage
+    q = c.autoencoder.quantizer
+    z = c.encoder_latent(IMG)
+    nearest = q.indices(z[None])[0].numpy()
+    group = q._split(z[None].float())  # [G, N, d]
+    cb = q.codebooks.float()
+
+    def error_left(t: np.ndarray, codes: list[int], g: int) -> np.ndarray:
+        flat = torch.from_numpy(t.reshape(q.M, -1))
+        return (group[g] - sum(cb[j][flat[j]] for j in codes)).square().sum(-1).numpy()
+
+    t = rd_optimize(q, c.tokens, z, 3, factor=0.0)  # lambda 0: distortion alone
+    joint, greedy = error_left(t, [0, 2], 0), error_left(nearest, [0, 2], 0)
+    assert np.all(joint <= greedy + 1e-5) and np.any(joint < greedy - 1e-5)
+    assert np.array_equal(t[1], nearest[1])  # group 1's next stage is not coded: the nearest
+    t4 = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=1)  # no choice: the nearest
+    assert np.array_equal(t4, nearest)
 
 
 def test_stage_choices_see_the_probabilities_the_file_is_coded_with():
@@ -127,7 +148,7 @@ def test_effort_9_files_of_every_shipped_model_decode(name):
     mse = [np.mean((o - IMG) ** 2) for o in (out, ref)]
     assert out.shape == IMG.shape
     if c.layered:  # fewer bits for a little more error: less than the next code would remove
-        assert len(more) < len(data) * 0.97 and mse[0] < mse[1] * 1.15
+        assert len(more) < len(data) * 0.98 and mse[0] < mse[1] * 1.1
     else:
         assert mse[0] < mse[1] * 1.02  # bf16 decode: about no worse
     del c

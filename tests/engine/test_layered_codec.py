@@ -20,9 +20,11 @@ from codec.models.pqvae import PQVAE, PQVAEConfig
 GROUPS = [1, 1, 2, 2]  # M = 6: layers end at 1, 2, 4, 6 sub-vectors
 
 
-def tiny_layered(seed=0) -> LayeredImageCodec:
+def tiny_layered(seed=0, **quantizer) -> LayeredImageCodec:
+    """A small nested model; ``quantizer``: PQVAEConfig's code_groups= and groups= (residual
+    stages), default product quantization."""
     torch.manual_seed(seed)
-    ae = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=24, M=6, K=16, nested=True))
+    ae = PQVAE(PQVAEConfig(channels=[8, 16], latent_dim=24, M=6, K=16, nested=True, **quantizer))
     ae.train()
     ae(torch.rand(2, 3, 32, 32))  # codebooks from data
     with torch.no_grad():
