@@ -19,10 +19,9 @@ Nested (layered) models code with rate-distortion optimised codes instead
 (:func:`rd_optimize`): at effort ``E >= 1`` each code is chosen among the nearest codewords of
 its group's residual by squared latent error (after the group's next coded stage) plus lambda
 times its bits under the entropy model, lambda being the image's own slope of error against
-bits at its rate point. The
-entropy model's layer g is conditioned only on the layers before it, and the base layer's
-stages only on earlier stages, so every choice is costed with the exact probabilities the
-file will use; what it does to the costs of later codes is left out.
+bits at its rate point. The entropy model's layer g is conditioned only on the layers before
+it, and the base layer's stages only on earlier stages, so every choice is costed with the
+exact probabilities the file will use; what it does to the costs of later codes is left out.
 """
 
 from __future__ import annotations
@@ -141,11 +140,11 @@ def rd_optimize(
     ``candidates`` nearest codewords, to minimise squared latent error + lambda * bits, the
     error being what the group's next coded stage would leave with its nearest codeword (a
     one-stage lookahead: a residual stage can undo part of the error of the stage before it);
-    the codes after them are the nearest codewords of
-    what is left (so any rate point of the grid decodes). lambda = ``factor`` x the image's
-    slope: the latent error that the codes around ``codes`` remove per bit they cost, with
-    nearest codewords (effort 0). ``nearest`` (``quantizer.indices`` of ``z``, [M, h, w]) and
-    ``costs`` (``coder.symbol_costs(nearest)[1]``, bits [M, h*w]): pass them where already known."""
+    the codes after them are the nearest codewords of what is left (so any rate point of the
+    grid decodes). lambda = ``factor`` x the image's slope: the latent error that the codes
+    around ``codes`` remove per bit they cost, with nearest codewords (effort 0).
+    ``nearest`` (``quantizer.indices`` of ``z``, [M, h, w]) and ``costs``
+    (``coder.symbol_costs(nearest)[1]``, bits [M, h*w]): pass them where already known."""
     q = quantizer
     M, K = q.M, q.K
     left = q._split(z[None].float()).clone()  # [G, N, d]: what each group still lacks (z kept)
