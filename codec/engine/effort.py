@@ -160,7 +160,7 @@ def rd_optimize(
     next_stage = [next((k for k in range(j + 1, M) if groups[k] == groups[j]), M) for j in range(M)]
 
     def choose(j: int, at: np.ndarray, logits: np.ndarray | None) -> None:
-        g, where = q.code_groups[j], torch.from_numpy(at)
+        g, where = groups[j], torch.from_numpy(at)
         x = left[g, where]
         d2 = codeword_distances(x[None], cb[j][None])[0]  # [n, K], less |x|^2: as the quantizer
         if logits is None:  # not coded at this rate point: the nearest
@@ -171,7 +171,8 @@ def rd_optimize(
             k = next_stage[j]
             if k < codes:  # the error left after the group's next coded stage (its nearest)
                 y = x[:, None, :] - cb[j][cand]  # [n, C, d]
-                err = (y * y).sum(-1) + ((cb[k] * cb[k]).sum(-1) - 2 * y @ cb[k].T).min(-1).values
+                left_k = codeword_distances(y, cb[k].expand(len(y), K, -1)).min(-1).values
+                err = (y * y).sum(-1) + left_k
             else:
                 err = d2.gather(1, cand)
             cost = err + lam * bits.gather(1, cand)
