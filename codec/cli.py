@@ -329,11 +329,14 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_export(args: argparse.Namespace) -> None:
     from .models.io import export_checkpoint, save_bundle
 
-    if args.realism and not args.entropy:  # a bundle gets (another) realism decoder: same model id
-        from .models.io import add_realism
+    if args.latent_weights and (args.entropy or not Path(args.checkpoint).is_file()):
+        raise CodecError("--latent-weights rewrites a bundle: give the bundle file, without --entropy")
+    if (args.realism or args.latent_weights) and not args.entropy:  # a bundle rewritten: same model id
+        from .models.io import rewrite_bundle
 
         check_output(args.output, False, [args.checkpoint])
-        path = add_realism(args.checkpoint, args.realism, args.output)
+        weights = _latent_weights(args.checkpoint, args.latent_weights) if args.latent_weights else None
+        path = rewrite_bundle(args.checkpoint, args.output, args.realism, weights)
     elif args.entropy:
         from .entropy.schedule import CodingSchedule
 
@@ -349,6 +352,36 @@ def _cmd_export(args: argparse.Namespace) -> None:
     else:
         path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
+
+
+LATENT_WEIGHT_IMAGES = 8
+"""Images (the first, in sorted order) and probes per image of ``codec export
+--latent-weights``; their centres, at most 512 px a side, are decoded at 8 codes."""
+LATENT_WEIGHT_PROBES = 4
+
+
+def _latent_weights(bundle: str, folder: str):
+    """:func:`codec.engine.effort.latent_weights` of the bundle's model on ``folder``'s images."""
+    from .engine.effort import latent_weights
+    from .engine.loading import load_codec
+    from .util.imageio import list_images, load_rgb
+
+    try:
+        files = list_images(folder)[:LATENT_WEIGHT_IMAGES]
+    except FileNotFoundError as e:
+        raise CodecError(str(e)) from None
+    if not files:
+        raise CodecError(f"--latent-weights {folder}: no images there")
+    codec = load_codec(bundle)
+    if not getattr(codec, "layered", False):
+        raise CodecError(f"{bundle}: latent weights serve the effort of nested (layered) models only")
+    images = []
+    for f in files:
+        x = load_rgb(f).float() / 255
+        h, w = min(x.shape[1], 512), min(x.shape[2], 512)
+        top, left = (x.shape[1] - h) // 2, (x.shape[2] - w) // 2
+        images.append(x[:, top : top + h, left : left + w])
+    return latent_weights(codec.autoencoder, images, probes=LATENT_WEIGHT_PROBES)
 
 
 def build_parser(train_stages: bool = True) -> argparse.ArgumentParser:
@@ -526,6 +559,11 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     e.add_argument("-o", "--output", required=True)
     e.add_argument(
         "--realism", help="a --stage realism checkpoint whose decoder joins the bundle (or replaces its own)"
+    )
+    e.add_argument(
+        "--latent-weights",
+        metavar="DIR",
+        help="a bundle gets the encoder's latent weights for --effort, measured on DIR's first images",
     )
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
     e.add_argument("--stages", type=int, default=8, help="bundle: default coding schedule, stages S")

@@ -43,11 +43,14 @@ class LayeredImageCodec(ImageCodec):
 
     layered = True
 
-    def __init__(self, autoencoder, entropy_model, schedule=None, **kwargs) -> None:
+    def __init__(self, autoencoder, entropy_model, schedule=None, latent_weights=None, **kwargs) -> None:
         if not autoencoder.cfg.nested:
             raise ValueError("a layered codec needs a nested autoencoder")
         super().__init__(autoencoder, entropy_model, schedule, **kwargs)
         self.groups = self.tokens.groups
+        self.latent_weights = latent_weights
+        """[latent_dim] or None: how effort > 0 weighs each latent channel's error (the
+        bundle's ``schema.LATENT_WEIGHTS``; :func:`codec.engine.effort.latent_weights`)."""
 
     # -- tokens <-> layer streams (codec.entropy.token_coding) ---------------------------------------
     def encode_layers(self, tokens: np.ndarray, point: RatePoint) -> tuple[list[bytes], list[int]]:
@@ -185,7 +188,9 @@ class LayeredImageCodec(ImageCodec):
                 costs = self.symbol_costs(tokens)
                 first = self.plan(tokens, hw, rate, costs)
                 codes = first.m + bool(first.extra)
-                tokens = rd_optimize(q, self.tokens, z, codes, nearest=tokens, costs=costs[1])
+                tokens = rd_optimize(
+                    q, self.tokens, z, codes, nearest=tokens, costs=costs[1], weights=self.latent_weights
+                )
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, rate)))
                 continue

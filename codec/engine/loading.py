@@ -114,5 +114,14 @@ def load_codec(path: str | Path, device="cpu"):
     if realism:
         decoder = copy.deepcopy(ae.decoder)
         decoder.load_state_dict(realism, assign=True)
-    cls = LayeredImageCodec if em.cfg.groups else ImageCodec
-    return cls(ae, em, schedule, model_id=b.model_id, device=device, realism_decoder=decoder)
+    if em.cfg.groups:
+        return LayeredImageCodec(
+            ae,
+            em,
+            schedule,
+            model_id=b.model_id,
+            device=device,
+            realism_decoder=decoder,
+            latent_weights=b.latent_weights(),
+        )
+    return ImageCodec(ae, em, schedule, model_id=b.model_id, device=device, realism_decoder=decoder)

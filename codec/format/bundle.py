@@ -106,6 +106,21 @@ class Bundle:
         """A JSON config of the metadata (``schema.AUTOENCODER_CONFIG``, ``MIM_CONFIG``, ``SCHEDULE``)."""
         return json.loads(self.meta[key])
 
+    def latent_weights(self) -> np.ndarray | None:
+        """float64 [latent_dim] of ``schema.LATENT_WEIGHTS`` (None when the bundle has none);
+        CodecError unless it is a list of latent_dim finite positive numbers."""
+        text = self.meta.get(schema.LATENT_WEIGHTS)
+        if text is None:
+            return None
+        dim = int(self.config(schema.AUTOENCODER_CONFIG)["latent_dim"])
+        try:
+            w = np.asarray(json.loads(text), dtype=np.float64)
+        except (ValueError, TypeError):
+            w = np.zeros(0)
+        if w.shape != (dim,) or not np.all(np.isfinite(w) & (w > 0)):
+            raise CodecError(f"{self.path}: {schema.LATENT_WEIGHTS} must be {dim} finite positive numbers")
+        return w
+
     def part(self, prefix: str) -> dict[str, np.ndarray]:
         """The float32 tensors under ``prefix`` (the prefix taken off their names); other
         dtypes as stored."""

@@ -53,6 +53,10 @@ REALISM_DISCRIMINATOR = "realism_discriminator"  # a bundle: the realism run's d
 REALISM_STEP = "realism_step"
 REALISM_METRICS = "realism_metrics"
 REALISM_PROVENANCE = (REALISM_DISCRIMINATOR, REALISM_STEP, REALISM_METRICS)
+# a bundle, optional: JSON list of latent_dim positive floats, how the encoder weighs each latent
+# channel's squared error when it chooses codes (codec.engine.effort.latent_weights); the
+# decoder and the model id do not read it
+LATENT_WEIGHTS = "latent_weights"
 
 # checkpoint state.json keys
 STATE_STEP = "step"  # steps done (an int)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -187,15 +187,28 @@ def _realism_part(run: Path, ae_cfg: dict) -> tuple[dict[str, torch.Tensor], dic
     return {schema.REALISM_DECODER + k: v for k, v in dec.items()}, meta
 
 
-def add_realism(bundle_path: str | Path, realism: str | Path, output: str | Path) -> Path:
-    """A copy of the bundle at ``bundle_path`` whose realism decoder (added, or replacing the
-    one it had) is that of the ``--stage realism`` checkpoint folder ``realism`` (fp16). The
-    model id does not change: files written with the bundle decode with the new one."""
+def rewrite_bundle(
+    bundle_path: str | Path,
+    output: str | Path,
+    realism: str | Path | None = None,
+    latent_weights: Sequence[float] | None = None,
+) -> Path:
+    """A copy of the bundle at ``bundle_path`` with the realism decoder of the ``--stage
+    realism`` checkpoint folder ``realism`` (fp16; added, or replacing the one it had) and/or
+    the encoder's ``latent_weights`` (``schema.LATENT_WEIGHTS``). Neither changes the model
+    id: files written with the bundle decode with the new one."""
     with safe_open(str(bundle_path), "pt") as f:
         meta = dict(f.metadata() or {})
         if meta.get(schema.KIND) != schema.KIND_BUNDLE:
             raise ValueError(f"{bundle_path} is not a codec bundle")
-        tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(schema.REALISM_DECODER)}
-    dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
-    meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra
-    return _write_bundle(output, tensors | dec, meta)
+        keep = (
+            (lambda k: not k.startswith(schema.REALISM_DECODER)) if realism is not None else (lambda k: True)
+        )
+        tensors = {k: f.get_tensor(k) for k in f.keys() if keep(k)}
+    if realism is not None:
+        dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
+        meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra
+        tensors |= dec
+    if latent_weights is not None:
+        meta[schema.LATENT_WEIGHTS] = json.dumps([float(v) for v in latent_weights])
+    return _write_bundle(output, tensors, meta)

@@ -13,7 +13,7 @@ from test_layered_codec import tiny_layered
 
 import codec
 from codec.demo import sample_image_path
-from codec.engine.effort import EFFORT_STEPS, effort_steps, rd_optimize, refine_tokens
+from codec.engine.effort import EFFORT_STEPS, effort_steps, latent_weights, rd_optimize, refine_tokens
 from codec.engine.layered_codec import RatePoint
 from codec.engine.loading import get_codec
 from codec.engine.registry import shipped_models
@@ -121,6 +121,46 @@ def test_a_code_is_chosen_for_the_error_its_groups_next_coded_stage_leaves():
     assert np.array_equal(t[1], nearest[1])  # group 1's next stage is not coded: the nearest
     t4 = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=1)  # no choice: the nearest
     assert np.array_equal(t4, nearest)
+
+
+def test_latent_weights_measure_errors_where_the_decoder_feels_them():
+    c = tiny_layered()
+    q = c.autoencoder.quantizer
+    z = c.encoder_latent(IMG)
+    nearest = q.indices(z[None])[0].numpy()
+    w = np.where(np.arange(q.dim) % q.d == 0, 50.0, 1.0)  # each group's first channel weighs 50x
+    t = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=q.K, weights=w)  # distortion alone
+    # one stage per group: each code is the nearest codeword in the weighted error, whatever the
+    # weights of the other groups' channels
+    x = q._split(z[None].float()).numpy()  # [G, N, d]
+    cb = q.codebooks.float().numpy()
+    for j, g in enumerate(q.code_groups[:3]):
+        wg = w[g * q.d : (g + 1) * q.d]
+        err = (wg * (x[g][:, None, :] - cb[j][None]) ** 2).sum(-1)
+        assert np.array_equal(t[j].reshape(-1), err.argmin(1)), j
+    assert not np.array_equal(t[:3], nearest[:3])  # the weights changed choices
+    per_group = np.repeat(np.linspace(0.1, 10.0, q.G), q.d)
+    # one weight per group scales its errors alone: the choices are those without weights
+    assert np.array_equal(
+        rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=q.K, weights=per_group), nearest
+    )
+
+
+def test_latent_weights_are_the_decoders_pixel_sensitivity():
+    c = tiny_layered()
+    ae = c.autoencoder
+    first = ae.decoder.net[0]  # the first convolution reads the latent
+    images = [as_batch(IMG)[0], as_batch(IMG[::-1].copy())[0]]
+    w = latent_weights(ae, images, codes=4, probes=2)
+    assert w.shape == (ae.quantizer.dim,) and np.all(w > 0) and w.mean() == pytest.approx(1.0)
+    with torch.no_grad():
+        first.weight[:, 0] = 0  # the decoder no longer reads channel 0
+        first.weight[:, 1] *= 10  # and reads channel 1 ten times as strongly
+        if ae.decoder.linear is not None:
+            ae.decoder.linear.weight[0] = 0
+    w2 = latent_weights(ae, images, codes=4, probes=2)
+    assert w2[0] == 0 and w2[1] / w2[2:].mean() > 5 * w[1] / w[2:].mean()
+    assert all(p.requires_grad for p in ae.parameters())  # the model is left trainable
 
 
 def test_stage_choices_see_the_probabilities_the_file_is_coded_with():

@@ -61,3 +61,57 @@ def test_the_model_id_ignores_the_decoders_own_config(layered_bundle, tmp_path):
     other = {**meta, schema.AUTOENCODER_CONFIG: json.dumps({**cfg, "K": cfg["K"] * 2})}
     save_file(tensors, str(out), metadata=other)
     assert model_id(out) != model_id(layered_bundle)  # what changes the tokens still counts
+
+
+def test_export_gives_a_bundle_latent_weights_and_keeps_its_model_id(layered_bundle, tmp_path, capsys):
+    """codec export BUNDLE --latent-weights DIR: the encoder's weights in the metadata, checked on
+    load; the model id and every tensor unchanged."""
+    import numpy as np
+    from PIL import Image
+
+    from codec.cli import main
+    from codec.engine.loading import load_codec
+    from codec.format.bundle import read_bundle
+    from codec.models.io import rewrite_bundle
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (40, 56, 3), dtype=np.uint8)).save(photos / f"{i}.png")
+    out = tmp_path / "weighted.safetensors"
+    assert main(["export", str(layered_bundle), "--latent-weights", str(photos), "-o", str(out)]) == 0
+    old, new = read_bundle(layered_bundle), read_bundle(out)
+    assert new.model_id == old.model_id and old.latent_weights() is None
+    assert (
+        all(np.array_equal(new.tensors[k], v) for k, v in old.tensors.items())
+        and new.tensors.keys() == old.tensors.keys()
+    )
+    w = new.latent_weights()
+    assert w.shape == (24,) and np.all(w > 0) and w.mean() == pytest.approx(1.0)
+    assert np.array_equal(load_codec(out).latent_weights, w)
+    # refused in one line: over the output, with --entropy, from a folder without images
+    capsys.readouterr()
+    assert main(["export", str(layered_bundle), "--latent-weights", str(photos), "-o", str(out)]) == 1
+    assert (
+        main(
+            [
+                "export",
+                str(layered_bundle),
+                "--latent-weights",
+                str(tmp_path / "none"),
+                "-o",
+                str(tmp_path / "x"),
+            ]
+        )
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "image folder not found" in err
+    # forged weights: CodecError on load, naming the key
+    for forged in ([1.0] * 23, [1.0] * 23 + [-1.0], [1.0] * 23 + [float("nan")]):
+        bad = rewrite_bundle(
+            layered_bundle, tmp_path / f"bad{len(forged)}{forged[-1]}.safetensors", latent_weights=forged
+        )
+        with pytest.raises(CodecError, match=schema.LATENT_WEIGHTS):
+            load_codec(bad)
