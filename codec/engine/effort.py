@@ -129,6 +129,7 @@ def latent_weights(
     ae = autoencoder
     q = ae.quantizer
     gen = torch.Generator().manual_seed(seed)
+    device = q.codebooks.device
     total, n = torch.zeros(q.dim, dtype=torch.float64), 0
     frozen = [p for p in ae.parameters() if p.requires_grad]
     for p in frozen:
@@ -136,15 +137,16 @@ def latent_weights(
     try:
         for x in images:
             with torch.no_grad():
-                z = ae.encoder(pad_to_multiple(x[None].float(), ae.stride)).float()
+                z = ae.encoder(pad_to_multiple(x[None].float().to(device), ae.stride)).float()
                 counts = torch.full((1,), min(codes, q.M))
                 z_q, has_code = q.dequantize(q.indices(z), counts)
                 z_q = ae.fill_absent(z_q, has_code)
             for _ in range(probes):
                 z_q.requires_grad_(True)
                 y = ae.decoder(z_q).float()
-                (grad,) = torch.autograd.grad(y, z_q, torch.randn(y.shape, generator=gen))
-                total += grad[0].double().square().mean((1, 2))
+                v = torch.randn(y.shape, generator=gen).to(device)  # the same probes on any device
+                (grad,) = torch.autograd.grad(y, z_q, v)
+                total += grad[0].double().square().mean((1, 2)).cpu()
                 n += 1
     finally:
         for p in frozen:
