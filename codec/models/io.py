@@ -201,10 +201,8 @@ def rewrite_bundle(
         meta = dict(f.metadata() or {})
         if meta.get(schema.KIND) != schema.KIND_BUNDLE:
             raise ValueError(f"{bundle_path} is not a codec bundle")
-        keep = (
-            (lambda k: not k.startswith(schema.REALISM_DECODER)) if realism is not None else (lambda k: True)
-        )
-        tensors = {k: f.get_tensor(k) for k in f.keys() if keep(k)}
+        replaced = schema.REALISM_DECODER if realism is not None else None
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not (replaced and k.startswith(replaced))}
     if realism is not None:
         dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
         meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra

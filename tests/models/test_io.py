@@ -1,6 +1,7 @@
 """Tests for codec.models.io: exported stages, bundles, model ids, content hashes."""
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,8 +107,16 @@ def test_export_gives_a_bundle_latent_weights_and_keeps_its_model_id(layered_bun
         )
         == 1
     )
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    x = str(tmp_path / "x")
+    assert main(["export", str(layered_bundle), "--latent-weights", str(empty), "-o", x]) == 1
+    assert (
+        main(["export", str(layered_bundle), "--entropy", x, "--latent-weights", str(photos), "-o", x]) == 1
+    )
     err = capsys.readouterr().err
     assert "Traceback" not in err and "image folder not found" in err
+    assert "no images there" in err and "without --entropy" in err and not Path(x).exists()
     # forged weights: CodecError on load, naming the key
     for forged in ([1.0] * 23, [1.0] * 23 + [-1.0], [1.0] * 23 + [float("nan")]):
         bad = rewrite_bundle(
