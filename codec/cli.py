@@ -327,16 +327,18 @@ def _cmd_train(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from .models.io import export_checkpoint, save_bundle
+    from .models.io import export_checkpoint, is_bundle, rewrite_bundle, save_bundle
 
-    if args.latent_weights and (args.entropy or not Path(args.checkpoint).is_file()):
-        raise CodecError("--latent-weights rewrites a bundle: give the bundle file, without --entropy")
-    if (args.realism or args.latent_weights) and not args.entropy:  # a bundle rewritten: same model id
-        from .models.io import rewrite_bundle
-
+    if is_bundle(args.checkpoint):  # a bundle rewritten: same model id unless --entropy
+        if not (args.realism or args.latent_weights or args.entropy):
+            raise CodecError(f"{args.checkpoint} is a bundle: give --entropy, --realism or --latent-weights")
         check_output(args.output, False, [args.checkpoint])
+        if args.entropy and not Path(args.entropy).exists():  # before any measuring
+            raise CodecError(f"entropy model not found: {args.entropy}")
         weights = _latent_weights(args.checkpoint, args.latent_weights) if args.latent_weights else None
-        path = rewrite_bundle(args.checkpoint, args.output, args.realism, weights)
+        path = rewrite_bundle(args.checkpoint, args.output, args.realism, weights, args.entropy)
+    elif args.latent_weights:
+        raise CodecError("--latent-weights rewrites a bundle: give the bundle file")
     elif args.entropy:
         from .entropy.schedule import CodingSchedule
 
@@ -553,9 +555,14 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("export", help="write a checkpoint's weights as small fp16 safetensors")
     e.add_argument(
         "checkpoint",
-        help="a run's checkpoint folder (runs/NAME/checkpoint), or a bundle to give --realism's decoder",
+        help="a run's checkpoint folder (runs/NAME/checkpoint), or a bundle to rewrite with --entropy, "
+        "--realism or --latent-weights",
     )
-    e.add_argument("--entropy", help="also an entropy-model checkpoint: write one codec bundle of both")
+    e.add_argument(
+        "--entropy",
+        help="an entropy-model checkpoint: one codec bundle of both "
+        "(or a bundle's new entropy model: a new model id)",
+    )
     e.add_argument("-o", "--output", required=True)
     e.add_argument(
         "--realism", help="a --stage realism checkpoint whose decoder joins the bundle (or replaces its own)"

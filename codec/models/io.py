@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..format import bundle, schema
@@ -36,6 +36,18 @@ def export_checkpoint(checkpoint: str | Path, output: str | Path, command: str =
     }
     output.parent.mkdir(parents=True, exist_ok=True)
     return atomic_write(output, lambda tmp: save_file(half, str(tmp), metadata=meta))
+
+
+def is_bundle(path: str | Path) -> bool:
+    """Whether ``path`` is a codec bundle file (not a checkpoint folder or an exported stage)."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    try:
+        with safe_open(str(path), "np") as f:
+            return (f.metadata() or {}).get(schema.KIND) == schema.KIND_BUNDLE
+    except (SafetensorError, OSError):  # not a safetensors file: not a bundle
+        return False
 
 
 def load_pqvae(path: str | Path, device: str | torch.device = "cpu") -> PQVAE:
@@ -113,6 +125,24 @@ def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
         }
 
 
+def _stage_part(path: Path, key: str) -> tuple[dict[str, torch.Tensor], dict, dict[str, str]]:
+    """(tensors, config, provenance: step, metrics, command) of one trained stage: a checkpoint
+    folder (its config under ``key`` in the state) or an exported file."""
+    if path.is_dir():
+        state = json.loads((path / schema.CHECKPOINT_STATE).read_text())
+        info = {
+            schema.STEP: str(state[schema.STATE_STEP]),
+            schema.METRICS: json.dumps(state.get(schema.STATE_METRICS)),
+        }
+        return _load_tensors(path / schema.CHECKPOINT_MODEL), state[key], info
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata() or {}
+    if schema.CONFIG not in meta:
+        raise ValueError(f"{path} is not an exported stage or a checkpoint folder")
+    info = {k: meta[k] for k in schema.PROVENANCE if k in meta}
+    return _load_tensors(path), json.loads(meta[schema.CONFIG]), info
+
+
 def save_bundle(
     output: str | Path,
     autoencoder: str | Path,
@@ -127,22 +157,8 @@ def save_bundle(
     second decoder of the same tokens (the model id does not change)."""
     from ..entropy.schedule import CodingSchedule
 
-    def part(path: Path, key: str) -> tuple[dict, dict, dict]:
-        """(tensors, config, provenance: step, metrics, command)"""
-        if path.is_dir():
-            state = json.loads((path / schema.CHECKPOINT_STATE).read_text())
-            info = {
-                schema.STEP: str(state[schema.STATE_STEP]),
-                schema.METRICS: json.dumps(state.get(schema.STATE_METRICS)),
-            }
-            return _load_tensors(path / schema.CHECKPOINT_MODEL), state[key], info
-        with safe_open(str(path), "pt") as f:
-            meta = f.metadata()
-        info = {k: meta[k] for k in schema.PROVENANCE if k in meta}
-        return _load_tensors(path), json.loads(meta[schema.CONFIG]), info
-
-    ae, ae_cfg, ae_info = part(Path(autoencoder), schema.STATE_MODEL_CONFIG)
-    em, em_cfg, em_info = part(Path(entropy_model), schema.STATE_MIM_CONFIG)
+    ae, ae_cfg, ae_info = _stage_part(Path(autoencoder), schema.STATE_MODEL_CONFIG)
+    em, em_cfg, em_info = _stage_part(Path(entropy_model), schema.STATE_MIM_CONFIG)
     tensors = {schema.AUTOENCODER + k: v for k, v in ae.items()} | {
         schema.ENTROPY_MODEL + k: v for k, v in em.items()
     }
@@ -192,21 +208,37 @@ def rewrite_bundle(
     output: str | Path,
     realism: str | Path | None = None,
     latent_weights: Sequence[float] | None = None,
+    entropy: str | Path | None = None,
 ) -> Path:
     """A copy of the bundle at ``bundle_path`` with the realism decoder of the ``--stage
-    realism`` checkpoint folder ``realism`` (fp16; added, or replacing the one it had) and/or
-    the encoder's ``latent_weights`` (``schema.LATENT_WEIGHTS``). Neither changes the model
-    id: files written with the bundle decode with the new one."""
+    realism`` checkpoint folder ``realism`` (fp16; added, or replacing the one it had), the
+    encoder's ``latent_weights`` (``schema.LATENT_WEIGHTS``) and/or the entropy model of
+    ``entropy`` (a ``--stage entropy`` checkpoint folder or exported file over the same
+    tokens). A realism decoder or latent weights keep the model id (files written with the
+    bundle decode with the new one); a new entropy model gives a new id, and keeps the rest."""
     with safe_open(str(bundle_path), "pt") as f:
         meta = dict(f.metadata() or {})
         if meta.get(schema.KIND) != schema.KIND_BUNDLE:
             raise ValueError(f"{bundle_path} is not a codec bundle")
-        replaced = schema.REALISM_DECODER if realism is not None else None
-        tensors = {k: f.get_tensor(k) for k in f.keys() if not (replaced and k.startswith(replaced))}
+        replaced = tuple(
+            prefix
+            for prefix, new in ((schema.REALISM_DECODER, realism), (schema.ENTROPY_MODEL, entropy))
+            if new is not None
+        )
+        tensors = {k: f.get_tensor(k) for k in f.keys() if not any(k.startswith(r) for r in replaced)}
     if realism is not None:
         dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
         meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra
         tensors |= dec
     if latent_weights is not None:
         meta[schema.LATENT_WEIGHTS] = json.dumps([float(v) for v in latent_weights])
+    if entropy is not None:
+        em, em_cfg, em_info = _stage_part(Path(entropy), schema.STATE_MIM_CONFIG)
+        ae_cfg = json.loads(meta[schema.AUTOENCODER_CONFIG])
+        if (em_cfg.get("M"), em_cfg.get("K")) != (ae_cfg["M"], ae_cfg["K"]):
+            raise ValueError(f"{entropy} is not an entropy model of this bundle's tokens")
+        meta = {k: v for k, v in meta.items() if not k.startswith(schema.ENTROPY_PROVENANCE)}
+        meta |= {schema.MIM_CONFIG: json.dumps(em_cfg)}
+        meta |= {schema.ENTROPY_PROVENANCE + k: v for k, v in em_info.items()}
+        tensors |= {schema.ENTROPY_MODEL + k: v for k, v in em.items()}
     return _write_bundle(output, tensors, meta)

@@ -114,9 +114,11 @@ def test_export_gives_a_bundle_latent_weights_and_keeps_its_model_id(layered_bun
     assert (
         main(["export", str(layered_bundle), "--entropy", x, "--latent-weights", str(photos), "-o", x]) == 1
     )
+    assert main(["export", str(photos), "--latent-weights", str(photos), "-o", x]) == 1
     err = capsys.readouterr().err
     assert "Traceback" not in err and "image folder not found" in err
-    assert "no images there" in err and "without --entropy" in err and not Path(x).exists()
+    assert "no images there" in err and "entropy model not found" in err and not Path(x).exists()
+    assert "rewrites a bundle" in err
     # forged weights: CodecError on load, naming the key
     for forged in ([1.0] * 23, [1.0] * 23 + [-1.0], [1.0] * 23 + [float("nan")]):
         bad = rewrite_bundle(
@@ -124,3 +126,51 @@ def test_export_gives_a_bundle_latent_weights_and_keeps_its_model_id(layered_bun
         )
         with pytest.raises(CodecError, match=schema.LATENT_WEIGHTS):
             load_codec(bad)
+
+
+def test_export_gives_a_bundle_a_new_entropy_model_and_a_new_model_id(layered_bundle, tmp_path, capsys):
+    """codec export BUNDLE --entropy EM: the entropy model replaced (a new model id: old files are
+    refused, not misread), everything else kept (every other tensor, the latent weights)."""
+    import numpy as np
+
+    from codec.cli import main
+    from codec.engine.loading import load_codec
+    from codec.format.bundle import read_bundle
+    from codec.models.io import rewrite_bundle
+
+    weighted = rewrite_bundle(layered_bundle, tmp_path / "w.safetensors", latent_weights=[0.5] * 24)
+    em_file = layered_bundle.parent / "em.safetensors"
+    with safe_open(str(em_file), "pt") as f:
+        em_meta = f.metadata()
+    em = load_file(str(em_file))
+    em["channel.head.weight"] = em["channel.head.weight"] * 0.5  # another entropy model
+    save_file(em, str(tmp_path / "em2.safetensors"), metadata={**em_meta, schema.COMMAND: "trained on"})
+    out = tmp_path / "new.safetensors"
+    assert (
+        main(["export", str(weighted), "--entropy", str(tmp_path / "em2.safetensors"), "-o", str(out)]) == 0
+    )
+    old, new = read_bundle(weighted), read_bundle(out)
+    assert new.model_id != old.model_id and new.tensors.keys() == old.tensors.keys()
+    changed = {k for k, v in old.tensors.items() if not np.array_equal(new.tensors[k], v)}
+    assert changed == {schema.ENTROPY_MODEL + "channel.head.weight"}
+    assert np.array_equal(new.latent_weights(), old.latent_weights())
+    assert new.meta[schema.ENTROPY_PROVENANCE + schema.COMMAND] == "trained on"
+
+    img = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    old_codec, new_codec = load_codec(weighted), load_codec(out)
+    data = new_codec.compress(img)
+    assert np.array_equal(new_codec.decompress(data), old_codec.decompress(old_codec.compress(img)))
+    with pytest.raises(CodecError, match="model"):
+        new_codec.decompress(old_codec.compress(img))
+    # an entropy model of other tokens is refused in one line, nothing written
+    other = {**em_meta, schema.CONFIG: json.dumps({**json.loads(em_meta[schema.CONFIG]), "K": 32})}
+    save_file(em, str(tmp_path / "em_k32.safetensors"), metadata=other)
+    capsys.readouterr()
+    bad = tmp_path / "bad.safetensors"
+    assert (
+        main(["export", str(weighted), "--entropy", str(tmp_path / "em_k32.safetensors"), "-o", str(bad)])
+        == 1
+    )
+    err = capsys.readouterr().err
+    assert "not an entropy model of this bundle's tokens" in err and "Traceback" not in err
+    assert not bad.exists()
