@@ -175,6 +175,33 @@ def test_encode_a_prefix_of_the_stages(bundle, image, tmp_path, capsys):
     assert "--stages" in capsys.readouterr().err
 
 
+def test_encode_with_fewer_base_stages_gives_the_same_pixels(layered_bundle, tmp_path, capsys):
+    """--base-stages S: the file records its schedule, so the same tokens (same pixels) decode
+    from a file coded in S stages; S outside 1..64 is refused in one line, nothing written."""
+    from codec.format import bitstream
+
+    rng = np.random.default_rng(2)
+    src = tmp_path / "in.png"
+    Image.fromarray(rng.integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(src)
+    m = ["--model", str(layered_bundle), "--m", "3"]
+    files = {s: tmp_path / f"s{s}.pqm" for s in ("model", 1, 2)}
+    assert main(["encode", str(src), "-o", str(files["model"]), *m]) == 0
+    for s in (1, 2):
+        assert main(["encode", str(src), "-o", str(files[s]), *m, "--base-stages", str(s)]) == 0
+    data = {s: f.read_bytes() for s, f in files.items()}
+    assert [bitstream.unpack(data[s])[0].stages for s in (1, 2)] == [1, 2]
+    assert bitstream.unpack(data["model"])[0].stages == load_codec(layered_bundle).schedule.stages > 2
+    pixels = [np.asarray(codec.decompress(d, model=str(layered_bundle))) for d in data.values()]
+    assert all(np.array_equal(p, pixels[0]) for p in pixels[1:])
+    capsys.readouterr()
+    for bad in ("0", "65"):
+        out = tmp_path / f"bad{bad}.pqm"
+        assert main(["encode", str(src), "-o", str(out), *m, "--base-stages", bad]) == 1
+        assert not out.exists()
+    err = capsys.readouterr().err
+    assert err.count("--base-stages must be in 1..64") == 2 and "Traceback" not in err
+
+
 def test_rate_control_and_layers_from_the_command_line(layered_bundle, tmp_path, capsys):
     rng = np.random.default_rng(1)
     src = tmp_path / "in.png"

@@ -80,6 +80,8 @@ _KNOWN_FLAGS = FLAG_REALISM | FLAG_PORTABLE | FLAG_TILED
 ORDERS = ("raster", "permutation", "lds")
 """The position orders (codec.entropy.schedule); files store an order as its index here (never
 reorder, only append)."""
+MAX_STAGES = 64
+"""Stages S of a coding schedule: 1..MAX_STAGES (one byte in the header)."""
 
 TILE_TOKENS = 48
 """Positions per side of the tiles a large token grid is coded in (see FLAG_TILED): 768
@@ -199,7 +201,7 @@ def _validate(h: Header, max_pixels: int) -> None:
     )
     _check(1 <= h.M <= 256, f"M must be in 1..256, got {h.M}")
     _check(2 <= h.K <= 65536, f"K must be in 2..65536, got {h.K}")
-    _check(1 <= h.stages <= 64, f"stages must be in 1..64, got {h.stages}")
+    _check(1 <= h.stages <= MAX_STAGES, f"stages must be in 1..{MAX_STAGES}, got {h.stages}")
     _check(0 <= h.stages_present <= h.stages, f"stages present {h.stages_present} > stages {h.stages}")
     _check(0 <= round(h.alpha * 1000) < 2**20, f"schedule exponent out of range: {h.alpha}")
     _check(h.order in ORDERS, f"unknown position order {h.order!r}")
