@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import os
 import sys
+from collections.abc import Iterator
 from functools import partial
 from itertools import accumulate
 from pathlib import Path
@@ -67,24 +69,45 @@ def _check_pqm_output(dst: str, command: str) -> None:
 
 
 def _cmd_encode(args: argparse.Namespace) -> None:
-    import io
-
-    from PIL import Image, UnidentifiedImageError
-
-    from .engine.loading import decoder_for_file, get_codec
+    from .engine.loading import get_codec
     from .format import bitstream
 
     outs = _checked_outputs(args, ".pqm")
     for dst in outs:
         _check_pqm_output(dst, "encode")
     rate = checked_rate(*(getattr(args, k) for k in RATE_ARGS), flag="--")  # before the model loads
+    if args.base_stages is not None and not 1 <= args.base_stages <= bitstream.MAX_STAGES:
+        raise CodecError(f"--base-stages must be in 1..{bitstream.MAX_STAGES}")
     codec = get_codec(args.model)
-    if args.base_stages is not None:  # the file records its schedule: any S decodes
-        if not 1 <= args.base_stages <= bitstream.MAX_STAGES:
-            raise CodecError(f"--base-stages must be in 1..{bitstream.MAX_STAGES}")
-        codec.schedule = dataclasses.replace(codec.schedule, stages=args.base_stages)
-    if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
-        raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
+    stages = args.base_stages or codec.schedule.stages
+    if args.stages is not None and not 0 <= args.stages <= stages:
+        raise CodecError(f"--stages must be in 0..{stages} for this model")
+    with _base_stages(codec, args.base_stages):
+        _encode_files(codec, args, outs, rate)
+
+
+@contextlib.contextmanager
+def _base_stages(codec, stages: int | None) -> Iterator[None]:
+    """``codec`` (cached and shared) writes its base layer in ``stages`` spatial stages inside
+    the block only (None: the model's own schedule). Files record their schedule: any S decodes."""
+    own = codec.schedule
+    if stages is not None:
+        codec.schedule = dataclasses.replace(own, stages=stages)
+    try:
+        yield
+    finally:
+        codec.schedule = own
+
+
+def _encode_files(codec, args: argparse.Namespace, outs: list[str], rate) -> None:
+    """Each input of ``args`` coded by ``codec`` at ``rate`` into its output in ``outs``."""
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    from .engine.loading import decoder_for_file
+    from .format import bitstream
+
     for src, dst in zip(args.inputs, outs):
         raw = _read(src)
         if not raw:

@@ -188,6 +188,9 @@ def test_encode_with_fewer_base_stages_gives_the_same_pixels(layered_bundle, tmp
     assert main(["encode", str(src), "-o", str(files["model"]), *m]) == 0
     for s in (1, 2):
         assert main(["encode", str(src), "-o", str(files[s]), *m, "--base-stages", str(s)]) == 0
+    again = tmp_path / "again.pqm"  # the cached codec keeps the model's schedule afterwards
+    assert main(["encode", str(src), "-o", str(again), *m]) == 0
+    assert again.read_bytes() == files["model"].read_bytes()
     data = {s: f.read_bytes() for s, f in files.items()}
     assert [bitstream.unpack(data[s])[0].stages for s in (1, 2)] == [1, 2]
     assert bitstream.unpack(data["model"])[0].stages == load_codec(layered_bundle).schedule.stages > 2
