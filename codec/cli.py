@@ -79,10 +79,9 @@ def _cmd_encode(args: argparse.Namespace) -> None:
     if args.base_stages is not None and not 1 <= args.base_stages <= bitstream.MAX_STAGES:
         raise CodecError(f"--base-stages must be in 1..{bitstream.MAX_STAGES}")
     codec = get_codec(args.model)
-    stages = args.base_stages or codec.schedule.stages
-    if args.stages is not None and not 0 <= args.stages <= stages:
-        raise CodecError(f"--stages must be in 0..{stages} for this model")
     with _base_stages(codec, args.base_stages):
+        if args.stages is not None and not 0 <= args.stages <= codec.schedule.stages:
+            raise CodecError(f"--stages must be in 0..{codec.schedule.stages} for this model")
         _encode_files(codec, args, outs, rate)
 
 
