@@ -46,6 +46,11 @@ void bind_decoder(nb::module_& m) {
              self.set(name, a.data(), shape_of(a));
            },
            "name"_a, "array"_a)
+      .def("set_half",
+           [](pie::ImageDecoder& self, const std::string& name, CArray<uint16_t> bits) {
+             self.set_half(name, bits.data(), shape_of(bits));
+           },
+           "name"_a, "bits"_a)
       .def(
           "finalize",
           [](pie::ImageDecoder& self, int threads) {

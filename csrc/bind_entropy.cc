@@ -34,6 +34,11 @@ void bind_entropy_models(nb::module_& m) {
              self.set(name, a.data(), shape_of(a));
            },
            "name"_a, "array"_a)
+      .def("set_half",
+           [](pie::MaskedTransformer& self, const std::string& name, CArray<uint16_t> bits) {
+             self.set_half(name, bits.data(), shape_of(bits));
+           },
+           "name"_a, "bits"_a)
       .def("finalize", &pie::MaskedTransformer::finalize)
       .def("forward",
            [](const pie::MaskedTransformer& self, CArray<int32_t, nb::ndim<3>> tokens,
@@ -60,6 +65,11 @@ void bind_entropy_models(nb::module_& m) {
              self.set(name, a.data(), shape_of(a));
            },
            "name"_a, "array"_a)
+      .def("set_half",
+           [](pie::ChannelConv& self, const std::string& name, CArray<uint16_t> bits) {
+             self.set_half(name, bits.data(), shape_of(bits));
+           },
+           "name"_a, "bits"_a)
       .def("finalize", &pie::ChannelConv::finalize)
       .def("forward",
            [](const pie::ChannelConv& self, CArray<int32_t, nb::ndim<3>> tokens, int g, int threads) {

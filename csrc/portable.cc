@@ -445,16 +445,50 @@ void Params::declare(const std::string& name, std::vector<int64_t> shape) {
   entries_[name].shape = std::move(shape);
 }
 
-void Params::set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+Params::Entry& Params::checked(const std::string& name, const std::vector<int64_t>& shape) {
   auto it = entries_.find(name);
   if (it == entries_.end()) throw std::invalid_argument("unknown parameter " + name);
   if (it->second.shape != shape)
     throw std::invalid_argument("parameter " + name + " has shape " + shape_str(shape) + ", expected " +
                                 shape_str(it->second.shape));
+  return it->second;
+}
+
+void Params::set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
+  Entry& e = checked(name, shape);
   int64_t n = 1;
   for (int64_t s : shape) n *= s;
-  it->second.data.assign(data, data + n);
-  it->second.set = true;
+  e.data.assign(data, data + n);
+  e.set = true;
+}
+
+namespace {
+
+// binary16 -> binary32, exact (every half value is a float value). Branch-free, so the loop
+// vectorises; a subnormal half (man * 2^-24) is a normal float, computed exactly whatever
+// the floating-point mode (no denormal is read or made, and no rounding happens).
+inline float widen_half(uint16_t h) {
+  const uint32_t sign = uint32_t{h & 0x8000u} << 16, exp = (h >> 10) & 0x1fu, man = h & 0x3ffu;
+  const float tiny = static_cast<float>(static_cast<int32_t>(man)) * 0x1p-24f;
+  uint32_t tiny_bits;
+  std::memcpy(&tiny_bits, &tiny, sizeof tiny_bits);
+  const uint32_t bits = exp == 0x1fu ? (sign | 0x7f800000u | (man << 13))   // infinity, NaN
+                        : exp != 0   ? (sign | ((exp + 112) << 23) | (man << 13))  // rebias 15 -> 127
+                                     : (sign | tiny_bits);                    // zero, subnormal
+  float f;
+  std::memcpy(&f, &bits, sizeof f);
+  return f;
+}
+
+}  // namespace
+
+void Params::set_half(const std::string& name, const uint16_t* bits, const std::vector<int64_t>& shape) {
+  Entry& e = checked(name, shape);
+  int64_t n = 1;
+  for (int64_t s : shape) n *= s;
+  e.data.resize(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) e.data[static_cast<size_t>(i)] = widen_half(bits[i]);
+  e.set = true;
 }
 
 void Params::check_complete() const {

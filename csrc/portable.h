@@ -39,6 +39,9 @@ class Params {
   /// Copies ``data`` into the parameter ``name``; std::invalid_argument for an unknown name
   /// or another shape.
   void set(const std::string& name, const float* data, const std::vector<int64_t>& shape);
+  /// set() of IEEE binary16 values given as their bits (how bundles store weights): each is
+  /// widened to float32 exactly, so the result is set() of the same values widened elsewhere.
+  void set_half(const std::string& name, const uint16_t* bits, const std::vector<int64_t>& shape);
   /// std::invalid_argument naming the first declared parameter that was never set.
   void check_complete() const;
   const std::vector<float>& get(const std::string& name) const;
@@ -54,6 +57,7 @@ class Params {
     std::vector<float> data;
     bool set = false;
   };
+  Entry& checked(const std::string& name, const std::vector<int64_t>& shape);
   std::map<std::string, Entry> entries_;
 };
 
@@ -63,6 +67,11 @@ class ParamModule {
   /// std::invalid_argument for an unknown name or another shape.
   void set(const std::string& name, const float* data, const std::vector<int64_t>& shape) {
     params_.set(name, data, shape);
+    ready_ = false;
+  }
+  /// set() of binary16 bits (Params::set_half).
+  void set_half(const std::string& name, const uint16_t* bits, const std::vector<int64_t>& shape) {
+    params_.set_half(name, bits, shape);
     ready_ = false;
   }
   /// The parameters set() accepts: name and shape, by name.

@@ -24,6 +24,7 @@ from ..format.checks import checked_crop, integer
 from .tiling import check_memory, render_latent
 
 DECODERS = ("fidelity", "realism")
+ENCODER = schema.AUTOENCODER + "encoder."  # what a decoder never reads
 
 
 @dataclass(frozen=True)
@@ -196,9 +197,8 @@ class PortableDecoder(FileDecoder):
     _DECODER_PREFIX = {"fidelity": schema.AUTOENCODER + "decoder.", "realism": schema.REALISM_DECODER}
 
     def _build(self, prefix: str, make):
-        """``make`` (the float32 tensors under ``prefix``), after which they are dropped."""
-        stored = self._stored[prefix]
-        made = make({k: (v.astype(np.float32) if v.dtype.kind == "f" else v) for k, v in stored.items()})
+        """``make`` (the tensors under ``prefix``, as stored), after which they are dropped."""
+        made = make(self._stored[prefix])
         del self._stored[prefix]
         return made
 
@@ -221,8 +221,11 @@ class PortableDecoder(FileDecoder):
         )
 
 
-def load_portable_decoder(path: str | Path, trusted=None, threads: int | None = None) -> PortableDecoder:
-    """A :class:`PortableDecoder` of the bundle at ``path`` (read and checked once)."""
+def load_portable_decoder(
+    path: str | Path, trusted=None, threads: int | None = None, verified_id: bytes | None = None
+) -> PortableDecoder:
+    """A :class:`PortableDecoder` of the bundle at ``path`` (read and checked once; see
+    :func:`~codec.format.bundle.read_bundle` for ``trusted`` and ``verified_id``)."""
     from ..format.bundle import read_bundle
 
-    return PortableDecoder(read_bundle(path, trusted), threads)
+    return PortableDecoder(read_bundle(path, trusted, verified_id, skip=(ENCODER,)), threads)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from ..errors import CodecError
 from ..format import schema
-from .registry import is_shipped_file, manifest, resolve, retired, shipped_models, weights_dir
+from .registry import (
+    is_shipped_file,
+    manifest,
+    resolve,
+    retired,
+    shipped_model_id,
+    shipped_models,
+    weights_dir,
+)
 
 
 @functools.lru_cache(maxsize=4)
@@ -33,7 +41,7 @@ def get_codec(model: str | Path | None = None, device: str = "cpu"):
 def _load_decoder(path: str):
     from .decoding import load_portable_decoder
 
-    return load_portable_decoder(path, trusted=is_shipped_file)
+    return load_portable_decoder(path, trusted=is_shipped_file, verified_id=shipped_model_id(path))
 
 
 def get_decoder(model: str | Path | None = None):

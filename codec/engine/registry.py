@@ -82,16 +82,30 @@ def shipped_path(name: str) -> Path:
     return path
 
 
-def is_shipped_file(path: str | Path) -> bool:
-    """True if ``path`` is the file of a shipped model, verified against its SHA-256
-    (CodecError if it differs); False for any other file."""
+def _shipped_entry(path: str | Path) -> dict | None:
+    """The zoo entry of ``path`` if it is the file of a shipped model, verified against its
+    SHA-256 (CodecError if it differs); None for any other file."""
     path = Path(path).resolve()
     for name, entry in manifest().items():
         f = weights_dir() / entry["file"]
         if f.is_file() and f.resolve() == path:
             shipped_path(name)
-            return True
-    return False
+            return entry
+    return None
+
+
+def is_shipped_file(path: str | Path) -> bool:
+    """True if ``path`` is the file of a shipped model, verified against its SHA-256
+    (CodecError if it differs); False for any other file."""
+    return _shipped_entry(path) is not None
+
+
+def shipped_model_id(path: str | Path) -> bytes | None:
+    """The model id zoo.json records for ``path`` if it is the file of a shipped model,
+    verified against its SHA-256 (CodecError if it differs); None for any other file. The
+    zoo's tests check each recorded id against the one computed from the file's tensors."""
+    entry = _shipped_entry(path)
+    return bytes.fromhex(entry["model_id"]) if entry and entry.get("model_id") else None
 
 
 def default_model_path() -> Path:

@@ -21,10 +21,19 @@ from . import _rangecoder as _rc
 from .range_coder import default_threads
 
 
+def set_parameter(target, name: str, value: np.ndarray) -> None:
+    """``target.set(name, value)`` as float32; a float16 array (as bundles store weights) goes
+    over as its bits, which the extension widens exactly: no float32 copy is made here."""
+    if value.dtype == np.float16:
+        target.set_half(name, np.ascontiguousarray(value).view(np.uint16))
+    else:
+        target.set(name, np.ascontiguousarray(value, dtype=np.float32))
+
+
 def _load(target, params: Mapping[str, np.ndarray], prefix: str = "") -> None:
     for name, value in params.items():
         if name.startswith(prefix):
-            target.set(name[len(prefix) :], np.ascontiguousarray(value, dtype=np.float32))
+            set_parameter(target, name[len(prefix) :], value)
     target.finalize()  # ValueError naming any parameter that was not given
 
 
@@ -32,7 +41,7 @@ class PortableTransformer:
     """codec.models.mim.MaskedEntropyModel: ``logits(tokens, known, query)``.
 
     ``config``: its MIMConfig fields (M, K, dim, depth, decoder_depth, heads, mlp_ratio);
-    ``params``: name -> float array (the state_dict, without ``prefix``).
+    ``params``: name -> float array, float16 or wider (the state_dict, without ``prefix``).
     """
 
     def __init__(self, config: Mapping, params: Mapping[str, np.ndarray], prefix: str = "", threads=None):

@@ -51,7 +51,7 @@ class PortableLogits:
     """:class:`EntropyLogits` of the portable C++ inference (:mod:`codec.entropy.portable`).
 
     ``config``: the MIMConfig fields (a bundle's ``mim_config``); ``params``: the entropy
-    model's state_dict as float32 arrays."""
+    model's state_dict as float arrays (float16 as bundles store them, or wider)."""
 
     def __init__(self, config: Mapping, params: Mapping[str, np.ndarray]) -> None:
         from .portable import PortableChannel, PortableTransformer

@@ -130,9 +130,20 @@ class Bundle:
         }
 
 
-def read_bundle(path: str | Path, trusted: Callable[[Path], bool] | None = None) -> Bundle:
+def read_bundle(
+    path: str | Path,
+    trusted: Callable[[Path], bool] | None = None,
+    verified_id: bytes | None = None,
+    skip: tuple[str, ...] = (),
+) -> Bundle:
     """The bundle at ``path``, read once and checked (:func:`verify_content`); CodecError for
-    a file that is not a usable bundle."""
+    a file that is not a usable bundle.
+
+    ``verified_id``: the model id of a file the caller has verified as a whole (a shipped
+    model: its SHA-256 against the zoo's, which records its id too). Its content hash and
+    model id are then not computed again (the verified-hash cache exists so that a CLI call
+    does not hash a shipped file), and its tensors under the prefixes ``skip`` are not read
+    (a decoder skips the encoder)."""
     from safetensors import safe_open
     from safetensors.numpy import load_file
 
@@ -140,8 +151,11 @@ def read_bundle(path: str | Path, trusted: Callable[[Path], bool] | None = None)
     try:
         with safe_open(str(path), "np") as f:
             meta = dict(f.metadata() or {})
-        if meta.get(schema.KIND) != schema.KIND_BUNDLE:
-            raise CodecError(f"{path} is not a codec bundle (kind {meta.get(schema.KIND)!r})")
+            if meta.get(schema.KIND) != schema.KIND_BUNDLE:
+                raise CodecError(f"{path} is not a codec bundle (kind {meta.get(schema.KIND)!r})")
+            if verified_id is not None:
+                tensors = {k: f.get_tensor(k) for k in f.keys() if not k.startswith(skip)}
+                return Bundle(path, tensors, meta, verified_id)
         tensors = load_file(str(path))
         verify_content(path, tensors, meta, trusted)
         return Bundle(path, tensors, meta, bundle_model_id(tensors, meta))

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..entropy import _rangecoder as _rc
+from ..entropy.portable import set_parameter
 from ..entropy.range_coder import default_threads
 
 
@@ -29,7 +30,7 @@ class PortableDecoder:
     (one int or one per stage), latent_dim, transform, extra_decoder_blocks; attention must be
     off (ValueError). ``params``: name -> array (the decoder's state_dict, names after
     ``prefix``, e.g. ``"autoencoder.decoder."`` for a bundle; keys without the prefix are
-    skipped), converted to float32. ValueError for a missing, unknown or misshapen parameter.
+    skipped), float16 or wider, used as float32. ValueError for a missing, unknown or misshapen parameter.
     """
 
     def __init__(
@@ -51,7 +52,7 @@ class PortableDecoder:
         )
         for name, value in params.items():
             if name.startswith(prefix):
-                self._model.set(name[len(prefix) :], np.ascontiguousarray(value, dtype=np.float32))
+                set_parameter(self._model, name[len(prefix) :], value)
         self.threads = threads or default_threads()
         self._model.finalize(self.threads)  # ValueError naming any parameter that was not given
         self.latent_dim: int = self._model.latent_dim

@@ -96,6 +96,32 @@ def test_a_damaged_shipped_file_is_refused(tmp_path, monkeypatch):
     assert "extreme-s32-m1-k16" in entries["models"]
 
 
+def test_a_shipped_file_is_not_hashed_again_by_its_decoder(tmp_path, monkeypatch):
+    """A shipped file verified against the zoo's SHA-256 is decoded with the zoo's model id
+    (the same as computed from its tensors) without its content hash; a copy elsewhere is
+    checked in full, and both decode a file to the same pixels."""
+    import shutil
+
+    from codec.engine import loading
+    from codec.engine.decoding import load_portable_decoder
+    from codec.engine.registry import manifest, weights_dir
+    from codec.format import bundle
+
+    name = "default"  # the other shipped model predates content hashes
+    path = weights_dir() / manifest()[name]["file"]
+    copy = tmp_path / "copy.safetensors"
+    shutil.copy(path, copy)
+    data = codec.compress(Image.new("RGB", (64, 48), (90, 140, 60)), model=name)
+    hashed = []
+    real = bundle.content_hash
+    monkeypatch.setattr(bundle, "content_hash", lambda t, m: hashed.append(1) or real(t, m))
+    shipped = loading._load_decoder.__wrapped__(str(path))  # not the process cache
+    assert hashed == [] and shipped.model_id.hex() == manifest()[name]["model_id"]
+    other = load_portable_decoder(copy)
+    assert hashed == [1] and other.model_id == shipped.model_id == bundle.read_bundle(copy).model_id
+    assert np.array_equal(shipped.decompress(data), other.decompress(data))
+
+
 def test_codec_models_lists_names_rates_and_sizes(capsys):
     import json
 

@@ -68,6 +68,26 @@ def test_channel_model_matches_torch():
         np.testing.assert_allclose(got, ref, atol=2e-5 * max(1.0, float(np.abs(ref).max())))
 
 
+def test_float16_parameters_are_widened_exactly():
+    """Bundles store weights as float16, handed to the extension as their bits: every one of
+    the 65,536 values (zeros, subnormals, normals, infinities, NaNs) becomes the float32 that
+    numpy widens it to. The channel model with zero weights returns its head's bias as logits:
+    sub-vector j of symbol k reads bias row j * K + k."""
+    cfg = MIMConfig(M=17, K=4096, dim=8, heads=1, groups=[1, 16], channel_dim=2, channel_depth=1)
+    params = {
+        k: np.zeros_like(v, dtype=np.float16)
+        for k, v in numpy_params(LayeredEntropyModel(cfg).channel).items()
+    }
+    every = np.arange(65536, dtype=np.uint16).view(np.float16)
+    params["head.bias"] = np.concatenate([np.zeros(4096, np.float16), every])
+    half = PortableChannel(cfg.to_dict(), params)
+    wide = PortableChannel(cfg.to_dict(), {k: v.astype(np.float32) for k, v in params.items()})
+    tok = np.zeros((17, 1, 1), np.int64)
+    got = half.logits(tok, 1)  # [1, 16, 4096]
+    assert np.array_equal(got.reshape(-1), every.astype(np.float32), equal_nan=True)
+    assert np.array_equal(got.view(np.uint32), wide.logits(tok, 1).view(np.uint32))
+
+
 def shipped_default():
     from codec.engine.loading import get_codec
 
