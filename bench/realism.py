@@ -2,9 +2,10 @@
 several rates, on Kodak and on the held-out BSDS500 test photos.
 
 Each image is coded once per target rate with BUNDLE (``--bpp``: our rate control); the file
-is decoded by the bundle's fidelity decoder, its realism decoder and, with --other, the
-realism decoder of another bundle over the same tokens (same model id: the discriminator
-ablation, or a longer run). Each classical codec gets the largest file not larger than ours (where it has
+is decoded by the bundle's fidelity decoder, its realism decoder (``decoder="realism"``: at the
+bundle's strengths, if it has them, codec.render.realism) and, with --other, the realism
+decoder of another bundle over the same tokens (same model id: the discriminator ablation, a
+longer run, or other strengths). Each classical codec gets the largest file not larger than ours (where it has
 no file that small, its row averages fewer images: the count is printed, and it is left out
 of the paired KID bootstrap). Reported per photo set, rate and decoder: bpp, PSNR, MS-SSIM,
 and FD / KID between MobileNetV2 features of 256-px patches of the originals and of the

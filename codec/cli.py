@@ -147,7 +147,12 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from .engine.loading import decoder_for_file
+    from .render.realism import checked_strength
 
+    if args.realism_strength is not None:
+        if args.decoder != "realism":
+            raise CodecError("--realism-strength needs --decoder realism")
+        checked_strength(args.realism_strength, "--realism-strength")
     outs = _checked_outputs(args, ".png")
     for dst in outs:  # a format Pillow cannot write is refused before any decoding
         fmt = _image_format(dst)
@@ -173,6 +178,7 @@ def _cmd_decode(args: argparse.Namespace) -> None:
             layers=args.layers,
             max_pixels=args.max_pixels,
             decoder=args.decoder,
+            realism_strength=args.realism_strength,
             **extra,
         )
         buf, fmt = io.BytesIO(), _image_format(dst)
@@ -357,15 +363,21 @@ def _cmd_export(args: argparse.Namespace) -> None:
     from .models.io import export_checkpoint, is_bundle, rewrite_bundle, save_bundle
 
     if is_bundle(args.checkpoint):  # a bundle rewritten: same model id unless --entropy
-        if not (args.realism or args.latent_weights or args.entropy):
-            raise CodecError(f"{args.checkpoint} is a bundle: give --entropy, --realism or --latent-weights")
+        if not (args.realism or args.latent_weights or args.entropy or args.realism_strength):
+            give = "--entropy, --realism, --realism-strength or --latent-weights"
+            raise CodecError(f"{args.checkpoint} is a bundle: give {give}")
         check_output(args.output, False, [args.checkpoint])
         if args.entropy and not Path(args.entropy).exists():  # before any measuring
             raise CodecError(f"entropy model not found: {args.entropy}")
+        strength = args.realism_strength and _number_list("--realism-strength", args.realism_strength)
         weights = _latent_weights(args.checkpoint, args.latent_weights) if args.latent_weights else None
-        path = rewrite_bundle(args.checkpoint, args.output, args.realism, weights, args.entropy)
-    elif args.latent_weights:
-        raise CodecError("--latent-weights rewrites a bundle: give the bundle file")
+        try:
+            path = rewrite_bundle(args.checkpoint, args.output, args.realism, weights, args.entropy, strength)
+        except ValueError as e:
+            raise CodecError(str(e)) from None
+    elif args.latent_weights or args.realism_strength:
+        flag = "--latent-weights" if args.latent_weights else "--realism-strength"
+        raise CodecError(f"{flag} rewrites a bundle: give the bundle file")
     elif args.entropy:
         from .entropy.schedule import CodingSchedule
 
@@ -381,6 +393,13 @@ def _cmd_export(args: argparse.Namespace) -> None:
     else:
         path = export_checkpoint(args.checkpoint, args.output, command=args.command_line)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, fp16)")
+
+
+def _number_list(flag: str, text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise CodecError(f"{flag} takes numbers separated by commas, not {text!r}") from None
 
 
 LATENT_WEIGHT_IMAGES = 8
@@ -507,6 +526,13 @@ def _add_decode(sub: argparse._SubParsersAction) -> None:
         default="fidelity",
         help="fidelity (MSE-trained) or realism (discriminator-trained) decoder of the same tokens",
     )
+    de.add_argument(
+        "--realism-strength",
+        type=float,
+        metavar="S",
+        help="with --decoder realism: its image's share over the fidelity decoder's, 0 to 1 "
+        "(default: the model's own for the file's rate)",
+    )
     de.add_argument("--max-pixels", type=int, default=None, help="refuse larger images (default: Pillow's)")
     de.add_argument("--force", action="store_true", help="replace existing output files")
     de.set_defaults(func=_cmd_decode)
@@ -605,6 +631,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "--latent-weights",
         metavar="DIR",
         help="a bundle gets the encoder's latent weights for --effort, measured on DIR's first images",
+    )
+    e.add_argument(
+        "--realism-strength",
+        metavar="S1,S2,...",
+        help="a bundle's share of the realism decoder's image in --decoder realism, for files of 1, 2, ... "
+        "codes per position (the last value goes on to M)",
     )
     e.add_argument("--command-line", default="", help="the command that trained it, stored in the file")
     e.add_argument("--stages", type=int, default=8, help="bundle: default coding schedule, stages S")

@@ -40,13 +40,16 @@ def decompress(
     layers: int | None = None,
     crop: tuple[int, int, int, int] | None = None,
     decoder: str = "fidelity",
+    realism_strength: float | None = None,
 ):
     """.pqm bytes -> PIL RGB image. ``model``: a bundle path or shipped name (default:
     the shipped model whose id the file names, else ``$CODEC_MODEL``). ``stages``: decode
     only that many stages (progressive, version-1 files); ``layers``: decode only the first
     quality layers (layered files); ``crop`` = (x, y, width, height): only that region;
     ``decoder``: ``fidelity`` (MSE-trained) or ``realism`` (discriminator-trained, where the
-    model has one: CodecError otherwise) renders the same tokens.
+    model has one: CodecError otherwise) renders the same tokens; ``realism_strength`` (0 to 1,
+    realism only): the realism decoder's share over the fidelity decoder's image (default: the
+    model's own for the file's rate; :mod:`codec.render.realism`).
     CodecError for data that is not the bytes of a .pqm file this codec decodes (a path too)
     and for arguments out of range or of the wrong type. Needs no torch: the portable decoder
     (:class:`codec.engine.decoding.PortableDecoder`) gives the same pixels on every machine."""
@@ -56,5 +59,7 @@ def decompress(
 
     portable = decoder_for_file(data, model)
     return Image.fromarray(
-        portable.decompress(data, stages=stages, layers=layers, crop=crop, decoder=decoder)
+        portable.decompress(
+            data, stages=stages, layers=layers, crop=crop, decoder=decoder, realism_strength=realism_strength
+        )
     )

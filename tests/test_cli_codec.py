@@ -487,3 +487,48 @@ def test_decode_picks_the_writer_by_extension_in_a_fresh_process(bundle, image, 
     data = (tmp_path / "x.png").read_bytes()
     flg = data[data.index(b"IDAT") + 5]  # the zlib header's FLEVEL: 0 is the fastest level
     assert flg >> 6 == 0, flg
+
+
+def test_decode_with_a_realism_strength_and_its_one_line_errors(tmp_path, capsys):
+    """codec decode --decoder realism --realism-strength S mixes the two decoders' images as
+    codec.render.realism.blend does; S without --decoder realism, or outside 0..1, is refused
+    before any work; codec export BUNDLE --realism-strength writes a bundle's table and refuses
+    what it cannot take, in one line and without an output file."""
+    from codec.demo import sample_image_path
+    from codec.engine.registry import shipped_path
+    from codec.render.realism import blend
+
+    Image.open(sample_image_path()).crop((0, 0, 128, 96)).save(tmp_path / "in.png")
+    assert main(["encode", str(tmp_path / "in.png"), "-o", str(tmp_path / "f.pqm"), "--m", "2"]) == 0
+    src = str(tmp_path / "f.pqm")
+    decoded = {}
+    for name, extra in (
+        ("fid", []),
+        ("real", ["--decoder", "realism", "--realism-strength", "1"]),
+        ("mix", ["--decoder", "realism", "--realism-strength", "0.3"]),
+    ):
+        assert main(["decode", src, "-o", str(tmp_path / f"{name}.png"), *extra]) == 0
+        decoded[name] = np.asarray(Image.open(tmp_path / f"{name}.png"))
+    assert np.array_equal(decoded["mix"], blend(decoded["fid"], decoded["real"], 0.3))
+    capsys.readouterr()
+    for extra, msg in (
+        (["--realism-strength", "0.5"], "--realism-strength needs --decoder realism"),
+        (["--decoder", "realism", "--realism-strength", "1.5"], "--realism-strength must be from 0 to 1"),
+    ):
+        assert main(["decode", src, "-o", str(tmp_path / "bad.png"), *extra]) == 1
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1 and not (tmp_path / "bad.png").exists()
+    out = tmp_path / "s.safetensors"
+    for args, msg in (
+        ([str(shipped_path("default")), "--realism-strength", "0.5,x"], "numbers separated by commas"),
+        ([str(shipped_path("default")), "--realism-strength", "0.5,-1"], "from 0 to 1"),
+        ([str(shipped_path("extreme-s32-m1-k16")), "--realism-strength", "0.5"], "no realism decoder"),
+    ):
+        assert main(["export", *args, "-o", str(out)]) == 1
+        err = capsys.readouterr().err
+        assert msg in err and len(err.strip().splitlines()) == 1 and not out.exists()
+    assert main(["export", str(shipped_path("default")), "--realism-strength", "0.3", "-o", str(out)]) == 0
+    assert (
+        main(["decode", src, "-o", str(tmp_path / "t.png"), "--model", str(out), "--decoder", "realism"]) == 0
+    )
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "t.png")), decoded["mix"])

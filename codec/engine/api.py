@@ -93,12 +93,14 @@ class ImageCodec(FileDecoder):
         amp: str = "auto",
         realism_decoder: torch.nn.Module | None = None,
         portable: bool = True,
+        realism_strength: tuple[float, ...] | None = None,
     ) -> None:
         self.autoencoder = autoencoder.to(device).eval()
         self.portable = portable
         # A second decoder of the same tokens (trained with the VQ-conditioned discriminator):
         # files say the model offers it (header flag); ``decompress(decoder="realism")`` uses it.
         self.realism_decoder = realism_decoder.to(device).eval() if realism_decoder is not None else None
+        self.realism_strength = realism_strength  # per code count: codec.render.realism
         self.entropy_model = entropy_model.float().cpu().eval()
         self.model_id = model_id
         self.device = torch.device(device)
@@ -276,6 +278,8 @@ class ImageCodec(FileDecoder):
             schema.MIM_CONFIG: json.dumps(self.entropy_model.cfg.to_dict()),
             schema.SCHEDULE: json.dumps(self.schedule.__dict__),
         }
+        if self.realism_strength is not None:
+            meta[schema.REALISM_STRENGTH] = json.dumps(list(self.realism_strength))
         return PortableDecoder(Bundle(Path("<in memory>"), tensors, meta, self.model_id), threads)
 
     @property

@@ -21,6 +21,7 @@ from ..errors import CodecError
 from ..format import bitstream, schema
 from ..format.bundle import Bundle
 from ..format.checks import checked_crop, integer
+from ..render.realism import blend, checked_strength, strength_at
 from .tiling import check_memory, render_latent
 
 DECODERS = ("fidelity", "realism")
@@ -41,6 +42,11 @@ class FileTokens:
     @property
     def size(self) -> tuple[int, int]:
         return self.header.height, self.header.width
+
+    @property
+    def codes_per_position(self) -> float:
+        """The mean number of codes per position the decoder reads (M without quality layers)."""
+        return float(self.counts.mean()) if self.counts is not None else float(self.header.M)
 
 
 def read_tokens(
@@ -128,6 +134,8 @@ class FileDecoder:
     model_id: bytes
     grid: tuple[int, int, int]
     decoders: tuple[str, ...]
+    realism_strength: tuple[float, ...] | None = None
+    """The bundle's strength of the realism decoder per code count (schema.REALISM_STRENGTH)."""
 
     def read(self, data: bytes, **kwargs) -> FileTokens:
         """:func:`read_tokens` of this model's file (keyword arguments as there)."""
@@ -141,15 +149,36 @@ class FileDecoder:
         decoder: str = "fidelity",
         layers: int | None = None,
         crop: tuple[int, int, int, int] | None = None,
+        realism_strength: float | None = None,
     ) -> np.ndarray:
         """.pqm bytes -> uint8 [H, W, 3]; CodecError for any file this model cannot decode.
         ``decoder``: ``fidelity`` (the autoencoder's, MSE-trained) or ``realism`` (same
-        tokens); ``stages`` (version-1 files) / ``layers`` (layered files): decode only the
-        first ones; ``crop`` = (x, y, width, height): only that region goes through the decoder
-        network (the tokens of the whole image are still decoded); ``max_pixels``: refuse
-        larger images (default ``codec.format.bitstream.MAX_IMAGE_PIXELS``)."""
+        tokens: see :meth:`render_image`, and ``realism_strength``); ``stages`` (version-1 files) /
+        ``layers`` (layered files): decode only the first ones; ``crop`` = (x, y, width,
+        height): only that region goes through the decoder network (the tokens of the whole
+        image are still decoded); ``max_pixels``: refuse larger images (default
+        ``codec.format.bitstream.MAX_IMAGE_PIXELS``)."""
+        if realism_strength is not None:  # before any decoding
+            if decoder != "realism":
+                raise CodecError("realism_strength needs decoder='realism'")
+            realism_strength = checked_strength(realism_strength)
         got = self.read(data, decoder=decoder, stages=stages, layers=layers, crop=crop, max_pixels=max_pixels)
-        return self.render_tokens(got, decoder)
+        return self.render_image(got, decoder, realism_strength)
+
+    def render_image(self, got: FileTokens, decoder: str, realism_strength: float | None = None):
+        """uint8 [H, W, 3] (or the crop) of a file's tokens. ``realism``: the realism decoder's
+        image over the fidelity decoder's by ``realism_strength`` (default: the bundle's for
+        the file's codes per position; 1, the realism decoder alone, without one), as
+        :func:`codec.render.realism.blend`."""
+        if decoder != "realism":
+            return self.render_tokens(got, decoder)
+        s = realism_strength
+        if s is None:
+            s = strength_at(self.realism_strength, got.codes_per_position)
+        if s >= 1.0:
+            return self.render_tokens(got, "realism")
+        fidelity = self.render_tokens(got, "fidelity")
+        return fidelity if s <= 0.0 else blend(fidelity, self.render_tokens(got, "realism"), s)
 
     def render_tokens(self, got: FileTokens, decoder: str) -> np.ndarray:
         """uint8 [H, W, 3] (or the crop) of a file's decoded tokens."""
@@ -192,6 +221,7 @@ class PortableDecoder(FileDecoder):
             None if fill is None else fill.astype(np.float32),
         )
         self.decoders = ("fidelity", "realism") if self._stored[schema.REALISM_DECODER] else ("fidelity",)
+        self.realism_strength = bundle.realism_strength()
         self._networks: dict[str, object] = {}
 
     _DECODER_PREFIX = {"fidelity": schema.AUTOENCODER + "decoder.", "realism": schema.REALISM_DECODER}

@@ -122,14 +122,9 @@ def load_codec(path: str | Path, device="cpu"):
     if realism:
         decoder = copy.deepcopy(ae.decoder)
         decoder.load_state_dict(realism, assign=True)
+    same = dict(
+        model_id=b.model_id, device=device, realism_decoder=decoder, realism_strength=b.realism_strength()
+    )
     if em.cfg.groups:
-        return LayeredImageCodec(
-            ae,
-            em,
-            schedule,
-            model_id=b.model_id,
-            device=device,
-            realism_decoder=decoder,
-            latent_weights=b.latent_weights(),
-        )
-    return ImageCodec(ae, em, schedule, model_id=b.model_id, device=device, realism_decoder=decoder)
+        return LayeredImageCodec(ae, em, schedule, latent_weights=b.latent_weights(), **same)
+    return ImageCodec(ae, em, schedule, **same)

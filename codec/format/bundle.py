@@ -121,6 +121,26 @@ class Bundle:
             raise CodecError(f"{self.path}: {schema.LATENT_WEIGHTS} must be {dim} finite positive numbers")
         return w
 
+    def realism_strength(self) -> tuple[float, ...] | None:
+        """The M strengths of ``schema.REALISM_STRENGTH`` (None when the bundle has none);
+        CodecError unless it is a list of M numbers from 0 to 1 in a bundle with a realism
+        decoder."""
+        text = self.meta.get(schema.REALISM_STRENGTH)
+        if text is None:
+            return None
+        M = int(self.config(schema.AUTOENCODER_CONFIG)["M"])
+        try:
+            values = json.loads(text)
+            ok = isinstance(values, list) and len(values) == M
+            table = tuple(float(v) for v in values) if ok else ()
+        except (ValueError, TypeError):
+            table = ()
+        has_realism = any(k.startswith(schema.REALISM_DECODER) for k in self.tensors)
+        if not (has_realism and len(table) == M and all(0.0 <= v <= 1.0 for v in table)):
+            want = f"{M} numbers from 0 to 1, and a realism decoder"
+            raise CodecError(f"{self.path}: {schema.REALISM_STRENGTH} needs {want}")
+        return table
+
     def part(self, prefix: str) -> dict[str, np.ndarray]:
         """The float32 tensors under ``prefix`` (the prefix taken off their names); other
         dtypes as stored."""

@@ -57,6 +57,11 @@ REALISM_PROVENANCE = (REALISM_DISCRIMINATOR, REALISM_STEP, REALISM_METRICS)
 # channel's squared error when it chooses codes (codec.engine.effort.latent_weights); the
 # decoder and the model id do not read it
 LATENT_WEIGHTS = "latent_weights"
+# a bundle with a realism decoder, optional: JSON list of M numbers in [0, 1], entry m - 1 the
+# share of the realism decoder's image in what ``decoder="realism"`` shows for a file of m codes
+# per position (the rest: the fidelity decoder's image; codec.render.realism); the model id does
+# not read it
+REALISM_STRENGTH = "realism_strength"
 
 # checkpoint state.json keys
 STATE_STEP = "step"  # steps done (an int)

@@ -209,13 +209,18 @@ def rewrite_bundle(
     realism: str | Path | None = None,
     latent_weights: Sequence[float] | None = None,
     entropy: str | Path | None = None,
+    realism_strength: Sequence[float] | None = None,
 ) -> Path:
     """A copy of the bundle at ``bundle_path`` with the realism decoder of the ``--stage
-    realism`` checkpoint folder ``realism`` (fp16; added, or replacing the one it had), the
-    encoder's ``latent_weights`` (``schema.LATENT_WEIGHTS``) and/or the entropy model of
-    ``entropy`` (a ``--stage entropy`` checkpoint folder or exported file over the same
-    tokens). A realism decoder or latent weights keep the model id (files written with the
-    bundle decode with the new one); a new entropy model gives a new id, and keeps the rest."""
+    realism`` checkpoint folder ``realism`` (fp16; added, or replacing the one it had, and then
+    without the old one's strengths), the encoder's ``latent_weights``
+    (``schema.LATENT_WEIGHTS``), the ``realism_strength`` per code count m = 1..M
+    (``schema.REALISM_STRENGTH``; a shorter list goes on with its last value) and/or the
+    entropy model of ``entropy`` (a ``--stage entropy`` checkpoint folder or exported file over
+    the same tokens). A realism decoder, its strengths or latent weights keep the model id
+    (files written with the bundle decode with the new one); a new entropy model gives a new
+    id, and keeps the rest. ValueError for strengths outside [0, 1] or without a realism
+    decoder."""
     with safe_open(str(bundle_path), "pt") as f:
         meta = dict(f.metadata() or {})
         if meta.get(schema.KIND) != schema.KIND_BUNDLE:
@@ -230,6 +235,16 @@ def rewrite_bundle(
         dec, extra = _realism_part(Path(realism), json.loads(meta[schema.AUTOENCODER_CONFIG]))
         meta = {k: v for k, v in meta.items() if k not in schema.REALISM_PROVENANCE} | extra
         tensors |= dec
+    if realism is not None:
+        meta.pop(schema.REALISM_STRENGTH, None)
+    if realism_strength is not None:
+        M = json.loads(meta[schema.AUTOENCODER_CONFIG])["M"]
+        values = [float(v) for v in realism_strength][:M]
+        if not values or not all(0.0 <= v <= 1.0 for v in values):
+            raise ValueError(f"realism strengths: 1 to {M} numbers from 0 to 1, not {realism_strength}")
+        if not any(k.startswith(schema.REALISM_DECODER) for k in tensors):
+            raise ValueError(f"{bundle_path} has no realism decoder for strengths (add one with --realism)")
+        meta[schema.REALISM_STRENGTH] = json.dumps(values + values[-1:] * (M - len(values)))
     if latent_weights is not None:
         meta[schema.LATENT_WEIGHTS] = json.dumps([float(v) for v in latent_weights])
     if entropy is not None:
