@@ -50,5 +50,11 @@ def blend(fidelity: np.ndarray, realism: np.ndarray, strength: float) -> np.ndar
         return fidelity
     if w == STEPS:
         return realism
-    mixed = fidelity.astype(np.uint32) * (STEPS - w) + realism.astype(np.uint32) * w + STEPS // 2
-    return (mixed >> 8).astype(np.uint8)
+    out = np.empty_like(fidelity)
+    for y in range(0, fidelity.shape[0], ROWS):  # in bands: a large picture needs no wide copies
+        f, r = fidelity[y : y + ROWS].astype(np.uint16), realism[y : y + ROWS].astype(np.uint16)
+        out[y : y + ROWS] = (f * (STEPS - w) + r * w + STEPS // 2) >> 8  # at most 65,408: uint16
+    return out
+
+
+ROWS = 256

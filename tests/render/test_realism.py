@@ -26,6 +26,11 @@ def test_blend_is_exact_at_its_ends_and_rounds_between():
         assert np.abs(got - want).max() <= 0.5 + 255 / 512 + 1e-9
     w = round(0.7 * 256)
     assert np.array_equal(blend(f, r, 0.7), (f.astype(int) * (256 - w) + r.astype(int) * w + 128) // 256)
+    tall = [rng.integers(0, 256, (600, 5, 3), dtype=np.uint8) for _ in range(2)]  # bands of rows
+    w = round(0.3 * 256)
+    assert np.array_equal(
+        blend(*tall, 0.3), (tall[0].astype(int) * (256 - w) + tall[1].astype(int) * w + 128) // 256
+    )
     same = np.full((2, 2, 3), 77, np.uint8)
     assert np.array_equal(blend(same, same.copy(), 0.37), same)  # a mix of equal images is the image
 
