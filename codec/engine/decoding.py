@@ -165,7 +165,9 @@ class FileDecoder:
         got = self.read(data, decoder=decoder, stages=stages, layers=layers, crop=crop, max_pixels=max_pixels)
         return self.render_image(got, decoder, realism_strength)
 
-    def render_image(self, got: FileTokens, decoder: str, realism_strength: float | None = None):
+    def render_image(
+        self, got: FileTokens, decoder: str, realism_strength: float | None = None
+    ) -> np.ndarray:
         """uint8 [H, W, 3] (or the crop) of a file's tokens. ``realism``: the realism decoder's
         image over the fidelity decoder's by ``realism_strength`` (default: the bundle's for
         the file's codes per position; 1, the realism decoder alone, without one), as
