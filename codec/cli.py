@@ -147,12 +147,12 @@ def _cmd_decode(args: argparse.Namespace) -> None:
     from PIL import Image
 
     from .engine.loading import decoder_for_file
-    from .render.realism import checked_strength
+    from .format.checks import share
 
     if args.realism_strength is not None:
         if args.decoder != "realism":
             raise CodecError("--realism-strength needs --decoder realism")
-        checked_strength(args.realism_strength, "--realism-strength")
+        share("--realism-strength", args.realism_strength, CodecError)
     outs = _checked_outputs(args, ".png")
     for dst in outs:  # a format Pillow cannot write is refused before any decoding
         fmt = _image_format(dst)

@@ -20,8 +20,8 @@ from ..entropy.token_coding import LayeredTokenCoder, PortableLogits, RatePoint,
 from ..errors import CodecError
 from ..format import bitstream, schema
 from ..format.bundle import Bundle
-from ..format.checks import checked_crop, integer
-from ..render.realism import blend, checked_strength, strength_at
+from ..format.checks import checked_crop, integer, share
+from ..render.realism import blend, strength_at
 from .tiling import check_memory, render_latent
 
 DECODERS = ("fidelity", "realism")
@@ -161,7 +161,7 @@ class FileDecoder:
         if realism_strength is not None:  # before any decoding
             if decoder != "realism":
                 raise CodecError("realism_strength needs decoder='realism'")
-            realism_strength = checked_strength(realism_strength)
+            realism_strength = share("realism strength", realism_strength, CodecError)
         got = self.read(data, decoder=decoder, stages=stages, layers=layers, crop=crop, max_pixels=max_pixels)
         return self.render_image(got, decoder, realism_strength)
 

@@ -30,10 +30,15 @@ def set_parameter(target, name: str, value: np.ndarray) -> None:
         target.set(name, np.ascontiguousarray(value, dtype=np.float32))
 
 
-def _load(target, params: Mapping[str, np.ndarray], prefix: str = "") -> None:
+def set_parameters(target, params: Mapping[str, np.ndarray], prefix: str = "") -> None:
+    """:func:`set_parameter` of each of ``params`` under ``prefix`` (the prefix taken off)."""
     for name, value in params.items():
         if name.startswith(prefix):
             set_parameter(target, name[len(prefix) :], value)
+
+
+def _load(target, params: Mapping[str, np.ndarray], prefix: str = "") -> None:
+    set_parameters(target, params, prefix)
     target.finalize()  # ValueError naming any parameter that was not given
 
 

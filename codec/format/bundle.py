@@ -20,6 +20,7 @@ import numpy as np
 
 from ..errors import CodecError
 from . import schema
+from .checks import share
 
 _TORCH_DTYPE = {
     np.dtype(np.float16): "torch.float16",
@@ -132,11 +133,11 @@ class Bundle:
         try:
             values = json.loads(text)
             ok = isinstance(values, list) and len(values) == M
-            table = tuple(float(v) for v in values) if ok else ()
-        except (ValueError, TypeError):
+            table = tuple(share(schema.REALISM_STRENGTH, v) for v in values) if ok else ()
+        except ValueError:  # json's, share's
             table = ()
         has_realism = any(k.startswith(schema.REALISM_DECODER) for k in self.tensors)
-        if not (has_realism and len(table) == M and all(0.0 <= v <= 1.0 for v in table)):
+        if not (has_realism and len(table) == M):
             want = f"{M} numbers from 0 to 1, and a realism decoder"
             raise CodecError(f"{self.path}: {schema.REALISM_STRENGTH} needs {want}")
         return table

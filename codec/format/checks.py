@@ -29,6 +29,14 @@ def finite(name: str, value: object, error: type[Exception] = ValueError) -> flo
     return float(value)
 
 
+def share(name: str, value: object, error: type[Exception] = ValueError) -> float:
+    """``value`` as a float from 0 to 1; ``error`` naming ``name`` otherwise (:func:`finite`)."""
+    v = finite(name, value, error)
+    if not 0.0 <= v <= 1.0:
+        raise error(f"{name} must be from 0 to 1, got {value!r}")
+    return v
+
+
 @dataclass(frozen=True)
 class Rate:
     """What a nested model's file should cost: at most one of ``bpp`` (bits per pixel > 0:

@@ -13,6 +13,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from ..format import bundle, schema
+from ..format.checks import share
 from ..util.files import atomic_write
 from .pqvae import PQVAE, PQVAEConfig
 
@@ -239,9 +240,9 @@ def rewrite_bundle(
         meta.pop(schema.REALISM_STRENGTH, None)
     if realism_strength is not None:
         M = json.loads(meta[schema.AUTOENCODER_CONFIG])["M"]
-        values = [float(v) for v in realism_strength][:M]
-        if not values or not all(0.0 <= v <= 1.0 for v in values):
-            raise ValueError(f"realism strengths: 1 to {M} numbers from 0 to 1, not {realism_strength}")
+        values = [share("realism strength", v) for v in realism_strength][:M]
+        if not values:
+            raise ValueError("realism strengths: give 1 to M numbers from 0 to 1")
         if not any(k.startswith(schema.REALISM_DECODER) for k in tensors):
             raise ValueError(f"{bundle_path} has no realism decoder for strengths (add one with --realism)")
         meta[schema.REALISM_STRENGTH] = json.dumps(values + values[-1:] * (M - len(values)))

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..entropy import _rangecoder as _rc
-from ..entropy.portable import set_parameter
+from ..entropy.portable import set_parameters
 from ..entropy.range_coder import default_threads
 
 
@@ -50,9 +50,7 @@ class PortableDecoder:
         self._model = _rc.ImageDecoder(
             int(c["latent_dim"]), channels, blocks, extra, bool(c.get("transform", False))
         )
-        for name, value in params.items():
-            if name.startswith(prefix):
-                set_parameter(self._model, name[len(prefix) :], value)
+        set_parameters(self._model, params, prefix)
         self.threads = threads or default_threads()
         self._model.finalize(self.threads)  # ValueError naming any parameter that was not given
         self.latent_dim: int = self._model.latent_dim

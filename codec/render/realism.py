@@ -18,19 +18,10 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import CodecError
+from ..format.checks import share
 
 STEPS = 256
 """Strengths are applied in steps of 1/256: ``(f * (256 - w) + r * w + 128) >> 8``, w = round(256 s)."""
-
-
-def checked_strength(value: object, what: str = "realism strength") -> float:
-    """``value`` as a float in [0, 1]; CodecError otherwise (bools and non-numbers too)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise CodecError(f"{what} must be a number from 0 to 1, not {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and 0.0 <= v <= 1.0):
-        raise CodecError(f"{what} must be from 0 to 1, not {value!r}")
-    return v
 
 
 def strength_at(table: Sequence[float] | None, codes_per_position: float) -> float:
@@ -45,7 +36,7 @@ def strength_at(table: Sequence[float] | None, codes_per_position: float) -> flo
 def blend(fidelity: np.ndarray, realism: np.ndarray, strength: float) -> np.ndarray:
     """uint8 [H, W, 3]: ``strength`` of ``realism`` over ``fidelity`` (two uint8 images of one
     shape), rounded to the nearest level; strength 0 and 1 give the images themselves."""
-    w = round(checked_strength(strength) * STEPS)
+    w = round(share("realism strength", strength, CodecError) * STEPS)
     if w == 0:
         return fidelity
     if w == STEPS:

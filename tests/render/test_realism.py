@@ -11,7 +11,8 @@ from PIL import Image
 import codec
 from codec.demo import sample_image_path
 from codec.errors import CodecError
-from codec.render.realism import blend, checked_strength, strength_at
+from codec.format.checks import share
+from codec.render.realism import blend, strength_at
 
 
 def test_blend_is_exact_at_its_ends_and_rounds_between():
@@ -38,8 +39,8 @@ def test_blend_is_exact_at_its_ends_and_rounds_between():
 @pytest.mark.parametrize("bad", [-0.01, 1.01, math.nan, math.inf, True, "0.5", None])
 def test_strengths_outside_0_to_1_or_not_numbers_are_refused(bad):
     with pytest.raises(CodecError, match="realism strength"):
-        checked_strength(bad)
-    assert checked_strength(0) == 0.0 and checked_strength(np.float32(1.0)) == 1.0
+        share("realism strength", bad, CodecError)
+    assert share("s", 0) == 0.0 and share("s", np.float32(1.0)) == 1.0
 
 
 def test_a_table_gives_each_rate_its_strength():
