@@ -93,6 +93,37 @@ def verify_content(
         raise CodecError(f"{path} is damaged: its content does not match the hash stored in it")
 
 
+def quantize_int8(w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 q, float32 scale [w.shape[0]]) with w ~ q * scale, one scale per index of the first
+    axis (max |w| / 127 of that slice): half the bytes of float16 for a decoder whose image
+    is judged by eye (the realism decoder: about 0.01 dB and 0.2-0.4 levels on average)."""
+    w = np.asarray(w, dtype=np.float32)
+    flat = w.reshape(w.shape[0], -1)
+    scale = (np.abs(flat).max(axis=1) / 127).astype(np.float32)
+    safe = np.where(scale > 0, scale, 1).astype(np.float32)
+    q = np.clip(np.rint(flat / safe[:, None]), -127, 127).astype(np.int8)
+    return q.reshape(w.shape), scale
+
+
+def widened(tensors: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``tensors`` with each int8 tensor stored with a scale (``schema.INT8_SCALE``) replaced by
+    float32 q * scale (one float32 product per weight: the same on every machine) and the scale
+    dropped; the other tensors as they are. CodecError for an int8 tensor without a scale, a
+    scale without its tensor, or of the wrong shape, dtype or value (not finite, negative)."""
+    out = dict(tensors)
+    for name, v in tensors.items():
+        if v.dtype == np.int8 and name + schema.INT8_SCALE not in tensors:
+            raise CodecError(f"{name}: an int8 tensor needs its scale {name + schema.INT8_SCALE}")
+    for key in [k for k in tensors if k.endswith(schema.INT8_SCALE)]:
+        name = key.removesuffix(schema.INT8_SCALE)
+        q, scale = out.pop(name, None), np.asarray(out.pop(key))
+        ok = q is not None and q.dtype == np.int8 and q.ndim >= 1 and scale.dtype == np.float32
+        if not (ok and scale.shape == q.shape[:1] and np.all(np.isfinite(scale) & (scale >= 0))):
+            raise CodecError(f"{key}: needs int8 {name} and a finite scale >= 0 per index of its first axis")
+        out[name] = q.astype(np.float32) * scale.reshape((-1,) + (1,) * (q.ndim - 1))
+    return out
+
+
 @dataclass(frozen=True)
 class Bundle:
     """A verified bundle: ``tensors`` (name -> array as stored, fp16 mostly), ``meta``
@@ -143,11 +174,11 @@ class Bundle:
         return table
 
     def part(self, prefix: str) -> dict[str, np.ndarray]:
-        """The float32 tensors under ``prefix`` (the prefix taken off their names); other
-        dtypes as stored."""
+        """The float32 tensors under ``prefix`` (the prefix taken off their names; int8 ones
+        :func:`widened`); other dtypes as stored."""
         return {
             k: (v.astype(np.float32) if v.dtype.kind == "f" else v)
-            for k, v in schema.part(self.tensors, prefix).items()
+            for k, v in widened(schema.part(self.tensors, prefix)).items()
         }
 
 

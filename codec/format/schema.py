@@ -30,6 +30,9 @@ AUTOENCODER = "autoencoder."
 ENTROPY_MODEL = "entropy_model."
 REALISM_DECODER = "realism_decoder."
 REALISM_CHECKPOINT_DECODER = "decoder."  # the decoder's tensors in a realism checkpoint's model file
+# a bundle's int8 tensor NAME comes with float32 NAME + INT8_SCALE, one scale per index of its first
+# axis: the weight is NAME * scale (codec.format.bundle.widened). The realism decoder is stored so.
+INT8_SCALE = ".int8_scale"
 
 # the files of a checkpoint folder (checkpoints on disk use these names: never rename them)
 CHECKPOINT_MODEL = "model.safetensors"  # weights and buffers

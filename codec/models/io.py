@@ -116,14 +116,24 @@ def verify_bundle(
     bundle.verify_content(path, arrays, meta, trusted)
 
 
+def widened_tensors(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """:func:`codec.format.bundle.widened` of torch tensors: int8 weights with their scale ->
+    float32 (the numpy arithmetic, so torch and the portable decoder get the same weights)."""
+    stored = {k for k, v in tensors.items() if v.dtype == torch.int8 or k.endswith(schema.INT8_SCALE)}
+    if not stored:
+        return tensors
+    wide = bundle.widened({k: tensors[k].numpy() for k in stored})
+    return {k: v for k, v in tensors.items() if k not in stored} | {
+        k: torch.from_numpy(v) for k, v in wide.items()
+    }
+
+
 def _load_tensors(path: Path, prefix: str = "") -> dict[str, torch.Tensor]:
     with safe_open(str(path), "pt") as f:
-        return {
-            k[len(prefix) :]: (t.float() if t.is_floating_point() else t)
-            for k in f.keys()
-            if k.startswith(prefix)
-            for t in [f.get_tensor(k)]
-        }
+        tensors = widened_tensors(
+            {k[len(prefix) :]: f.get_tensor(k) for k in f.keys() if k.startswith(prefix)}
+        )
+    return {k: (t.float() if t.is_floating_point() else t) for k, t in tensors.items()}
 
 
 def _stage_part(path: Path, key: str) -> tuple[dict[str, torch.Tensor], dict, dict[str, str]]:
@@ -182,8 +192,19 @@ def save_bundle(
 
 
 def _write_bundle(output: str | Path, tensors: dict[str, torch.Tensor], meta: dict[str, str]) -> Path:
-    """Writes a bundle: float tensors as fp16, ``meta`` with its content hash, atomically."""
-    tensors = {k: v.half() if v.is_floating_point() else v.contiguous() for k, v in tensors.items()}
+    """Writes a bundle: the realism decoder's float weights as int8 with a scale per output row
+    (:func:`codec.format.bundle.quantize_int8`), other float tensors as fp16, ``meta`` with its
+    content hash, atomically."""
+    stored: dict[str, torch.Tensor] = {}
+    for k, v in tensors.items():
+        if k.startswith(schema.REALISM_DECODER) and v.is_floating_point() and v.ndim >= 2:
+            q, scale = bundle.quantize_int8(v.detach().float().cpu().numpy())
+            stored[k], stored[k + schema.INT8_SCALE] = torch.from_numpy(q), torch.from_numpy(scale)
+        elif v.is_floating_point() and not k.endswith(schema.INT8_SCALE):
+            stored[k] = v.half()
+        else:
+            stored[k] = v.contiguous()
+    tensors = stored
     meta = {k: v for k, v in meta.items() if k != schema.CONTENT_HASH}
     meta[schema.CONTENT_HASH] = content_hash(tensors, meta)
     return atomic_write(output, lambda tmp: save_file(tensors, str(tmp), metadata=meta))

@@ -15,6 +15,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..format import schema
+from ..models.io import widened_tensors
 from ..util.files import atomic_write
 
 
@@ -78,7 +79,7 @@ def warm_start(model: torch.nn.Module, source: str | Path, prefix: str = "") -> 
     """
     source = Path(source)
     file = source / schema.CHECKPOINT_MODEL if source.is_dir() else source
-    loaded = load_file(str(file))
+    loaded = widened_tensors(load_file(str(file)))  # a bundle's int8 realism decoder
     if prefix and any(k.startswith(prefix) for k in loaded):
         loaded = {k[len(prefix) :]: v for k, v in loaded.items() if k.startswith(prefix)}
     own = {k: v for k, v in model.state_dict().items() if not k.rsplit(".", 1)[-1].startswith("_")}
