@@ -110,7 +110,8 @@ class AutoencoderConfig(RunConfig):
     M: int = 8  # sub-vectors per latent position
     K: int = 256  # codewords per codebook
     attention: bool = False  # self-attention at the lowest resolution
-    restart_threshold: float = 0.5  # EMA usage below which a codeword restarts
+    restart_threshold: float = 0.5  # EMA usage (assignments per step) below which a codeword restarts
+    ema_decay: float = 0.99  # per step, of the codebooks' EMA statistics (closer to 1 for small batches)
     nested: bool = False  # nested dropout: every prefix of m sub-vectors decodes (one model, all rates)
     groups: int = 0  # product-residual quantization: latent groups G (0: one code per group, M groups)
     max_stages: int = 8  # residual codes per group at most (the order of codes is chosen from data)
@@ -143,6 +144,7 @@ class AutoencoderConfig(RunConfig):
             K=self.K,
             attention=self.attention,
             restart_threshold=self.restart_threshold,
+            ema_decay=self.ema_decay,
             nested=self.nested,
             transform=self.transform,
             groups=self.groups,

@@ -98,6 +98,10 @@ def test_rate_distortion_optimised_codes_trade_error_for_bits():
     assert t.shape == nearest.shape and t.dtype == np.int64
     assert not np.array_equal(t[:3], nearest[:3])
     assert prefix_bits(c, t, 3) < prefix_bits(c, nearest, 3)
+    # With the most probable codeword among the candidates, a high lambda saves more bits.
+    alone = rd_optimize(q, c.tokens, z, 3, factor=1e4, candidates=1, likely=0)
+    cheap = rd_optimize(q, c.tokens, z, 3, factor=1e4, candidates=1, likely=1)
+    assert np.array_equal(alone, nearest) and prefix_bits(c, cheap, 3) < prefix_bits(c, alone, 3)
     # The codes after the optimised prefix are the nearest codewords of what it left.
     rest = q.indices(z[None])[0, 3:].numpy()  # product quantization: each group on its own
     assert np.array_equal(t[3:], rest)
@@ -119,7 +123,7 @@ def test_a_code_is_chosen_for_the_error_its_groups_next_coded_stage_leaves():
     joint, greedy = error_left(t, [0, 2], 0), error_left(nearest, [0, 2], 0)
     assert np.all(joint <= greedy + 1e-5) and np.any(joint < greedy - 1e-5)
     assert np.array_equal(t[1], nearest[1])  # group 1's next stage is not coded: the nearest
-    t4 = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=1)  # no choice: the nearest
+    t4 = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=1, likely=0)  # no choice: the nearest
     assert np.array_equal(t4, nearest)
 
 

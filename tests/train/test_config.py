@@ -94,3 +94,14 @@ def test_earlier_command_lines_still_parse():
 def test_state_json_keeps_the_stage(tmp_path):
     cfg = TrainConfig("entropy", out=str(tmp_path))
     assert cfg.to_dict()["stage"] == "entropy" and cfg.to_dict()["token_crop"] == 16
+
+
+def test_codebook_statistics_flags_reach_the_quantizer():
+    """--restart-threshold and --ema-decay are per step: a small CPU batch needs other values
+    than the GPU recipe's (docs/training.md), so both must reach the model."""
+    from codec.models.pqvae import PQVAE
+
+    cfg = TrainConfig(out="x", restart_threshold=0.035, ema_decay=0.999, M=2, K=16, latent_dim=8)
+    q = PQVAE(cfg.model_config()).quantizer
+    assert (q.restart_threshold, q.decay) == (0.035, 0.999)
+    assert TrainConfig(out="x").model_config().ema_decay == 0.99
