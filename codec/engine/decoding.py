@@ -19,7 +19,7 @@ from ..entropy.schedule import CodingSchedule
 from ..entropy.token_coding import LayeredTokenCoder, PortableLogits, RatePoint, TokenCoder, coded_tokens
 from ..errors import CodecError
 from ..format import bitstream, schema
-from ..format.bundle import Bundle, widened
+from ..format.bundle import Bundle
 from ..format.checks import checked_crop, integer, share
 from ..render.realism import blend, strength_at
 from .tiling import check_memory, render_latent
@@ -229,9 +229,8 @@ class PortableDecoder(FileDecoder):
     _DECODER_PREFIX = {"fidelity": schema.AUTOENCODER + "decoder.", "realism": schema.REALISM_DECODER}
 
     def _build(self, prefix: str, make):
-        """``make`` (the tensors under ``prefix``, as stored but int8 ones :func:`widened`),
-        after which they are dropped."""
-        made = make(widened(self._stored[prefix]))
+        """``make`` (the tensors under ``prefix``, as stored), after which they are dropped."""
+        made = make(self._stored[prefix])
         del self._stored[prefix]
         return made
 

@@ -21,6 +21,7 @@ import numpy as np
 from ..entropy import _rangecoder as _rc
 from ..entropy.portable import set_parameters
 from ..entropy.range_coder import default_threads
+from ..format.bundle import widened
 
 
 class PortableDecoder:
@@ -30,7 +31,9 @@ class PortableDecoder:
     (one int or one per stage), latent_dim, transform, extra_decoder_blocks; attention must be
     off (ValueError). ``params``: name -> array (the decoder's state_dict, names after
     ``prefix``, e.g. ``"autoencoder.decoder."`` for a bundle; keys without the prefix are
-    skipped), float16 or wider, used as float32. ValueError for a missing, unknown or misshapen parameter.
+    skipped), float16 or wider, used as float32, or int8 with its scale as a bundle stores them
+    (:func:`codec.format.bundle.widened`). ValueError for a missing, unknown or misshapen
+    parameter; CodecError for a malformed int8 one.
     """
 
     def __init__(
@@ -50,7 +53,9 @@ class PortableDecoder:
         self._model = _rc.ImageDecoder(
             int(c["latent_dim"]), channels, blocks, extra, bool(c.get("transform", False))
         )
-        set_parameters(self._model, params, prefix)
+        set_parameters(
+            self._model, widened({k: v for k, v in params.items() if k.startswith(prefix)}), prefix
+        )
         self.threads = threads or default_threads()
         self._model.finalize(self.threads)  # ValueError naming any parameter that was not given
         self.latent_dim: int = self._model.latent_dim

@@ -12,6 +12,7 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 from codec.engine.registry import weights_dir
+from codec.format.bundle import widened
 from codec.models.pqvae import Decoder, PQVAEConfig
 from codec.render.portable import PortableDecoder
 
@@ -222,8 +223,12 @@ def test_shipped_decoders_load_and_match_torch(name, prefix):
     config, tensors = bundle(name)
     p = PortableDecoder(config, tensors, prefix=prefix)  # every name and shape as torch's
     d = Decoder(PQVAEConfig(**config))
-    d.load_state_dict(
-        {k[len(prefix) :]: torch.from_numpy(v).float() for k, v in tensors.items() if k.startswith(prefix)}
+    d.load_state_dict(  # the realism decoder's weights are int8 with a scale in the bundle
+        {
+            k[len(prefix) :]: torch.from_numpy(v).float()
+            for k, v in widened(tensors).items()
+            if k.startswith(prefix)
+        }
     )
     z = torch.randn(1, p.latent_dim, 3, 4, generator=torch.Generator().manual_seed(4))
     with torch.no_grad():
