@@ -38,6 +38,9 @@ INT8_SCALE = ".int8_scale"
 CHECKPOINT_MODEL = "model.safetensors"  # weights and buffers
 CHECKPOINT_OPTIMIZER = "optim.safetensors"  # optimizer state tensors, named "<param id>.<key>"
 CHECKPOINT_STATE = "state.json"  # everything else, as JSON (the STATE_* keys)
+# with --average-weights: CHECKPOINT_MODEL holds the weights' moving average (what evaluations,
+# exports and warm starts read) and CHECKPOINT_TRAINING the weights the optimizer steps (resume)
+CHECKPOINT_TRAINING = "training.safetensors"
 
 # metadata keys
 KIND = "kind"

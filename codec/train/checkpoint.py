@@ -20,20 +20,29 @@ from ..util.files import atomic_write
 
 
 def save_checkpoint(
-    folder: str | Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer | None, state: dict
+    folder: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None,
+    state: dict,
+    average: torch.nn.Module | None = None,
 ) -> None:
     """Writes the checkpoint ``folder``: ``model``'s weights, ``optimizer``'s state and the JSON
-    ``state`` (plus the optimizer's hyperparameters), replacing the old one as a whole."""
+    ``state`` (plus the optimizer's hyperparameters), replacing the old one as a whole. With
+    ``average`` (the weights' moving average, same names) that is the model file every reader
+    takes, and ``model``'s own weights go to ``schema.CHECKPOINT_TRAINING`` for resuming."""
     opt = optimizer.state_dict() if optimizer is not None else None
     if opt is not None:
         state = {**state, schema.STATE_PARAM_GROUPS: opt["param_groups"]}
 
     def write(tmp: Path) -> None:
         tmp.mkdir(parents=True)
-        save_file(
-            {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-            str(tmp / schema.CHECKPOINT_MODEL),
-        )
+
+        def weights(m: torch.nn.Module, name: str) -> None:
+            save_file({k: v.detach().contiguous().cpu() for k, v in m.state_dict().items()}, str(tmp / name))
+
+        weights(model if average is None else average, schema.CHECKPOINT_MODEL)
+        if average is not None:
+            weights(model, schema.CHECKPOINT_TRAINING)
         if opt is not None:
             tensors = {
                 f"{pid}.{key}": v.detach().contiguous().cpu()
@@ -53,10 +62,15 @@ def load_checkpoint(
     optimizer: torch.optim.Optimizer | None = None,
     device: torch.device | str = "cpu",
 ) -> dict:
-    """Loads weights (and optimizer state) in place; returns the JSON state."""
+    """Loads the weights training continues from (those the optimizer stepped: with a moving
+    average, ``schema.CHECKPOINT_TRAINING``) and the optimizer state in place; returns the JSON
+    state."""
     folder = Path(folder)
     state = json.loads((folder / schema.CHECKPOINT_STATE).read_text())
-    model.load_state_dict(load_file(str(folder / schema.CHECKPOINT_MODEL), device=str(device)))
+    own = folder / schema.CHECKPOINT_TRAINING
+    model.load_state_dict(
+        load_file(str(own if own.exists() else folder / schema.CHECKPOINT_MODEL), device=str(device))
+    )
     if optimizer is not None and (folder / schema.CHECKPOINT_OPTIMIZER).exists():
         flat = load_file(str(folder / schema.CHECKPOINT_OPTIMIZER), device=str(device))
         per_param: dict[int, dict] = {}

@@ -186,6 +186,7 @@ class _Loop:
         # of accepted losses is skipped (no update); after 20 skips in a row the level is reset.
         self.loss_ema: float | None = run.loss_ema
         self.skipped_in_row = 0
+        self.average = _moving_average(run, self.out / "checkpoint") if run.cfg.average_weights else None
 
     def log(self, row: dict) -> None:
         with self.log_path.open("a") as f:
@@ -201,7 +202,21 @@ class _Loop:
                 schema.STATE_LOSS_EMA: self.loss_ema,
                 **self.run.state,
             }
-            save_checkpoint(folder or self.out / "checkpoint", self.run.model, self.run.opt, state)
+            average = None if self.average is None else self.average.module
+            save_checkpoint(folder or self.out / "checkpoint", self.run.model, self.run.opt, state, average)
+
+    @contextlib.contextmanager
+    def averaged(self) -> Iterator[None]:
+        """Inside the block the model holds the weights' moving average (if the run keeps one)."""
+        if self.average is None:
+            yield
+            return
+        own = {k: v.detach().clone() for k, v in self.run.model.state_dict().items()}
+        self.run.model.load_state_dict(self.average.module.state_dict())
+        try:
+            yield
+        finally:
+            self.run.model.load_state_dict(own)
 
     def step(self, step: int) -> tuple[float, dict]:
         """Training step ``step``, or its skip by the spike guard: (loss, numbers to log)."""
@@ -221,6 +236,8 @@ class _Loop:
             ema = self.loss_ema
             self.loss_ema = value if ema is None or spike else 0.98 * ema + 0.02 * value
             _update(run, loss, step)
+            if self.average is not None:
+                self.average.update_parameters(run.model)
         self.done = step + 1
         return value, numbers
 
@@ -234,7 +251,8 @@ class _Loop:
             self.log(row)
             bar.set_postfix({k: f"{v:.3g}" for k, v in numbers.items() if isinstance(v, float)})
         if self.run.rank == 0 and done % cfg.eval_every == 0:
-            m = self.run.evaluate(done)
+            with self.averaged():
+                m = self.run.evaluate(done)
             if m is not None:
                 self.metrics = {"step": done, **m}
                 self.log(self.metrics)
@@ -250,11 +268,14 @@ class _Loop:
         the last checkpoint and plot; returns the last metrics."""
         run, done = self.run, self.done
         if run.rank == 0 and (self.metrics or {}).get("step") != done and evaluate:
-            m = run.evaluate(done)
+            with self.averaged():
+                m = run.evaluate(done)
             if m is not None:
                 self.metrics = {"step": done, **m}
                 self.log(self.metrics)
         self.save()
+        if self.average is not None:  # the trained model is the average, as in the checkpoint
+            run.model.load_state_dict(self.average.module.state_dict())
         if run.rank == 0 and self.cfg.plot:
             plot_log(self.log_path, self.out / "curves.png")
         if run.world > 1:
@@ -272,6 +293,23 @@ def _best_psnr(out: Path, cfg: RunConfig) -> float | None:
     best_state = json.loads(best_file.read_text()) if best_file.exists() else {}
     same_eval = (best_state.get(schema.STATE_CONFIG) or {}).get("eval_data") == cfg.eval_data
     return (best_state.get(schema.STATE_METRICS) or {}).get("psnr") if same_eval else None
+
+
+def _moving_average(run: Run, checkpoint: Path) -> torch.optim.swa_utils.AveragedModel:
+    """An exponential moving average of ``run.model``'s parameters (decay ``average_weights`` per
+    step; buffers such as the codebooks, themselves moving averages, follow the model), taken
+    up from ``checkpoint`` when the run resumes one that kept it."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    average = AveragedModel(run.model, multi_avg_fn=get_ema_multi_avg_fn(run.cfg.average_weights))
+    if run.start and (checkpoint / schema.CHECKPOINT_TRAINING).exists():
+        from safetensors.torch import load_file
+
+        average.module.load_state_dict(
+            load_file(str(checkpoint / schema.CHECKPOINT_MODEL), device=str(run.device))
+        )
+        average.n_averaged.fill_(1)  # go on averaging, instead of starting from the model
+    return average
 
 
 def _update(run: Run, loss: torch.Tensor, step: int) -> None:

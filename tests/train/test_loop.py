@@ -134,3 +134,54 @@ def test_gpu_recipe_runs_on_cpu_with_a_tiny_config(tmp_path):
 
     c = load_codec(tmp_path / "gpu" / "bundle.safetensors")
     assert c.autoencoder.cfg.M == 2 and c.autoencoder.cfg.K == 16
+
+
+def test_a_weight_average_is_what_evaluations_and_checkpoints_hold_and_resumes(tmp_path):
+    """--average-weights D: the checkpoint's model file and every evaluation hold the moving
+    average (the first update's weights, then D x average + (1 - D) x weights per step); the
+    weights the optimizer steps are kept beside it, and a resumed run goes on bit for bit."""
+    from safetensors.torch import load_file
+
+    from codec.format import schema
+    from codec.train.checkpoint import load_checkpoint
+    from codec.train.loop import Run, fit
+
+    x, y = torch.randn(16, 3, generator=torch.Generator().manual_seed(1)), torch.ones(16, 1)
+
+    def run(out, steps, start=0, model=None):
+        torch.manual_seed(0)
+        model = model or torch.nn.Linear(3, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        seen = []
+
+        def step(i):
+            seen.append(model.weight.detach().clone())
+            return ((model(x) - y) ** 2).mean(), {}
+
+        cfg = TrainConfig(
+            out=str(out), steps=steps, log_every=1, eval_every=6, ckpt_every_minutes=1e9, average_weights=0.5
+        )
+        if start:
+            load_checkpoint(out / "checkpoint", model)
+        evaluate = lambda done: {"weight": model.weight.detach().clone().tolist()}  # noqa: E731
+        metrics = fit(Run(cfg, model, opt, step, evaluate, {}, 0, 1, torch.device("cpu"), start=start))
+        return model, seen, metrics
+
+    model, seen, metrics = run(tmp_path / "a", 6)
+    ckpt = tmp_path / "a" / "checkpoint"
+    raw = load_file(str(ckpt / schema.CHECKPOINT_TRAINING))["weight"]
+    weights = seen[1:] + [raw]  # after each of the 6 updates
+    average = weights[0]
+    for w in weights[1:]:
+        average = 0.5 * average + 0.5 * w
+    saved = load_file(str(ckpt / schema.CHECKPOINT_MODEL))["weight"]
+    assert torch.allclose(saved, average) and not torch.allclose(saved, raw)
+    assert torch.allclose(torch.tensor(metrics["weight"]), average)  # evaluated on the average
+    assert torch.equal(model.weight.detach(), saved)  # the trained model is the average
+    run(tmp_path / "b", 3)
+    run(tmp_path / "b", 6, start=3)
+    for name in (schema.CHECKPOINT_MODEL, schema.CHECKPOINT_TRAINING):
+        assert torch.equal(
+            load_file(str(tmp_path / "b" / "checkpoint" / name))["weight"],
+            load_file(str(ckpt / name))["weight"],
+        )
