@@ -147,112 +147,126 @@ void layer_norm(const float* x, int64_t n, const LayerNorm& N, float* y, int thr
 }
 
 
-// acc[c] = sum_j p[j] * v[j][c] for C vectors V of c (v's rows ld apart): partial sums over
+// acc_r[c] = sum_j p_r[j] * v[j][c] for R rows r (p_r = p + r * ldp, acc_r = acc + r * lda) and
+// C vectors V of c (v's rows ld apart), the rows sharing each load of v: partial sums over
 // j mod 4 (in registers), combined as ((u0 + u1) + u2) + u3, then the last nc mod 4 terms in order.
-template <typename V, int C>
-PIE_INLINE void weighted_sum(const float* p, const float* v, int ld, int64_t nc, float* acc) {
+template <typename V, int C, int R = 1>
+PIE_INLINE void weighted_sum(const float* p, const float* v, int ld, int64_t nc, float* acc, int64_t ldp = 0,
+                             int64_t lda = 0) {
   constexpr int L = kLanes<V>;
-  V u[4][C] = {};
+  V u[R][4][C] = {};
   const int64_t n4 = nc / 4 * 4;
   int64_t j = 0;
   for (; j < n4; j += 4)
-    for (int q = 0; q < 4; ++q)
-      for (int c = 0; c < C; ++c) u[q][c] = u[q][c] + p[j + q] * loadv<V>(v + (j + q) * ld + L * c);
-  for (int c = 0; c < C; ++c) {
-    V t = ((u[0][c] + u[1][c]) + u[2][c]) + u[3][c];
-    for (int64_t k = j; k < nc; ++k) t = t + p[k] * loadv<V>(v + k * ld + L * c);
-    storev<V>(acc + L * c, t);
-  }
-}
-
-// s[j] = scale * sum_c q[c] * kh[c][j] (c in order) for j < nc: NB vectors V of keys per
-// register block.
-template <typename V, int NB>
-PIE_INLINE void scores(const float* q, const float* kh, int64_t nc, int hd, float scale, float* s) {
-  constexpr int L = kLanes<V>;
-  int64_t j = 0;
-  for (; j + L * NB <= nc; j += L * NB) {
-    V t[NB] = {};
-    for (int c = 0; c < hd; ++c) {
-      const float* k = kh + static_cast<int64_t>(c) * nc + j;
-      const float qc = q[c];
-      for (int b = 0; b < NB; ++b) t[b] = t[b] + qc * loadv<V>(k + L * b);
+    for (int q = 0; q < 4; ++q) {
+      V x[C];
+      for (int c = 0; c < C; ++c) x[c] = loadv<V>(v + (j + q) * ld + L * c);
+      for (int r = 0; r < R; ++r)
+        for (int c = 0; c < C; ++c) u[r][q][c] = u[r][q][c] + p[r * ldp + j + q] * x[c];
     }
-    for (int b = 0; b < NB; ++b) storev<V>(s + j + L * b, t[b] * scale);
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) {
+      V t = ((u[r][0][c] + u[r][1][c]) + u[r][2][c]) + u[r][3][c];
+      for (int64_t k = j; k < nc; ++k) t = t + p[r * ldp + k] * loadv<V>(v + k * ld + L * c);
+      storev<V>(acc + r * lda + L * c, t);
+    }
+}
+
+// Softmax of s[0, nc) in place: max (exact in any order), exp, then a sum in a fixed shape:
+// 16 partial sums over j mod 16, added in lane order, then the tail in order; each s[j] then
+// times 1 / sum.
+PIE_INLINE void softmax_row(float* s, int64_t nc) {
+  int64_t j;
+  const int64_t n16 = nc / 16 * 16;
+  float m = -INFINITY;
+  if (n16) {
+    v16 mv = load16(s);
+    for (j = 16; j < n16; j += 16) {
+      const v16 x = load16(s + j);
+      mv = mv > x ? mv : x;
+    }
+    for (int l = 0; l < 16; ++l) m = std::max(m, mv[l]);
   }
-  for (; j + L <= nc; j += L) {
-    V t0 = {};
-    for (int c = 0; c < hd; ++c) t0 = t0 + q[c] * loadv<V>(kh + static_cast<int64_t>(c) * nc + j);
-    storev<V>(s + j, t0 * scale);
-  }
-  for (; j < nc; ++j) {
-    float t = 0.f;
-    for (int c = 0; c < hd; ++c) t = t + q[c] * kh[static_cast<int64_t>(c) * nc + j];
-    s[j] = t * scale;
+  for (j = n16; j < nc; ++j) m = std::max(m, s[j]);
+  for (j = 0; j < nc; ++j) s[j] = exp_inline(s[j] - m);
+  v16 sv = {};
+  for (j = 0; j < n16; j += 16) sv = sv + load16(s + j);
+  float sum = 0.f;
+  for (int l = 0; l < 16; ++l) sum = sum + sv[l];
+  for (j = n16; j < nc; ++j) sum = sum + s[j];
+  const float inv = 1.f / sum;
+  for (j = 0; j < nc; ++j) s[j] = s[j] * inv;
+}
+
+// out = sum_j p_j v_j for one head's values vhh [nc][hd] (see weighted_sum).
+PIE_INLINE void head_output(const float* p, const float* vhh, int64_t nc, int hd, bool wide, float* acc) {
+  switch (hd % 16 ? 0 : wide ? hd : 8) {  // AVX2: 16 values of c at a time (8 registers)
+    case 8:
+      for (int c0 = 0; c0 < hd; c0 += 16) weighted_sum<v8, 2>(p, vhh + c0, hd, nc, acc + c0);
+      break;
+    case 16: weighted_sum<v16, 1>(p, vhh, hd, nc, acc); break;
+    case 32: weighted_sum<v16, 2>(p, vhh, hd, nc, acc); break;
+    case 48: weighted_sum<v16, 3>(p, vhh, hd, nc, acc); break;
+    case 64: weighted_sum<v16, 4>(p, vhh, hd, nc, acc); break;
+    default:
+      for (int c = 0; c < hd; ++c) {
+        float t[4] = {0.f, 0.f, 0.f, 0.f};
+        const int64_t n4 = nc / 4 * 4;
+        int64_t j;
+        for (j = 0; j < n4; j += 4)
+          for (int u = 0; u < 4; ++u) t[u] = t[u] + p[j + u] * vhh[(j + u) * hd + c];
+        float tot = ((t[0] + t[1]) + t[2]) + t[3];
+        for (; j < nc; ++j) tot = tot + p[j] * vhh[j * hd + c];
+        acc[c] = tot;
+      }
   }
 }
 
-// Attention of query rows [b, e) (see attention); kt: keys transposed [d][nc] so that the
-// scores vectorise over keys; vh: values per head [heads][nc][hd]; s, acc: scratch of nc and
-// hd floats.
-PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float* kt, const float* vh,
-                               int64_t nc, int d, int heads, float* a, float* __restrict s,
-                               float* __restrict acc) {
+// Attention of query rows [b, e) (see attention), one head at a time, so that the head's keys
+// and values stay in cache for every row. The scores of P rows at once are the linear layers'
+// register blocks: s[r][j] = (0 + sum_c q[r][c] * kh[c][j], c in order) * scale (kt: keys
+// transposed [d][nc]; zero: nc zeros as the bias); vh: values per head [heads][nc][hd];
+// s, acc: scratch of P * nc and hd floats.
+template <typename V, int P, int NV>
+PIE_INLINE void attention_rows_in(const float* q, int64_t b, int64_t e, const float* kt, const float* vh,
+                                  const float* zero, int64_t nc, int d, int heads, float* a, float* __restrict s,
+                                  float* __restrict acc, bool wide) {
   const int hd = d / heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
-  const bool wide = wide_blocks();
-  for (int64_t i = b; i < e; ++i) {
-    for (int h = 0; h < heads; ++h) {
+  const int ldk = static_cast<int>(nc);
+  for (int h = 0; h < heads; ++h) {
+    const float* kh = kt + static_cast<int64_t>(h * hd) * nc;
+    const float* vhh = vh + static_cast<int64_t>(h) * nc * hd;
+    for (int64_t i = b; i < e; i += P) {
+      const int rows = static_cast<int>(std::min<int64_t>(P, e - i));
       const float* qi = q + i * d + h * hd;
-      const float* kh = kt + static_cast<int64_t>(h * hd) * nc;
-      if (wide) scores<v16, 8>(qi, kh, nc, hd, scale, s);
-      else scores<v8, 8>(qi, kh, nc, hd, scale, s);
-      int64_t j;
-      // softmax: max (exact in any order), exp, then a sum in a fixed shape: 16 partial sums
-      // over j mod 16, added in lane order, then the tail in order
-      const int64_t n16 = nc / 16 * 16;
-      float m = -INFINITY;
-      if (n16) {
-        v16 mv = load16(s);
-        for (j = 16; j < n16; j += 16) {
-          const v16 x = load16(s + j);
-          mv = mv > x ? mv : x;
-        }
-        for (int l = 0; l < 16; ++l) m = std::max(m, mv[l]);
+      if (rows == P) linear_block_row<V, P, NV>(qi, d, hd, kh, ldk, zero, ldk, s, ldk);
+      else
+        for (int r = 0; r < rows; ++r)
+          linear_block_row<V, 1, NV>(qi + r * d, d, hd, kh, ldk, zero, ldk, s + r * nc, ldk);
+      for (int r = 0; r < rows; ++r) {
+        float* sr = s + r * nc;
+        for (int64_t j = 0; j < nc; ++j) sr[j] = sr[j] * scale;
+        softmax_row(sr, nc);
       }
-      for (j = n16; j < nc; ++j) m = std::max(m, s[j]);
-      for (j = 0; j < nc; ++j) s[j] = exp_inline(s[j] - m);
-      v16 sv = {};
-      for (j = 0; j < n16; j += 16) sv = sv + load16(s + j);
-      float sum = 0.f;
-      for (int l = 0; l < 16; ++l) sum = sum + sv[l];
-      for (j = n16; j < nc; ++j) sum = sum + s[j];
-      const float inv = 1.f / sum;
-      // out = sum_j p_j v_j: four partial sums over j mod 4, combined in order, then the tail
-      for (j = 0; j < nc; ++j) s[j] = s[j] * inv;
-      const float* vhh = vh + static_cast<int64_t>(h) * nc * hd;
-      switch (hd % 16 ? 0 : wide ? hd : 8) {  // AVX2: 16 values of c at a time (8 registers)
-        case 8:
-          for (int c0 = 0; c0 < hd; c0 += 16) weighted_sum<v8, 2>(s, vhh + c0, hd, nc, acc + c0);
-          break;
-        case 16: weighted_sum<v16, 1>(s, vhh, hd, nc, acc); break;
-        case 32: weighted_sum<v16, 2>(s, vhh, hd, nc, acc); break;
-        case 48: weighted_sum<v16, 3>(s, vhh, hd, nc, acc); break;
-        case 64: weighted_sum<v16, 4>(s, vhh, hd, nc, acc); break;
-        default:
-          for (int c = 0; c < hd; ++c) {
-            float t[4] = {0.f, 0.f, 0.f, 0.f};
-            const int64_t n4 = nc / 4 * 4;
-            for (j = 0; j < n4; j += 4)
-              for (int u = 0; u < 4; ++u) t[u] = t[u] + s[j + u] * vhh[(j + u) * hd + c];
-            float tot = ((t[0] + t[1]) + t[2]) + t[3];
-            for (; j < nc; ++j) tot = tot + s[j] * vhh[j * hd + c];
-            acc[c] = tot;
-          }
+      int r = 0;
+      if (wide && hd == 32)  // two rows share each load of the values (16 + 2 registers)
+        for (; r + 2 <= rows; r += 2) weighted_sum<v16, 2, 2>(s + r * nc, vhh, hd, nc, a + (i + r) * d + h * hd, nc, d);
+      for (; r < rows; ++r) {
+        head_output(s + r * nc, vhh, nc, hd, wide, acc);
+        for (int c = 0; c < hd; ++c) a[(i + r) * d + h * hd + c] = acc[c];
       }
-      for (int c = 0; c < hd; ++c) a[i * d + h * hd + c] = acc[c];
     }
   }
+}
+
+constexpr int kScoreRows = 6;  // rows of the score blocks: the scratch holds this many
+
+PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float* kt, const float* vh,
+                               const float* zero, int64_t nc, int d, int heads, float* a, float* __restrict s,
+                               float* __restrict acc) {
+  if (wide_blocks()) attention_rows_in<v16, 4, 2>(q, b, e, kt, vh, zero, nc, d, heads, a, s, acc, true);
+  else attention_rows_in<v8, kScoreRows, 2>(q, b, e, kt, vh, zero, nc, d, heads, a, s, acc, false);
 }
 
 // Multi-head attention: a [n][d] = softmax(q k^T / sqrt(hd)) v per head; q [n][d],
@@ -266,9 +280,10 @@ void attention(const float* q, int64_t n, const float* kv, int64_t nc, int d, in
       kt[static_cast<size_t>(c) * nc + j] = kv[j * 2 * d + c];  // [heads][hd][nc]
       vh[(static_cast<size_t>(c / hd) * nc + j) * hd + c % hd] = kv[j * 2 * d + d + c];  // [heads][nc][hd]
     }
+  const std::vector<float> zero(nc, 0.f);
   parallel_rows(n, 4.0 * nc * d, threads, [&](int64_t b, int64_t e) {
-    std::vector<float> s(nc), acc(d);
-    attention_rows(q, b, e, kt.data(), vh.data(), nc, d, heads, a, s.data(), acc.data());
+    std::vector<float> s(static_cast<size_t>(kScoreRows) * nc), acc(d);
+    attention_rows(q, b, e, kt.data(), vh.data(), zero.data(), nc, d, heads, a, s.data(), acc.data());
   });
 }
 
