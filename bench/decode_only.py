@@ -24,18 +24,21 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from codec.cli import PNG_OPTIONS
+
 ROOT = Path(__file__).resolve().parents[1]
 GOLDEN = ROOT / "tests" / "golden"
 SAMPLE = ROOT / "codec" / "data" / "sample.png"
 
-# Every arm writes its PNG as `codec decode` does (codec.cli.PNG_OPTIONS: zlib level 1), so
-# that the timings differ by decoding alone
+# Every arm writes its PNG as `codec decode` does (codec.cli.PNG_OPTIONS: zlib level 1, the
+# run-length strategy), so that the timings differ by decoding alone
+PNG = ", ".join(f"{k}={v!r}" for k, v in PNG_OPTIONS.items())
 TORCH_DECODE = (
     "import sys; from PIL import Image; from codec.engine.loading import codec_for_file; "
     "data = open(sys.argv[1], 'rb').read(); "
-    "Image.fromarray(codec_for_file(data).decompress(data)).save(sys.argv[2], compress_level=1)"
+    "Image.fromarray(codec_for_file(data).decompress(data)).save(sys.argv[2], " + PNG + ")"
 )
-AVIF_DECODE = "import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], compress_level=1)"
+AVIF_DECODE = "import sys; from PIL import Image; Image.open(sys.argv[1]).save(sys.argv[2], " + PNG + ")"
 
 
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:

@@ -228,3 +228,18 @@ def test_a_rate_object_and_its_keywords_give_the_same_file():
     assert c.compress(img, rate=Rate(quality=60)) == c.compress(img, quality=60)
     with pytest.raises(ValueError, match="not both"):
         c.compress(img, rate=Rate(m=2), m=3)
+
+
+def test_files_are_written_in_at_most_base_stages_stages():
+    """A model with more base-layer stages than BASE_STAGES writes BASE_STAGES (the decoder runs
+    the masked transformer once per stage), one with fewer its own; both decode."""
+    from codec.engine.layered_codec import BASE_STAGES
+
+    own = CodingSchedule(BASE_STAGES + 2, 2.2, "lds")  # the model's own schedule
+    many = LayeredImageCodec(CODEC.autoencoder, CODEC.entropy_model, own, model_id=b"layr", amp="off")
+    img = image()
+    for codec, stages in ((many, BASE_STAGES), (CODEC, 4)):
+        assert codec.schedule.stages == stages
+        data = codec.compress(img, m=2)
+        assert bitstream.unpack(data)[0].stages == stages
+        np.testing.assert_array_equal(codec.decompress(data), reference(img, 2))
