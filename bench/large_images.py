@@ -98,8 +98,8 @@ def in_process(
 
     torch.set_num_threads(threads)
     c = get_codec(model)
-    dec = c.portable_decoder(threads)  # what codec.decompress and `codec decode` use
-    dec.decompress(c.compress(np.asarray(src.resize((64, 64)))))
+    decoder = c.portable_decoder(threads)  # what codec.decompress and `codec decode` use
+    decoder.decompress(c.compress(np.asarray(src.resize((64, 64)))))
     rows = []
     for w, h in sizes:
         img = np.asarray(src.resize((w, h), Image.BICUBIC))
@@ -108,7 +108,7 @@ def in_process(
             t0 = time.perf_counter()
             data = c.compress(img)
             t1 = time.perf_counter()
-            dec.decompress(data)
+            decoder.decompress(data)
             enc.append(t1 - t0)
             dec.append(time.perf_counter() - t1)
         rows.append((f"{w}x{h}", w * h / 1e6, statistics.median(enc), statistics.median(dec)))
