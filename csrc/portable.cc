@@ -222,6 +222,8 @@ PIE_INLINE void head_output(const float* p, const float* vhh, int64_t nc, int hd
   }
 }
 
+constexpr int kScoreRows = 6;  // the most rows of a score block: the scratch holds this many
+
 // Attention of query rows [b, e) (see attention), one head at a time, so that the head's keys
 // and values stay in cache for every row. The scores of P rows at once are the linear layers'
 // register blocks: s[r][j] = (0 + sum_c q[r][c] * kh[c][j], c in order) * scale (kt: keys
@@ -231,6 +233,7 @@ template <typename V, int P, int NV>
 PIE_INLINE void attention_rows_in(const float* q, int64_t b, int64_t e, const float* kt, const float* vh,
                                   const float* zero, int64_t nc, int d, int heads, float* a, float* __restrict s,
                                   float* __restrict acc, bool wide) {
+  static_assert(P <= kScoreRows, "the scratch s holds kScoreRows rows of scores");
   const int hd = d / heads;
   const float scale = 1.f / std::sqrt(static_cast<float>(hd));
   const int ldk = static_cast<int>(nc);
@@ -259,8 +262,6 @@ PIE_INLINE void attention_rows_in(const float* q, int64_t b, int64_t e, const fl
     }
   }
 }
-
-constexpr int kScoreRows = 6;  // rows of the score blocks: the scratch holds this many
 
 PIE_CLONES void attention_rows(const float* q, int64_t b, int64_t e, const float* kt, const float* vh,
                                const float* zero, int64_t nc, int d, int heads, float* a, float* __restrict s,
