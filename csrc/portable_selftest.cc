@@ -77,12 +77,9 @@ void hash_decoder(uint64_t& hash, Lcg& g, int D, std::vector<int> channels, std:
 
 }  // namespace
 
-uint64_t selftest_hash(int threads) {
-  Lcg g{12345};
-  // a transformer with head dim 32 (the vector paths) over a 12 x 23 grid: 276 positions,
-  // enough for the 128-key blocks and their tails
-  const int M = 2, K = 64, d = 64, heads = 2, depth = 2, dec = 1, ratio = 4;
-  MaskedTransformer t(M, K, d, depth, dec, heads, ratio);
+void fill_transformer(MaskedTransformer& t, int depth, int decoder_depth, uint64_t& state) {
+  Lcg g{state};
+  const int M = t.M, K = t.K, d = t.dim, ratio = t.mlp_ratio;
   auto block = [&](const std::string& p) {
     for (const char* n : {".norm1", ".norm2"}) {
       fill(t, p + n + ".weight", {d}, g, 2.f);
@@ -103,13 +100,23 @@ uint64_t selftest_hash(int threads) {
   fill(t, "context_token", {1, 1, d}, g, 1.f);
   fill(t, "mask_token", {1, 1, d}, g, 1.f);
   for (int i = 0; i < depth; ++i) block("encoder." + std::to_string(i));
-  for (int i = 0; i < dec; ++i) block("decoder." + std::to_string(i));
+  for (int i = 0; i < decoder_depth; ++i) block("decoder." + std::to_string(i));
   for (const char* n : {"encoder_norm", "norm"}) {
     fill(t, std::string(n) + ".weight", {d}, g, 2.f);
     fill(t, std::string(n) + ".bias", {d}, g, 0.2f);
   }
   fill(t, "head.weight", {M * K, d}, g, 1.f);
   fill(t, "head.bias", {M * K}, g, 0.5f);
+  state = g.s;
+}
+
+uint64_t selftest_hash(int threads) {
+  Lcg g{12345};
+  // a transformer with head dim 32 (the vector paths) over a 12 x 23 grid: 276 positions,
+  // enough for the 128-key blocks and their tails
+  const int M = 2, K = 64, d = 64, heads = 2, depth = 2, dec = 1, ratio = 4;
+  MaskedTransformer t(M, K, d, depth, dec, heads, ratio);
+  fill_transformer(t, depth, dec, g.s);
   t.finalize();
   const int h = 12, w = 23, n = h * w;
   std::vector<int32_t> tokens(static_cast<size_t>(M) * n);

@@ -8,5 +8,12 @@
 #include <cstdint>
 
 namespace pie {
+class MaskedTransformer;
+
 uint64_t selftest_hash(int threads);
-}
+
+/// Sets every parameter of ``t`` (built with ``depth`` encoder and ``decoder_depth`` decoder
+/// blocks) to the self-test's pseudo-random weights, drawn from the LCG at ``state`` (advanced
+/// past them); also what bench/native/transformer_speed.cc times.
+void fill_transformer(MaskedTransformer& t, int depth, int decoder_depth, uint64_t& state);
+}  // namespace pie

@@ -38,7 +38,7 @@ BASE_STAGES = 6
 where that is fewer; ``codec encode --base-stages`` chooses another). The decoder runs the
 masked transformer once per stage, so fewer stages decode faster, and each stage predicts its
 positions from fewer known ones, so the file grows a little: on held-out BSDS500 photos 6
-instead of the default model's 8 cost 1.6 bytes a photo for 7-12% less decode time
+instead of the default model's 8 cost 1.6 bytes a photo for 5-12% less decode time
 (results/decode_only.md). Files record their schedule: every count decodes."""
 
 

@@ -65,7 +65,6 @@ class RunConfig:
     grad_clip: float = 1.0  # gradient-norm clip (0: off)
     spike_factor: float = 10.0  # skip steps whose loss exceeds this x its running mean (0: off)
     average_weights: float = 0.0  # decay per step of a weight average for evaluations, exports (0: off)
-
     max_minutes: float = 0.0  # stop (and checkpoint) after this wall time; 0: no limit
     # bookkeeping
     seed: int = 0  # seeds the model, the batches and every random draw
