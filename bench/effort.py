@@ -2,14 +2,17 @@
 BD-rate against effort 0 of the same model (real files, header included; decoded with the
 shipped decoder).
 
-    python bench/effort.py MODEL [--efforts 0,2,4,6,9] [--m 2,4,8,24] [--images 24]
+    python bench/effort.py MODEL [--efforts 0,2,4,6,9] [--m 2,4,8,24] [--images 24] [--skip 0]
                            [--threads 2] [--out results/effort_run]
 
 Rate points: ``--m`` sub-vectors per position for a nested model, the model's one rate
 otherwise. Per effort: the mean bpp and PSNR over the images at each rate point, the PSNR
 BD-rate of that curve against effort 0's (negative: fewer bits for the same PSNR), and the
 median encode time per image (``codec.compress`` in this process, after one warm-up).
-Rows are kept in OUT.jsonl as they finish (a rerun continues); OUT.md gets the table.
+Rows are kept in OUT.jsonl as they finish (a rerun continues); OUT.md gets the table. To
+share the work between processes, give each its own ``--skip`` (images passed over) and
+``--out``, then concatenate their .jsonl files into one OUT.jsonl and run the whole range on
+it: it finds every row and prints the table.
 """
 
 from __future__ import annotations
@@ -40,12 +43,13 @@ def main() -> None:
     ap.add_argument("--efforts", default="0,2,4,6,9")
     ap.add_argument("--m", default="2,4,8,24", help="rate points of a nested model")
     ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--skip", type=int, default=0, help="images passed over before --images are taken")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--out", default="results/effort_run", help="OUT.jsonl (rows), OUT.md (table), OUT.png")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     c = load_codec(resolve(args.model))
-    files = list_images(args.kodak)[: args.images]
+    files = list_images(args.kodak)[args.skip : args.skip + args.images]
     efforts = [int(e) for e in args.efforts.split(",")]
     points = [int(m) for m in args.m.split(",")] if c.layered else [None]
     rows_path = Path(args.out + ".jsonl")
@@ -95,7 +99,8 @@ def main() -> None:
     }
     lines = [
         f"`python bench/effort.py {args.model} --efforts {args.efforts} --m {args.m} --images {args.images} "
-        f"--threads {args.threads}`: {n} images of {args.kodak}, real files, mean bpp / mean PSNR per "
+        + (f"--skip {args.skip} " if args.skip else "")
+        + f"--threads {args.threads}`: {n} images of {args.kodak}, real files, mean bpp / mean PSNR per "
         "rate point, "
         f"encode time = median seconds per image of `codec.compress` on {args.threads} threads.",
         "",
@@ -114,13 +119,23 @@ def main() -> None:
             bd_text = f"{p1 - p0:+.2f} dB at {100 * (b1 / b0 - 1):+.1f}% bpp"
         time_s = statistics.median(r["encode_s"] for r in rows if r["effort"] == e)
         cells = " | ".join(f"{b:.4f}, {p:.2f}" for b, p in curve[e])
-        method = "-" if not e else "RD-optimised codes" if c.layered else f"{EFFORT_STEPS[e]} gradient steps"
+        method = "-" if not e else rd_method(e) if c.layered else f"{EFFORT_STEPS[e]} gradient steps"
         lines.append(f"| {e} | {method} | {cells} | {bd_text} | {time_s:.2f} |")
     table = "\n".join(lines)
     print(table)
     Path(args.out + ".md").write_text(table + "\n")
     if len(points) > 1:
         plot(curve, args.model, Path(args.out + ".png"))
+
+
+def rd_method(effort: int) -> str:
+    """How a nested model's codes are chosen at an effort > 0 (``codec.engine.effort.RD_SEARCH``)."""
+    from codec.engine.effort import rd_search
+
+    s = rd_search(effort)
+    if not s["passes"]:
+        return "RD-optimised codes"
+    return f"RD codes + {s['passes']} pass(es), {s['foresight']} layer(s) ahead, {s['measured']} measured"
 
 
 def plot(curve: dict, model: str, path: Path) -> None:

@@ -7,7 +7,7 @@ Light to import: submodules that need torch or the compiled coder load on first 
 from .errors import CodecError
 from .simple import compress, decompress
 
-__version__ = "0.6.0"  # the one place; pyproject reads it
+__version__ = "0.7.0"  # the one place; pyproject reads it
 __all__ = ["CodecError", "__version__", "compress", "decompress"]
 
 

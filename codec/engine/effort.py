@@ -23,7 +23,9 @@ slope of error against bits at its rate point; latent errors are weighted per ch
 sensitivity (:func:`latent_weights`, stored in the bundle). The entropy model's layer g is
 conditioned only on the layers before it, and the base layer's stages only on earlier
 stages, so every choice is costed with the exact probabilities the file will use; what it
-does to the costs of later codes is left out.
+does to the costs of later codes is left out of that greedy pass (effort 1). Efforts ``E >= 2``
+then choose every code again given all the others, counting also the bits it costs the codes
+of the layers after it, which its entropy model conditions on them (:data:`RD_SEARCH`).
 """
 
 from __future__ import annotations
@@ -182,6 +184,9 @@ def rd_optimize(
     costs: np.ndarray | None = None,
     weights: np.ndarray | torch.Tensor | None = None,
     likely: int | None = None,
+    passes: int = 0,
+    foresight: int = 0,
+    measured: int = 3,
 ) -> np.ndarray:
     """Token indices int64 ``[M, h, w]`` of one latent ``z`` ``[D, h, w]`` whose first
     ``codes`` codes per position are chosen, in the order the file codes them, among the
@@ -196,7 +201,10 @@ def rd_optimize(
     (``coder.symbol_costs(nearest)[1]``, bits [M, h*w]): pass them where already known.
     ``weights`` [D]: the squared error of latent channel c counts ``weights[c]`` times (the
     model's :func:`latent_weights`; None: all once). ``likely``: the most probable codewords
-    added to the candidates (default :data:`RD_LIKELY`)."""
+    added to the candidates (default :data:`RD_LIKELY`). ``passes``: rounds of
+    :func:`_rechoose` after that greedy pass, each code chosen again given all the others and
+    the bits it costs the codes of the ``foresight`` layers after its own (measured for its
+    ``measured`` best candidates)."""
     q = quantizer
     M, K = q.M, q.K
     if nearest is None:
@@ -206,13 +214,15 @@ def rd_optimize(
         root = torch.as_tensor(weights, dtype=torch.float32).sqrt()
         z = z * root[:, None, None]
         cb = cb * root.reshape(q.G, q.d)[torch.as_tensor(q.code_groups)][:, None, :]
-    left = q._split(z[None]).clone()  # [G, N, d]: what each group still lacks
+    split = q._split(z[None])  # [G, N, d]
+    left = split.clone()  # what each group still lacks
     tokens = np.array(nearest, dtype=np.int64)  # a copy: the choices are written into it
     if costs is None:
         costs = coder.symbol_costs(tokens)[1]
     lam = factor * _slope(q, cb, left.clone(), tokens, costs, coder.groups[0], codes)
     flat = tokens.reshape(M, -1)
     groups = q.code_groups
+    n_likely = RD_LIKELY if likely is None else likely
     next_stage = [next((k for k in range(j + 1, M) if groups[k] == groups[j]), M) for j in range(M)]
 
     def choose(j: int, at: np.ndarray, logits: np.ndarray | None) -> None:
@@ -224,7 +234,6 @@ def rd_optimize(
         else:
             cand = d2.topk(min(candidates, K), largest=False).indices
             bits = -torch.log_softmax(torch.from_numpy(logits).float(), -1) / math.log(2)
-            n_likely = RD_LIKELY if likely is None else likely
             if n_likely:
                 cand = torch.cat([cand, bits.topk(n_likely, largest=False).indices], 1)
             k = next_stage[j]
@@ -254,7 +263,101 @@ def rd_optimize(
             at = np.arange(rows.start * w, rows.stop * w)
             for j in range(lo, hi):
                 choose(j, at, logits[:, j - lo] if j < codes else None)
+    if passes and codes > g0:
+        for _ in range(passes):
+            _rechoose(q, coder, split, cb, tokens, codes, lam, candidates, n_likely, foresight, measured)
+        left = split.clone()
+        for j in range(M):  # the codes after the point: again the nearest of what is left
+            g = groups[j]
+            if j >= codes:
+                flat[j] = codeword_distances(left[g][None], cb[j][None])[0].argmin(1).numpy()
+            left[g] -= cb[j][torch.from_numpy(flat[j])]
     return tokens
+
+
+RD_SEARCH = (
+    (0, 0, 0),
+    (0, 0, 0),
+    (1, 1, 3),
+    (1, 2, 3),
+    (1, 2, 3),
+    (1, 2, 5),
+    (1, 2, 5),
+    (2, 8, 5),
+    (2, 8, 5),
+    (2, 8, 5),
+)
+"""(``passes``, ``foresight``, ``measured``) of :func:`rd_optimize` for nested models at effort
+0..9 (effort 0 codes the nearest codewords; effort 1 is the greedy pass alone): more passes
+that choose every code again, looking further ahead, for more of the candidates. Chosen on
+held-out BSDS500 test photos (results/effort.md, last section)."""
+
+
+def rd_search(effort: int) -> dict[str, int]:
+    """The keywords ``passes``, ``foresight`` and ``measured`` of :func:`rd_optimize` at an
+    effort (ValueError outside 0..9): :data:`RD_SEARCH`."""
+    effort_steps(effort)
+    return dict(zip(("passes", "foresight", "measured"), RD_SEARCH[effort], strict=True))
+
+
+def _rechoose(
+    q: ProductQuantizer,
+    coder: LayeredTokenCoder,
+    split: torch.Tensor,
+    cb: torch.Tensor,
+    tokens: np.ndarray,
+    codes: int,
+    lam: float,
+    candidates: int,
+    likely: int,
+    foresight: int,
+    measured: int,
+) -> None:
+    """One pass of iterated conditional modes over the coded codes of grid ``tokens``
+    [M, h, w] (changed in place) after the base layer, layer by layer in file order: each code
+    chosen again, given every other code, among its current codeword, the ``candidates``
+    nearest of what the group lacks without it and the ``likely`` most probable, by the exact
+    squared latent error its group is left with + lambda x (its bits + the bits of the codes
+    of the next ``foresight`` coded layers, which it conditions). Those are measured for the
+    ``measured`` best candidates by their own error and bits, each with that candidate at every
+    position at once (one entropy-model pass per layer), so a position's figure includes its
+    neighbours' changes: an estimate.
+    The base layer is left as it is: between its candidates the error differs tens of times
+    more than lambda x the bits.
+    ``split`` [G, N, d] and ``cb`` [M, K, d]: the latent and codebooks in the error's space."""
+    M = q.M
+    groups = q.code_groups
+    flat = tokens.reshape(M, -1)
+    left = split.clone()  # [G, N, d]: what the coded codes leave
+    for j in range(codes):
+        left[groups[j]] -= cb[j][torch.from_numpy(flat[j])]
+    layers = [g for g in range(1, len(coder.groups)) if coder.bounds[g] < codes]
+    for g in layers:
+        lo, hi = coder.bounds[g], min(coder.bounds[g + 1], codes)
+        logits = np.concatenate([band for _, band in coder.group_logit_bands(tokens, g)])
+        later = [k for k in layers if g < k <= g + foresight]
+        for j in range(lo, hi):
+            c = groups[j]
+            now = torch.from_numpy(flat[j].copy())
+            x = left[c] + cb[j][now]  # what group c lacks without code j
+            d2 = codeword_distances(x[None], cb[j][None])[0]  # [N, K], less |x|^2
+            bits = -torch.log_softmax(torch.from_numpy(logits[:, j - lo]).float(), -1) / math.log(2)
+            cand = [now[:, None], d2.topk(min(candidates, q.K), largest=False).indices]
+            if likely:
+                cand.append(bits.topk(likely, largest=False).indices)
+            cand = torch.cat(cand, 1)
+            cost = d2.gather(1, cand) + lam * bits.gather(1, cand)
+            if later:
+                best = cost.argsort(1)[:, :measured]
+                cand, cost = cand.gather(1, best), cost.gather(1, best)
+                for r in range(cand.shape[1]):
+                    flat[j] = cand[:, r].numpy()
+                    spent = sum(coder.layer_costs(tokens, k, codes).sum(0) for k in later)
+                    cost[:, r] += lam * torch.from_numpy(spent).float()
+                flat[j] = now.numpy()
+            pick = cand.gather(1, cost.argmin(1, keepdim=True))[:, 0]
+            left[c] = x - cb[j][pick]
+            flat[j] = pick.numpy()
 
 
 def _slope(

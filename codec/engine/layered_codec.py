@@ -25,7 +25,7 @@ from ..errors import CodecError
 from ..format import bitstream
 from ..format.checks import Rate
 from .api import ImageCodec, checked_images
-from .effort import effort_steps, rd_optimize
+from .effort import effort_steps, rd_optimize, rd_search
 
 DEFAULT_QUALITY = 30.0
 """The rate of a file when none is asked for: ``quality`` 30, i.e. 10.3 of the default model's
@@ -200,7 +200,14 @@ class LayeredImageCodec(ImageCodec):
                 first = self.plan(tokens, hw, rate, costs)
                 codes = first.m + bool(first.extra)
                 tokens = rd_optimize(
-                    q, self.tokens, z, codes, nearest=tokens, costs=costs[1], weights=self.latent_weights
+                    q,
+                    self.tokens,
+                    z,
+                    codes,
+                    nearest=tokens,
+                    costs=costs[1],
+                    weights=self.latent_weights,
+                    **rd_search(effort),
                 )
             if size is None:
                 out.append(self.pack_tokens(tokens, hw, self.plan(tokens, hw, rate)))

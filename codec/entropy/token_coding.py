@@ -324,15 +324,29 @@ class LayeredTokenCoder(TokenCoder):
         g0 = self.groups[0]
         _, base_bits = self.encode_tokens(tokens[:g0], estimate=True, portable=portable)
         costs = np.zeros((M, h * w))
-        flat = tokens.reshape(M, h * w)
         for g in range(1, len(self.groups)):
-            lo, hi = self.bounds[g], self.bounds[g + 1]
-            for rows, logits in self.group_logit_bands(tokens, g, portable):  # [rows * w, n, K]
-                pos = slice(rows.start * w, rows.stop * w)
-                sym = flat[lo:hi, pos].T.reshape(-1)
-                bits = symbol_bits(sym, logits.reshape(-1, self.K))
-                costs[lo:hi, pos] = bits.reshape(pos.stop - pos.start, hi - lo).T
+            costs[self.bounds[g] : self.bounds[g + 1]] = self.layer_costs(tokens, g, portable=portable)
         return base_bits, costs
+
+    def layer_costs(
+        self, tokens: np.ndarray, g: int, codes: int | None = None, portable: bool = True
+    ) -> np.ndarray:
+        """Bits float64 [n, h*w] at each position of ``tokens`` int64 [M, h, w] of the codes of
+        layer ``g >= 1`` that are among the grid's first ``codes`` (default: all of the layer's;
+        n: how many those are)."""
+        M, h, w = tokens.shape
+        lo, hi = self.bounds[g], self.bounds[g + 1]
+        n = hi - lo if codes is None else max(0, min(codes, hi) - lo)
+        flat = tokens.reshape(M, h * w)
+        costs = np.zeros((n, h * w))
+        if n == 0:
+            return costs
+        for rows, logits in self.group_logit_bands(tokens, g, portable):  # [rows * w, size_g, K]
+            pos = slice(rows.start * w, rows.stop * w)
+            sym = flat[lo : lo + n, pos].T.reshape(-1)
+            bits = symbol_bits(sym, np.ascontiguousarray(logits[:, :n]).reshape(-1, self.K))
+            costs[:, pos] = bits.reshape(pos.stop - pos.start, n).T
+        return costs
 
 
 def coded_tokens(tokens: np.ndarray, schedule: CodingSchedule, stages: int) -> np.ndarray:

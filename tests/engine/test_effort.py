@@ -13,11 +13,20 @@ from test_layered_codec import tiny_layered
 
 import codec
 from codec.demo import sample_image_path
-from codec.engine.effort import EFFORT_STEPS, effort_steps, latent_weights, rd_optimize, refine_tokens
+from codec.engine import effort as effort_module
+from codec.engine.effort import (
+    EFFORT_STEPS,
+    effort_steps,
+    latent_weights,
+    rd_optimize,
+    rd_search,
+    refine_tokens,
+)
 from codec.engine.layered_codec import RatePoint
 from codec.engine.loading import get_codec
 from codec.engine.registry import shipped_models
 from codec.entropy.range_coder import information_content
+from codec.models.quantizer import codeword_distances
 
 IMG = np.asarray(Image.open(sample_image_path()).convert("RGB"))[160:224, 300:396]  # 64 x 96
 
@@ -125,6 +134,50 @@ def test_a_code_is_chosen_for_the_error_its_groups_next_coded_stage_leaves():
     assert np.array_equal(t[1], nearest[1])  # group 1's next stage is not coded: the nearest
     t4 = rd_optimize(q, c.tokens, z, 3, factor=0.0, candidates=1, likely=0)  # no choice: the nearest
     assert np.array_equal(t4, nearest)
+
+
+def test_efforts_above_1_choose_the_codes_again_looking_further_ahead():
+    search = [rd_search(e) for e in range(10)]
+    assert search[1]["passes"] == 0 and all(s["passes"] >= 1 for s in search[2:])
+    for a, b in zip(search[1:], search[2:]):  # a higher effort never searches less
+        assert all(b[k] >= a[k] for k in a), (a, b)
+    with pytest.raises(ValueError, match="effort"):
+        rd_search(10)
+
+
+def test_choosing_again_with_foresight_lowers_the_points_error_plus_lambda_bits(monkeypatch):
+    """lambda fixed at ``factor`` (the image's slope set to 1): the pass lowers the objective
+    the greedy pass left, counted exactly over the whole point, and keeps the codes after the
+    point the nearest codewords of what is left."""
+    monkeypatch.setattr(effort_module, "_slope", lambda *args: 1.0)
+    c = tiny_layered(code_groups=[0, 1, 0, 2, 1, 2], groups=3)  # residual stages in every group
+    q = c.autoencoder.quantizer
+    img = np.asarray(Image.open(sample_image_path()).convert("RGB"))[96:224, 200:392]
+    z = c.encoder_latent(img)
+    split = q._split(z[None].float())  # [G, N, d]
+    cb = q.codebooks.float()
+    codes, lam = 5, 1.0
+
+    def objective(t: np.ndarray) -> float:
+        flat = torch.from_numpy(t.reshape(q.M, -1))
+        left = split.clone()
+        for j in range(codes):
+            left[q.code_groups[j]] -= cb[j][flat[j]]
+        return float(left.square().sum()) + lam * prefix_bits(c, t, codes)
+
+    greedy = rd_optimize(q, c.tokens, z, codes, factor=lam)
+    again = rd_optimize(q, c.tokens, z, codes, factor=lam, passes=1, foresight=3)
+    assert not np.array_equal(again[:codes], greedy[:codes])
+    blind = rd_optimize(q, c.tokens, z, codes, factor=lam, passes=1, foresight=0)
+    assert objective(again) < objective(blind) < objective(greedy)  # later layers' bits count
+    assert np.array_equal(again[0], greedy[0])  # the base layer is kept
+    flat = torch.from_numpy(again.reshape(q.M, -1))
+    left = split.clone()
+    for j in range(q.M):
+        g = q.code_groups[j]
+        if j >= codes:  # after the point: the nearest codeword of what is left
+            assert torch.equal(flat[j], codeword_distances(left[g][None], cb[j][None])[0].argmin(1))
+        left[g] -= cb[j][flat[j]]
 
 
 def test_latent_weights_measure_errors_where_the_decoder_feels_them():

@@ -209,6 +209,20 @@ def test_channel_logits_in_bands_are_those_of_the_whole_grid():
         np.testing.assert_array_equal(out, reference(img, m, extra))
 
 
+def test_layer_costs_are_what_each_layer_stream_takes():
+    img = image(4, h=64, w=80)
+    tok = tokens_of(img).numpy()
+    coder = CODEC.tokens
+    header, _ = bitstream.unpack(CODEC.pack_tokens(tok, img.shape[:2], RatePoint(6, 0)))
+    for g in (1, 2, 3):
+        lo, hi = coder.bounds[g], coder.bounds[g + 1]
+        bits = coder.layer_costs(tok, g)
+        assert bits.shape == (hi - lo, tok.shape[1] * tok.shape[2]) and np.all(bits > 0)
+        assert abs(bits.sum() / 8 - header.layer_bytes[g]) <= 4  # the range coder's few bytes
+        np.testing.assert_array_equal(coder.layer_costs(tok, g, lo + 1), bits[:1])  # codes < lo + 1
+        assert coder.layer_costs(tok, g, lo).shape == (0, bits.shape[1])
+
+
 def test_codecs_say_whether_they_are_layered():
     """The capability that callers branch on (no duck-typing on method names)."""
     from codec.engine.api import ImageCodec
