@@ -325,7 +325,7 @@ def _rechoose(
     The base layer is left as it is: between its candidates the error differs tens of times
     more than lambda x the bits.
     ``split`` [G, N, d] and ``cb`` [M, K, d]: the latent and codebooks in the error's space."""
-    M = q.M
+    M, w = q.M, tokens.shape[2]
     groups = q.code_groups
     flat = tokens.reshape(M, -1)
     left = split.clone()  # [G, N, d]: what the coded codes leave
@@ -334,30 +334,51 @@ def _rechoose(
     layers = [g for g in range(1, len(coder.groups)) if coder.bounds[g] < codes]
     for g in layers:
         lo, hi = coder.bounds[g], min(coder.bounds[g + 1], codes)
-        logits = np.concatenate([band for _, band in coder.group_logit_bands(tokens, g)])
         later = [k for k in layers if g < k <= g + foresight]
-        for j in range(lo, hi):
-            c = groups[j]
-            now = torch.from_numpy(flat[j].copy())
-            x = left[c] + cb[j][now]  # what group c lacks without code j
-            d2 = codeword_distances(x[None], cb[j][None])[0]  # [N, K], less |x|^2
-            bits = -torch.log_softmax(torch.from_numpy(logits[:, j - lo]).float(), -1) / math.log(2)
-            cand = [now[:, None], d2.topk(min(candidates, q.K), largest=False).indices]
-            if likely:
-                cand.append(bits.topk(likely, largest=False).indices)
-            cand = torch.cat(cand, 1)
-            cost = d2.gather(1, cand) + lam * bits.gather(1, cand)
-            if later:
-                best = cost.argsort(1)[:, :measured]
-                cand, cost = cand.gather(1, best), cost.gather(1, best)
-                for r in range(cand.shape[1]):
-                    flat[j] = cand[:, r].numpy()
-                    spent = sum(coder.layer_costs(tokens, k, codes).sum(0) for k in later)
-                    cost[:, r] += lam * torch.from_numpy(spent).float()
-                flat[j] = now.numpy()
-            pick = cand.gather(1, cost.argmin(1, keepdim=True))[:, 0]
-            left[c] = x - cb[j][pick]
-            flat[j] = pick.numpy()
+        for run in _runs_of_distinct_groups(groups[lo:hi], lo):
+            # Codes of distinct groups do not change each other's errors, and a layer's
+            # probabilities do not depend on its own codes: the run's candidates and their own
+            # costs come band by band (memory of one band), then each code is chosen in turn.
+            found: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {j: [] for j in run}
+            for rows, logits in coder.group_logit_bands(tokens, g):
+                at = slice(rows.start * w, rows.stop * w)
+                for j in run:
+                    now = torch.from_numpy(flat[j, at].copy())
+                    x = left[groups[j], at] + cb[j][now]  # what the group lacks without code j
+                    d2 = codeword_distances(x[None], cb[j][None])[0]  # [n, K], less |x|^2
+                    bits = -torch.log_softmax(torch.from_numpy(logits[:, j - lo]).float(), -1) / math.log(2)
+                    cand = [now[:, None], d2.topk(min(candidates, q.K), largest=False).indices]
+                    if likely:
+                        cand.append(bits.topk(likely, largest=False).indices)
+                    cand = torch.cat(cand, 1)
+                    found[j].append((cand, d2.gather(1, cand) + lam * bits.gather(1, cand)))
+            for j in run:
+                cand = torch.cat([c for c, _ in found[j]])
+                cost = torch.cat([e for _, e in found[j]])
+                if later:
+                    best = cost.argsort(1)[:, :measured]
+                    cand, cost = cand.gather(1, best), cost.gather(1, best)
+                    now = flat[j].copy()
+                    for r in range(cand.shape[1]):
+                        flat[j] = cand[:, r].numpy()
+                        spent = sum(coder.layer_costs(tokens, k, codes).sum(0) for k in later)
+                        cost[:, r] += lam * torch.from_numpy(spent).float()
+                    flat[j] = now
+                pick = cand.gather(1, cost.argmin(1, keepdim=True))[:, 0]
+                c = groups[j]
+                left[c] += cb[j][torch.from_numpy(flat[j])] - cb[j][pick]
+                flat[j] = pick.numpy()
+
+
+def _runs_of_distinct_groups(code_groups: list[int], first: int) -> list[list[int]]:
+    """Codes ``first, first + 1, ...`` (of groups ``code_groups``) cut into consecutive runs in
+    which no group appears twice."""
+    runs: list[list[int]] = [[]]
+    for j, g in enumerate(code_groups, first):
+        if any(code_groups[k - first] == g for k in runs[-1]):
+            runs.append([])
+        runs[-1].append(j)
+    return runs
 
 
 def _slope(

@@ -145,18 +145,23 @@ def test_efforts_above_1_choose_the_codes_again_looking_further_ahead():
         rd_search(10)
 
 
-def test_choosing_again_with_foresight_lowers_the_points_error_plus_lambda_bits(monkeypatch):
+@pytest.mark.parametrize(("code_groups", "codes"), [([0, 1, 0, 2, 1, 2], 5), ([0, 1, 2, 2, 0, 1], 6)])
+def test_choosing_again_with_foresight_lowers_the_points_error_plus_lambda_bits(
+    monkeypatch, code_groups, codes
+):
     """lambda fixed at ``factor`` (the image's slope set to 1): the pass lowers the objective
     the greedy pass left, counted exactly over the whole point, and keeps the codes after the
-    point the nearest codewords of what is left."""
+    point the nearest codewords of what is left. Residual stages in every group; in the second
+    model layer 2 (codes 2, 3) holds two stages of one group, which are chosen one after the
+    other."""
     monkeypatch.setattr(effort_module, "_slope", lambda *args: 1.0)
-    c = tiny_layered(code_groups=[0, 1, 0, 2, 1, 2], groups=3)  # residual stages in every group
+    c = tiny_layered(code_groups=code_groups, groups=3)
     q = c.autoencoder.quantizer
     img = np.asarray(Image.open(sample_image_path()).convert("RGB"))[96:224, 200:392]
     z = c.encoder_latent(img)
     split = q._split(z[None].float())  # [G, N, d]
     cb = q.codebooks.float()
-    codes, lam = 5, 1.0
+    lam = 1.0
 
     def objective(t: np.ndarray) -> float:
         flat = torch.from_numpy(t.reshape(q.M, -1))
