@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import torch
+from effort import psnr  # bench/effort.py
 
 from codec.bench.bdrate import bd_rate
 from codec.engine.effort import rd_optimize
@@ -26,10 +27,6 @@ from codec.engine.loading import load_codec
 from codec.engine.registry import resolve
 from codec.entropy.token_coding import RatePoint
 from codec.util.imageio import list_images, load_rgb
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    return float(10 * np.log10(255**2 / np.mean((a.astype(np.float64) - b) ** 2)))
 
 
 def main() -> None:

@@ -495,7 +495,7 @@ def _add_encode(sub: argparse._SubParsersAction) -> None:
         default=0,
         choices=range(10),
         metavar="0..9",
-        help="encode time for a better token grid, same decoder (0: fastest, default; 9: up to 25x slower)",
+        help="encode time for a better token grid, same decoder (0: fastest, default; 9: up to ~25x slower)",
     )
     rate = en.add_argument_group("rate control (nested models; at most one)")
     rate.add_argument("--bpp", type=float, help="target bits per pixel: the nearest file the model offers")
